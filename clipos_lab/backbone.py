@@ -1,0 +1,275 @@
+"""A frozen open_clip ViT that gives what CLIP-OS needs from one forward pass.
+
+For a batch of images: the global embedding, every patch token projected into the joint image-text space the
+same way the global token is (``ln_post`` then ``proj``), and the patch tokens of CLIP Surgery's value-value
+attention path over the last ``surgery_blocks`` blocks. For text: the model's own tokenizer and the pieces
+prompt learning needs (token embeddings, the text transformer, EOT pooling, projection), reached through the
+model's public modules, without patching open_clip.
+
+Sources of weights, tried in this order and never mixed:
+
+* ``checkpoint=path``: a local file (``.safetensors``, ``.pt``, ``.bin``); no hub access at all;
+* ``model="pocket"`` (the default): the pocket model shipped in ``assets/pocket``, checked against its sha256;
+* ``pretrained=tag``: an open_clip tag (e.g. ``"openai"``), from the hub cache or downloaded when online;
+* ``random_weights=True``: seeded random weights, for tests and speed benchmarks only.
+
+A model can also be given as a config JSON file (``config=path``): open_clip treats models as data.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+POCKET_ALIASES = ("pocket", "pocket-vit")
+
+
+class BackboneError(RuntimeError):
+    """A model that cannot be loaded or used, with what was tried and what to do."""
+
+
+class WeightsNotFoundError(BackboneError, FileNotFoundError):
+    """No weights could be found from any of the sources that were tried."""
+
+
+@dataclass
+class ImageFeatures:
+    """One batch's features in the joint space (not normalised): global ``(B, D)``, patches ``(B, N, D)``."""
+
+    global_: torch.Tensor
+    patches: torch.Tensor
+    surgery: torch.Tensor | None
+    grid: tuple[int, int]
+
+
+def _register_config(config: str | os.PathLike) -> str:
+    import open_clip
+
+    path = Path(config).expanduser()
+    if not path.is_file():
+        raise BackboneError(f"model config {path} does not exist: pass the path of an open_clip model JSON")
+    try:
+        json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise BackboneError(f"model config {path} is not valid JSON ({err})") from err
+    open_clip.add_model_config(path)
+    return path.stem
+
+
+class Backbone:
+    """A frozen open_clip ViT with patch tokens and the value-value path; see the module docstring."""
+
+    def __init__(self, model: torch.nn.Module, preprocess, tokenizer, name: str, weights_id: str,
+                 surgery_blocks: int | None = None, device: str | torch.device = "cpu"):
+        visual = getattr(model, "visual", None)
+        if visual is None or not hasattr(visual, "transformer") or not hasattr(visual, "conv1"):
+            kind = type(visual).__name__ if visual is not None else "no image tower"
+            raise BackboneError(
+                f"model {name!r} has a {kind} image tower without patch tokens; CLIP-OS needs an open_clip "
+                "VisionTransformer (e.g. ViT-B-16 or the pocket model)")
+        if getattr(visual, "attn_pool", None) is not None or getattr(visual, "pool_type", "tok") not in ("tok", "avg"):
+            raise BackboneError(f"model {name!r} pools image tokens with attention; only class-token or average "
+                                "pooling ViTs map patch tokens into the joint space")
+        self.model = model.eval().requires_grad_(False).to(device)
+        self.preprocess = preprocess
+        self.tokenizer = tokenizer
+        self.name = name
+        self.weights_id = weights_id
+        self.device = torch.device(device)
+        self._text_cache: dict[str, torch.Tensor] = {}
+        depth = len(visual.transformer.resblocks)
+        self.surgery_blocks = depth // 2 if surgery_blocks is None else int(surgery_blocks)
+        if not 0 <= self.surgery_blocks <= depth:
+            raise BackboneError(f"surgery_blocks={surgery_blocks} must be between 0 and the depth {depth}")
+
+    # ------------------------------------------------------------------------------------------------ loading
+    @classmethod
+    def load(cls, model: str = "pocket", pretrained: str | None = None, checkpoint: str | os.PathLike | None = None,
+             config: str | os.PathLike | None = None, random_weights: bool = False, seed: int = 0,
+             surgery_blocks: int | None = None, device: str = "cpu", cache_dir: str | None = None) -> "Backbone":
+        """Load a backbone; see the module docstring for the sources and their order."""
+        import open_clip
+
+        weights_id = None
+        if config is not None:
+            model = _register_config(config)
+        if model in POCKET_ALIASES and checkpoint is None and not random_weights:
+            from .pocket import POCKET_CONFIG, POCKET_NAME, POCKET_WEIGHTS, verify_pocket_weights
+
+            model = _register_config(POCKET_CONFIG)
+            digest = verify_pocket_weights()
+            checkpoint, weights_id = POCKET_WEIGHTS, f"{POCKET_NAME}:sha256:{digest}"
+        elif model in POCKET_ALIASES:
+            from .pocket import POCKET_CONFIG
+
+            model = _register_config(POCKET_CONFIG)
+        if open_clip.get_model_config(model) is None:
+            raise BackboneError(f"unknown model {model!r}: use an open_clip name (open_clip.list_models()), "
+                                "'pocket', or config=path/to/model.json")
+
+        if checkpoint is not None:
+            path = Path(checkpoint).expanduser()
+            if not path.is_file():
+                raise WeightsNotFoundError(
+                    f"checkpoint {path} for model {model!r} does not exist: pass the path of a local weights file")
+            stat = path.stat()
+            weights_id = weights_id or f"file:{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+            weights = str(path)
+        elif pretrained is not None:
+            weights, weights_id = pretrained, f"open_clip:{model}/{pretrained}"
+        elif random_weights:
+            weights, weights_id = None, f"random:seed{seed}"
+            torch.manual_seed(seed)
+        else:
+            raise WeightsNotFoundError(
+                f"no weights given for model {model!r}: pass pretrained=<tag> "
+                f"(tags: {open_clip.list_pretrained_tags_by_model(model) or 'none known'}), checkpoint=<file>, "
+                "or use model='pocket' (shipped, offline)")
+        try:
+            net, _, preprocess = open_clip.create_model_and_transforms(model, pretrained=weights, device=device,
+                                                                       cache_dir=cache_dir)
+        except Exception as err:  # open_clip raises RuntimeError / OSError / HF errors: name what was tried
+            if checkpoint is not None:
+                raise BackboneError(f"could not load checkpoint {checkpoint} into {model!r}: {err}") from err
+            raise WeightsNotFoundError(
+                f"could not load weights {model!r} pretrained={pretrained!r}: tried the open_clip / Hugging Face "
+                f"hub cache{f' in {cache_dir}' if cache_dir else ''} and a download ({type(err).__name__}: {err}). "
+                "Offline? Copy the weights file here and pass checkpoint=<file>, or use model='pocket'.") from err
+        tokenizer = open_clip.get_tokenizer(model)
+        return cls(net, preprocess, tokenizer, model, weights_id, surgery_blocks=surgery_blocks, device=device)
+
+    # --------------------------------------------------------------------------------------------- properties
+    @property
+    def visual(self):
+        return self.model.visual
+
+    @property
+    def embed_dim(self) -> int:
+        return int(self.visual.output_dim)
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        return tuple(int(g) for g in self.visual.grid_size)
+
+    @property
+    def image_size(self) -> int:
+        size = self.visual.image_size
+        return int(size[0] if isinstance(size, (tuple, list)) else size)
+
+    @property
+    def logit_scale(self) -> float:
+        return float(self.model.logit_scale.exp())
+
+    def preprocess_id(self) -> str:
+        """A stable description of the image transform: part of every feature cache key."""
+        return repr(self.preprocess)
+
+    # ------------------------------------------------------------------------------------------------ images
+    @torch.no_grad()
+    def encode_images(self, images: torch.Tensor, surgery: bool = True) -> ImageFeatures:
+        """Global, patch and (optionally) value-value patch features of preprocessed images ``(B, 3, S, S)``.
+
+        One pass through the ViT: blocks before the last ``surgery_blocks`` run as open_clip runs them; the last
+        ones are unrolled so the value-value attention reuses the block's own q/k/v projection. The surgery
+        stream starts from the hidden state entering those blocks and adds each block's v-v attention output,
+        skipping the MLP, as CLIP Surgery does.
+        """
+        visual = self.visual
+        images = images.to(self.device, dtype=visual.conv1.weight.dtype)
+        x = visual._embeds(images)
+        blocks = visual.transformer.resblocks
+        n_vv = self.surgery_blocks if surgery else 0
+        start = len(blocks) - n_vv
+        for block in blocks[:start]:
+            x = block(x)
+        vv = x.clone() if n_vv else None
+        for block in blocks[start:]:
+            x, vv_out = _block_with_value_value(block, x)
+            vv = vv + vv_out
+        tokens = visual.ln_post(x)
+        if getattr(visual, "pool_type", "tok") == "avg":
+            pooled = tokens[:, 1:].mean(1)
+        else:
+            pooled = tokens[:, 0]
+        proj = visual.proj
+        patches = tokens[:, 1:] @ proj if proj is not None else tokens[:, 1:]
+        global_ = pooled @ proj if proj is not None else pooled
+        surgery_tokens = None
+        if vv is not None:
+            surgery_tokens = visual.ln_post(vv[:, 1:])
+            surgery_tokens = surgery_tokens @ proj if proj is not None else surgery_tokens
+        grid = (images.shape[-2] // visual.patch_size[0], images.shape[-1] // visual.patch_size[1])
+        return ImageFeatures(global_.float(), patches.float(), None if surgery_tokens is None else
+                             surgery_tokens.float(), grid)
+
+    # -------------------------------------------------------------------------------------------------- text
+    def _text_tower(self):
+        return getattr(self.model, "text", self.model)
+
+    def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
+        return self.tokenizer(list(texts)).to(self.device)
+
+    def token_embedding(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Word embeddings ``(T, L, W)`` of token ids, the input space learnable prompts live in."""
+        return self._text_tower().token_embedding(tokens)
+
+    def encode_text_embeddings(self, embeddings: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """Text features from word embeddings (e.g. with learned context vectors spliced in).
+
+        ``tokens`` gives the sequence whose end-of-text position is pooled (argmax of the ids for CLIP's
+        tokenizer), so prompts that replace placeholder words keep the tokenizer's EOT position.
+        Gradients flow to ``embeddings``; the tower's weights stay frozen.
+        """
+        from open_clip.transformer import text_global_pool
+
+        tower = self._text_tower()
+        x = embeddings + tower.positional_embedding[: embeddings.shape[1]].to(embeddings.dtype)
+        mask = tower.attn_mask
+        if mask is not None:
+            mask = mask[: x.shape[1], : x.shape[1]]
+        x = tower.transformer(x, attn_mask=mask)
+        x = tower.ln_final(x)
+        pool_type = getattr(tower, "text_pool_type", getattr(tower, "pool_type", "argmax"))
+        eos = getattr(tower, "text_eos_id", getattr(tower, "eos_id", None))
+        x = text_global_pool(x, tokens, pool_type, eos_token_id=eos)
+        projection = tower.text_projection
+        if projection is None:
+            return x
+        return projection(x) if isinstance(projection, torch.nn.Linear) else x @ projection
+
+    @torch.no_grad()
+    def encode_text(self, texts: Sequence[str], normalize: bool = True, batch_size: int = 256) -> torch.Tensor:
+        """Text features ``(T, D)`` of plain strings, with the model's own tokenizer; cached per string."""
+        texts = list(texts)
+        todo = list(dict.fromkeys(t for t in texts if t not in self._text_cache))
+        for start in range(0, len(todo), batch_size):
+            chunk = todo[start: start + batch_size]
+            self._text_cache.update(zip(chunk, self.model.encode_text(self.tokenize(chunk)).float().cpu()))
+        if not texts:
+            return torch.empty(0, self.embed_dim)
+        features = torch.stack([self._text_cache[t] for t in texts])
+        return F.normalize(features, dim=-1) if normalize else features
+
+
+def _block_with_value_value(block, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One ViT block's normal output and its value-value attention output, from one q/k/v projection."""
+    attn = block.attn
+    if not isinstance(attn, torch.nn.MultiheadAttention):
+        raise BackboneError(f"unsupported attention module {type(attn).__name__} for the value-value path")
+    b, n, c = x.shape
+    heads = attn.num_heads
+    h = block.ln_1(x)
+    qkv = F.linear(h, attn.in_proj_weight, attn.in_proj_bias)
+    q, k, v = (t.reshape(b, n, heads, c // heads).transpose(1, 2) for t in qkv.chunk(3, dim=-1))
+    both = F.scaled_dot_product_attention(torch.cat([q, v]), torch.cat([k, v]), torch.cat([v, v]))
+    both = attn.out_proj(both.transpose(1, 2).reshape(2 * b, n, c))
+    out, vv_out = both[:b], both[b:]
+    x = x + block.ls_1(out)
+    x = x + block.ls_2(block.mlp(block.ln_2(x)))
+    return x, vv_out

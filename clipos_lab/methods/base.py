@@ -1,0 +1,61 @@
+"""The interface every method shares: ``fit`` on few-shot features, then ``score`` and ``predict`` on a bank.
+
+Like scikit-learn estimators, parameters are set in ``__init__``, ``fit`` returns ``self`` and fitted state ends
+with ``_``. Like pytorch-ood detectors, methods work on cached features (a :class:`FeatureBank`), never on
+pixels, so every image is encoded once. ``score`` returns every score a method can give, keyed by name
+(``"MCM"``, ``"GL-MCM"``, ``"1-p(unknown)"``); higher always means more in-distribution.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .. import scores as S
+
+
+class NotFittedError(RuntimeError):
+    pass
+
+
+class Method:
+    """Base class: subclasses set ``text_`` (class embeddings, C x D) and ``scale_`` in ``fit``."""
+
+    name = "method"
+    default_score = "MCM"
+    gl_lambda = 0.5
+
+    def fit(self, backbone, train=None, classnames: Sequence[str] | None = None) -> "Method":
+        raise NotImplementedError
+
+    # subclasses with a learned unknown class override these two
+    @property
+    def n_id_(self) -> int:
+        return len(self.classnames_)
+
+    def _check_fitted(self):
+        if not hasattr(self, "text_"):
+            raise NotFittedError(f"{self.name} is not fitted: call fit(backbone, train_bank) first")
+
+    def logits(self, features: torch.Tensor) -> torch.Tensor:
+        self._check_fitted()
+        return S.cosine_logits(features, self.text_, self.scale_)
+
+    def score(self, bank) -> dict[str, np.ndarray]:
+        """Every score this method gives for each image of ``bank`` (higher = more ID)."""
+        self._check_fitted()
+        logits = self.logits(bank.global_)
+        out = {"MCM": S.mcm(logits, self.n_id_)}
+        if bank.patches is not None:
+            local = S.patch_logits_chunked(bank.patches, self.text_, self.scale_,
+                                           lambda lg: S.local_mcm(lg, self.n_id_))
+            out["GL-MCM"] = out["MCM"] + self.gl_lambda * local
+        if self.text_.shape[0] > self.n_id_:
+            out["1-p(unknown)"] = S.unknown_score(logits)
+        return {k: v.numpy() for k, v in out.items()}
+
+    def predict(self, bank) -> np.ndarray:
+        """The ID class of each image (the unknown class, if any, is not a candidate)."""
+        return self.logits(bank.global_)[:, : self.n_id_].argmax(-1).numpy()

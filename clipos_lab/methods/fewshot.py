@@ -1,0 +1,147 @@
+"""Few-shot prompt-learning methods on cached features: CoOp, LoCoOp and CLIP-OS, through one code path.
+
+They differ only in switches, so a comparison measures the switches and nothing else:
+
+============  ========  ===========  ============================  ===========  =====
+method        unknown   synthesis    ID-relevant rule              PUC k        gamma
+============  ========  ===========  ============================  ===========  =====
+CoOp          no        no           (none)                        (none)       0
+LoCoOp        no        no           top-k                         1            0.25
+CLIP-OS       yes       yes          surgery discrepancy           3            0
+============  ========  ===========  ============================  ===========  =====
+
+Every CLIP-OS stage can be switched off for ablations: ``puc_k=1`` (no PUC), ``rule="topk"`` (no
+surgery-discrepancy), ``synthesis=False`` (no outliers), ``unknown=False`` (no unknown class: synthesised outliers
+then get LoCoOp's entropy maximisation instead of a class of their own).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import torch
+
+from .. import relevance as R
+from .. import synthesis as Y
+from ..prompts import PromptConfig, PromptLearner, TrainingData, train_prompts
+from .base import Method
+from .zeroshot import DEFAULT_TEMPLATES, class_embeddings
+
+
+class PromptMethod(Method):
+    """A prompt learner trained on a few-shot FeatureBank; see the module docstring for the switches."""
+
+    name = "prompt"
+
+    def __init__(self, prompt: PromptConfig | None = None, unknown: bool = False, synthesis: bool = False,
+                 rule: str = "discrepancy", puc_k: int = 3, top_k: int | None = None, beta: float = 1.0,
+                 gamma: float = 0.0, alpha: float = 2.0, synthesis_mode: str = "feature",
+                 n_outliers: int | None = None, filter_threshold: float | None = None, rho_min: float = 0.1,
+                 rho_max: float = 0.9, default_score: str = "MCM", seed: int = 0):
+        self.prompt = prompt or PromptConfig()
+        self.unknown, self.synthesis, self.rule, self.puc_k, self.top_k = unknown, synthesis, rule, puc_k, top_k
+        self.beta, self.gamma, self.alpha, self.synthesis_mode = beta, gamma, alpha, synthesis_mode
+        self.n_outliers, self.filter_threshold = n_outliers, filter_threshold
+        self.rho_min, self.rho_max = rho_min, rho_max
+        self.default_score = default_score
+        self.seed = seed
+
+    @property
+    def n_id_(self) -> int:
+        return len(self.classnames_)
+
+    def _relevance(self, backbone, train):
+        zero_shot_text = class_embeddings(backbone, train.classnames, DEFAULT_TEMPLATES)
+        if self.rule == "topk":
+            return R.relevance(train, zero_shot_text, rule="topk", k=self.puc_k, top_k=self.top_k)
+        return R.relevance(train, zero_shot_text, rule=self.rule, k=self.puc_k, rho_min=self.rho_min,
+                           rho_max=self.rho_max)
+
+    def fit(self, backbone, train=None, classnames=None) -> "PromptMethod":
+        if train is None or len(train) == 0:
+            raise ValueError(f"{self.name} needs a few-shot FeatureBank to train on")
+        self.classnames_ = list(train.classnames)
+        cfg = replace(self.prompt, seed=self.seed)
+        needs_patches = self.synthesis or self.gamma > 0
+        rel = self._relevance(backbone, train) if needs_patches else None
+        self.relevance_ = rel
+        outliers_fn, irrelevant = None, None
+        entropy_on_outliers = self.synthesis and not self.unknown
+        if self.synthesis:
+            n_out = self.n_outliers or Y.default_n_outliers(len(train))
+            filter_fn = None
+            if self.filter_threshold is not None:
+                filter_fn = Y.confidence_filter(class_embeddings(backbone, train.classnames, DEFAULT_TEMPLATES),
+                                                threshold=self.filter_threshold, scale=backbone.logit_scale)
+
+            def outliers_fn(epoch: int) -> torch.Tensor:
+                return Y.synthesize(rel.relevant_features, train.labels, n_out, alpha=self.alpha,
+                                    seed=self.seed * 100_003 + epoch, mode=self.synthesis_mode,
+                                    patches=rel.puc_patches, masks=rel.mask, filter_fn=filter_fn).features
+            self.outliers_ = outliers_fn(0)
+        if self.gamma > 0:
+            irrelevant = rel.puc_patches[~rel.mask]
+        data = TrainingData(train.global_, train.labels,
+                            outliers=None if entropy_on_outliers else outliers_fn,
+                            irrelevant_patches=irrelevant)
+        gamma = self.gamma
+        if entropy_on_outliers:  # no unknown class: outliers should be uncertain among the ID classes
+            data.irrelevant_patches = outliers_fn(0) if irrelevant is None else torch.cat([irrelevant, outliers_fn(0)])
+            gamma = gamma or self.beta
+        self.learner_ = PromptLearner(backbone, self.classnames_, cfg.n_ctx, cfg.ctx_init, unknown=self.unknown,
+                                      seed=self.seed)
+        self.history_ = train_prompts(self.learner_, data, cfg, beta=self.beta if self.unknown else 0.0,
+                                      gamma=gamma)
+        with torch.no_grad():
+            self.text_ = self.learner_()
+        self.scale_ = backbone.logit_scale
+        return self
+
+    def save(self, path) -> None:
+        """Save the learned prompts (safetensors); reload with :meth:`load` to score without retraining."""
+        self._check_fitted()
+        self.learner_.save(path, extra={"method": self.name, "default_score": self.default_score})
+
+    @classmethod
+    def load(cls, path, backbone) -> "PromptMethod":
+        learner = PromptLearner.load(path, backbone)
+        method = cls(unknown=learner.has_unknown, default_score=learner.extra.get("default_score", "MCM"))
+        method.learner_, method.classnames_ = learner, learner.classnames
+        with torch.no_grad():
+            method.text_ = learner()
+        method.scale_ = backbone.logit_scale
+        return method
+
+
+class CoOp(PromptMethod):
+    """Learnable context, cross-entropy on the few-shot ID images only."""
+
+    name = "CoOp"
+
+    def __init__(self, prompt: PromptConfig | None = None, seed: int = 0, **kwargs):
+        super().__init__(prompt, unknown=False, synthesis=False, gamma=0.0, seed=seed, **kwargs)
+
+
+class LoCoOp(PromptMethod):
+    """CoOp + entropy maximisation over ID classes on ID-irrelevant patches (top-k rule, no PUC)."""
+
+    name = "LoCoOp"
+
+    def __init__(self, prompt: PromptConfig | None = None, gamma: float = 0.25, top_k: int | None = None,
+                 seed: int = 0, **kwargs):
+        kwargs.setdefault("puc_k", 1)
+        super().__init__(prompt, unknown=False, synthesis=False, rule="topk", top_k=top_k, gamma=gamma,
+                         seed=seed, **kwargs)
+
+
+class CLIPOS(PromptMethod):
+    """CLIP-OS: PUC, surgery-discrepancy separation, cross-class outlier synthesis, unknown-aware prompts."""
+
+    name = "CLIP-OS"
+
+    def __init__(self, prompt: PromptConfig | None = None, seed: int = 0, **kwargs):
+        kwargs.setdefault("unknown", True)
+        kwargs.setdefault("synthesis", True)
+        kwargs.setdefault("rule", "discrepancy")
+        kwargs.setdefault("puc_k", 3)
+        super().__init__(prompt, seed=seed, **kwargs)

@@ -1,0 +1,354 @@
+"""Training the pocket CLIP: a small open_clip ViT that learns the pocket world on a 2-core CPU.
+
+Why this recipe (each piece was kept because a naive contrastive run on 12-16 shapes stayed near chance):
+
+* **Multi-positive contrastive loss.** Captions state a subset of attributes ("a photo of a star" says nothing
+  about colour), so every image that satisfies a caption's constraints is a positive of that caption, not a
+  negative. Identical captions are merged first, so each batch encodes only its distinct texts.
+* **Auxiliary attribute heads** (shape, colour, background, size) on the image embedding give the image tower
+  a direct, dense-in-labels signal from step one; they are dropped from the shipped model.
+* **Dense patch-text alignment.** Each projected patch token is classified against the text embeddings of
+  "a photo of a {shape}." (patches on the object) and "a photo of a {texture} background." (the rest). Patch
+  tokens then live in the joint space the way CLIP-OS needs them, and relevance maps are spatial.
+* **Curriculum.** ``difficulty`` ramps from an easy world (large, upright shapes on plain or gradient
+  backgrounds) to the full world over ``curriculum_steps``: the tiny ViT first learns what a shape is.
+* **AdamW with warm-up and cosine decay**, a learning rate high enough for a from-scratch ViT (1e-3).
+
+Every batch is a pure function of ``(seed, step)``, and a checkpoint holds model, optimiser and log, so a run
+interrupted at any step and resumed continues exactly the same run.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from . import world as W
+from .atomic import atomic_path
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+POCKET_DIR = ASSETS / "pocket"
+POCKET_NAME = "pocket-vit"
+POCKET_CONFIG = POCKET_DIR / f"{POCKET_NAME}.json"
+POCKET_WEIGHTS = POCKET_DIR / f"{POCKET_NAME}.safetensors"
+POCKET_SHA256 = POCKET_DIR / f"{POCKET_NAME}.safetensors.sha256"
+POCKET_LOG = POCKET_DIR / "training_log.csv"
+MEAN = (0.48145466, 0.4578275, 0.40821073)  # open_clip's OpenAI normalisation, which the pocket model uses too
+STD = (0.26862954, 0.26130258, 0.27577711)
+TRAIN_STREAM, VAL_STREAM = 1, 2  # world seeds are (stream, seed): training and validation never overlap
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of a pocket training run; stored in the checkpoint so a resume cannot silently change it."""
+
+    model_config: str = str(POCKET_CONFIG)
+    steps: int = 3600
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_steps: int = 150
+    curriculum_steps: int = 800
+    background_fraction: float = 0.1
+    clutter_fraction: float = 0.05
+    aux_weight: float = 1.0
+    dense_weight: float = 0.5
+    eval_every: int = 200
+    eval_images: int = 360
+    checkpoint_every: int = 100
+    seed: int = 0
+    threads: int = 0  # 0 keeps torch's default
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown training options {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**values)
+
+
+def build_model(config_path: str | os.PathLike, seed: int = 0):
+    """An open_clip CLIP built from a model config JSON, with seeded random weights."""
+    from open_clip.model import CLIP
+
+    cfg = json.loads(Path(config_path).read_text())
+    torch.manual_seed(seed)
+    return CLIP(**cfg)
+
+
+def images_to_tensor(images: np.ndarray) -> torch.Tensor:
+    """uint8 ``(B, S, S, 3)`` -> normalised float ``(B, 3, S, S)``, exactly what the open_clip transform gives."""
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255.0)
+    mean = torch.tensor(MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(STD).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+class AuxHeads(torch.nn.Module):
+    """Attribute classifiers on the image embedding, used only during training."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.shape = torch.nn.Linear(dim, len(W.SHAPES) + 1)  # + "no single object"
+        self.colour = torch.nn.Linear(dim, len(W.COLOURS) + 1)
+        self.background = torch.nn.Linear(dim, len(W.BACKGROUNDS))
+        self.size = torch.nn.Linear(dim, len(W.SIZES) + 1)
+
+
+def _labels(scenes: list[W.Scene]) -> dict[str, torch.Tensor]:
+    none_shape, none_colour, none_size = len(W.SHAPES), len(W.COLOURS), len(W.SIZES)
+    shapes, colours, bgs, sizes = [], [], [], []
+    colour_names, size_names, bg_names = list(W.COLOURS), list(W.SIZES), list(W.BACKGROUNDS)
+    for s in scenes:
+        obj = s.objects[0] if s.kind == "object" else None
+        shapes.append(W.SHAPES.index(obj.shape) if obj else none_shape)
+        colours.append(colour_names.index(obj.colour) if obj else none_colour)
+        sizes.append(size_names.index(obj.size) if obj else none_size)
+        bgs.append(bg_names.index(s.background))
+    return {k: torch.tensor(v) for k, v in
+            dict(shape=shapes, colour=colours, background=bgs, size=sizes).items()}
+
+
+def class_prompts() -> list[str]:
+    """The dense loss's vocabulary: one prompt per shape, then one per background texture."""
+    return ([f"a photo of a {s}." for s in W.SHAPES]
+            + [f"a photo of a {w} background." for w in W.BACKGROUNDS.values()])
+
+
+def make_batch(world: W.World, seed: int, step: int, cfg: TrainConfig, grid: int):
+    """The training batch of ``step``: images, scenes, captions with constraints, and per-patch dense labels."""
+    rng = np.random.default_rng([seed, TRAIN_STREAM, step])
+    difficulty = min(1.0, step / max(1, cfg.curriculum_steps))
+    kinds = rng.choice(["object", "background", "clutter"], size=cfg.batch_size,
+                       p=[1 - cfg.background_fraction - cfg.clutter_fraction, cfg.background_fraction,
+                          cfg.clutter_fraction])
+    images, scenes, dense = [], [], []
+    n_shapes = len(W.SHAPES)
+    bg_names = list(W.BACKGROUNDS)
+    for j, kind in enumerate(kinds):
+        img, scene, cover = world.render(seed * 1_000_003 + TRAIN_STREAM, step * cfg.batch_size + j, kind=str(kind),
+                                         difficulty=difficulty, return_mask=True)
+        images.append(img)
+        scenes.append(scene)
+        patch_cover = cover.reshape(grid, cover.shape[0] // grid, grid, -1).mean(axis=(1, 3))
+        bg_label = n_shapes + bg_names.index(scene.background)
+        if scene.kind == "object":
+            label = np.where(patch_cover > 0.35, W.SHAPES.index(scene.shape), bg_label)
+        else:  # clutter objects are too small to label per patch: keep only clear background patches
+            label = np.where(patch_cover < 0.05, bg_label, -100)
+        dense.append(label.reshape(-1))
+    captions = [W.caption(s, rng) for s in scenes]
+    return np.stack(images), scenes, captions, torch.from_numpy(np.stack(dense)).long(), difficulty
+
+
+def multi_positive_loss(image_emb, text_emb, positives, logit_scale):
+    """Symmetric contrastive loss where every positive pair of ``positives`` (B_img x B_txt, bool) counts."""
+    logits = logit_scale * image_emb @ text_emb.T
+    target_i = positives.float() / positives.sum(1, keepdim=True)
+    target_t = positives.T.float() / positives.T.sum(1, keepdim=True)
+    loss_i = -(target_i * logits.log_softmax(1)).sum(1).mean()
+    loss_t = -(target_t * logits.T.log_softmax(1)).sum(1).mean()
+    return (loss_i + loss_t) / 2
+
+
+def encode_patches(model, images: torch.Tensor):
+    """Global embedding and projected patch tokens of the raw open_clip forward (tokens through ln_post + proj)."""
+    visual = model.visual
+    x = visual._embeds(images)
+    x = visual.transformer(x)
+    x = visual.ln_post(x)
+    x = x @ visual.proj
+    return x[:, 0], x[:, 1:]
+
+
+@torch.no_grad()
+def zero_shot_top1(model, tokenizer, seed: int, n_images: int, image_size: int, batch: int = 120) -> tuple[float, np.ndarray]:
+    """Top-1 of "a photo of a {shape}." over all shapes on fresh validation images, and the confusion matrix."""
+    model.eval()
+    world = W.World(image_size)
+    text = F.normalize(model.encode_text(tokenizer([f"a photo of a {s}." for s in W.SHAPES])), dim=-1)
+    confusion = np.zeros((len(W.SHAPES), len(W.SHAPES)), dtype=int)
+    for start in range(0, n_images, batch):
+        idx = range(start, min(n_images, start + batch))
+        shapes = [W.SHAPES[i % len(W.SHAPES)] for i in idx]
+        imgs = np.stack([world.render(seed, i, shape=s)[0] for i, s in zip(idx, shapes)])
+        emb = F.normalize(model.encode_image(images_to_tensor(imgs)), dim=-1)
+        pred = (emb @ text.T).argmax(1).numpy()
+        for s, p in zip(shapes, pred):
+            confusion[W.SHAPES.index(s), p] += 1
+    model.train()
+    return float(np.trace(confusion) / confusion.sum()), confusion
+
+
+def _lr_at(step: int, cfg: TrainConfig) -> float:
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def train(out_dir: str | os.PathLike, cfg: TrainConfig | None = None, progress: bool = True,
+          max_steps_this_sitting: int | None = None) -> dict:
+    """Train (or resume) a pocket model in ``out_dir``; returns the final log row.
+
+    ``out_dir/checkpoint.pt`` is written every ``checkpoint_every`` steps; calling again with the same folder
+    resumes from it (the stored config wins, so a resume cannot change the run). ``max_steps_this_sitting``
+    stops early on purpose, to spread one run over several sittings.
+    """
+    from open_clip.tokenizer import tokenize
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out / "checkpoint.pt"
+    state = torch.load(ckpt_path, map_location="cpu", weights_only=False) if ckpt_path.exists() else None
+    if state is not None:
+        cfg = TrainConfig.from_dict(state["config"])
+    cfg = cfg or TrainConfig()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+
+    model = build_model(cfg.model_config, cfg.seed)
+    context_length = model.context_length
+    tokenizer = lambda texts: tokenize(texts, context_length=context_length)  # noqa: E731
+    heads = AuxHeads(model.visual.output_dim)
+    params = list(model.parameters()) + list(heads.parameters())
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
+    optim = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                               {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+    log: list[dict] = []
+    step = 0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        heads.load_state_dict(state["heads"])
+        optim.load_state_dict(state["optim"])
+        log, step = state["log"], state["step"]
+
+    image_size = model.visual.image_size[0] if isinstance(model.visual.image_size, tuple) else model.visual.image_size
+    grid = model.visual.grid_size[0]
+    world = W.World(image_size)
+    prompt_tokens = tokenizer(class_prompts())
+    token_cache: dict[str, torch.Tensor] = {}
+    stop_at = cfg.steps if max_steps_this_sitting is None else min(cfg.steps, step + max_steps_this_sitting)
+    bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc="pocket train")
+    t_start = time.time() - (log[-1]["elapsed_s"] if log else 0.0)
+    model.train()
+    while step < stop_at:
+        images, scenes, captions, dense_labels, difficulty = make_batch(world, cfg.seed, step, cfg, grid)
+        texts = sorted({c for c, _ in captions})
+        constraints = {c: k for c, k in captions}
+        positives = torch.tensor([[W.matches(constraints[t], s) for t in texts] for s in scenes])
+        missing = [t for t in texts if t not in token_cache]
+        if missing:
+            token_cache.update(zip(missing, tokenizer(missing)))
+        tokens = torch.stack([token_cache[t] for t in texts])
+
+        for group in optim.param_groups:
+            group["lr"] = _lr_at(step, cfg)
+        x = images_to_tensor(images)
+        global_emb, patch_emb = encode_patches(model, x)
+        image_emb = F.normalize(global_emb, dim=-1)
+        text_all = F.normalize(model.encode_text(torch.cat([tokens, prompt_tokens])), dim=-1)
+        text_emb, prompt_emb = text_all[: len(texts)], text_all[len(texts):]
+        scale = model.logit_scale.exp().clamp(max=100)
+        loss_clip = multi_positive_loss(image_emb, text_emb, positives, scale)
+        labels = _labels(scenes)
+        loss_aux = sum(F.cross_entropy(getattr(heads, k)(image_emb * 10), v) for k, v in labels.items()) / 4
+        dense_logits = scale * F.normalize(patch_emb, dim=-1) @ prompt_emb.T
+        loss_dense = F.cross_entropy(dense_logits.reshape(-1, dense_logits.shape[-1]), dense_labels.reshape(-1),
+                                     ignore_index=-100)
+        loss = loss_clip + cfg.aux_weight * loss_aux + cfg.dense_weight * loss_dense
+        optim.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optim.step()
+        step += 1
+        bar.update(1)
+        row = {"step": step, "loss": loss.item(), "loss_clip": loss_clip.item(), "loss_aux": loss_aux.item(),
+               "loss_dense": loss_dense.item(), "lr": optim.param_groups[0]["lr"], "difficulty": difficulty,
+               "logit_scale": float(scale), "val_top1": "", "elapsed_s": time.time() - t_start}
+        if step % cfg.eval_every == 0 or step == cfg.steps:
+            row["val_top1"], _ = zero_shot_top1(model, tokenizer, cfg.seed * 1_000_003 + VAL_STREAM,
+                                                cfg.eval_images, image_size)
+        log.append(row)
+        bar.set_postfix(loss=f"{row['loss']:.3f}", top1=row["val_top1"] or "-")
+        if step % cfg.checkpoint_every == 0 or step == stop_at:
+            with atomic_path(ckpt_path) as tmp:
+                torch.save({"model": model.state_dict(), "heads": heads.state_dict(), "optim": optim.state_dict(),
+                            "step": step, "log": log, "config": asdict(cfg)}, tmp)
+            write_log(log, out / "training_log.csv")
+    bar.close()
+    return log[-1] if log else {}
+
+
+def write_log(log: list[dict], path: str | os.PathLike) -> None:
+    """The training log as CSV (one row per step), written atomically."""
+    if not log:
+        return
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(log[0]))
+            writer.writeheader()
+            writer.writerows(log)
+
+
+def export(out_dir: str | os.PathLike, weights_path: str | os.PathLike = POCKET_WEIGHTS) -> str:
+    """Write the trained model (heads dropped) as float16 safetensors plus its sha256; returns the digest."""
+    from safetensors.torch import save_file
+
+    state = torch.load(Path(out_dir) / "checkpoint.pt", map_location="cpu", weights_only=False)
+    tensors = {k: v.detach().to(torch.float16).contiguous() if v.is_floating_point() else v.contiguous()
+               for k, v in state["model"].items()}
+    weights_path = Path(weights_path)
+    with atomic_path(weights_path) as tmp:
+        save_file(tensors, str(tmp), metadata={"format": "pt", "model": POCKET_NAME,
+                                               "steps": str(state["step"])})
+    digest = sha256_of(weights_path)
+    with atomic_path(weights_path.with_name(weights_path.name + ".sha256")) as tmp:
+        Path(tmp).write_text(f"{digest}  {weights_path.name}\n")
+    write_log(state["log"], weights_path.parent / "training_log.csv")
+    return digest
+
+
+def verify_pocket_weights(weights_path: str | os.PathLike = POCKET_WEIGHTS) -> str:
+    """Check the shipped weights against their recorded sha256; returns the digest.
+
+    Raises a clear error when the file is missing (e.g. a clone without it) or altered (e.g. a git-lfs pointer
+    or a partial copy), rather than letting a broken model draw noise.
+    """
+    from .backbone import BackboneError, WeightsNotFoundError
+
+    weights_path = Path(weights_path)
+    sha_path = weights_path.with_name(weights_path.name + ".sha256")
+    if not weights_path.is_file():
+        raise WeightsNotFoundError(f"pocket model weights {weights_path} are missing: restore them from the "
+                                   "repository (git checkout -- assets/pocket) or retrain with "
+                                   "`python -m clipos_lab pocket train`")
+    if not sha_path.is_file():
+        raise BackboneError(f"checksum file {sha_path} is missing: restore it from the repository")
+    expected = sha_path.read_text().split()[0]
+    actual = sha256_of(weights_path)
+    if actual != expected:
+        raise BackboneError(f"pocket model weights {weights_path} do not match their checksum ({actual[:12]}... != "
+                            f"{expected[:12]}...): the file is corrupt or was changed; restore it from the repository")
+    return actual
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

@@ -1,0 +1,214 @@
+"""Learnable prompts (CoOp-style context, optional *unknown* class) trained on cached features only.
+
+The prompt of class k is ``[SOS] ctx_1 ... ctx_n  <class name tokens> . [EOS]``: the ``n_ctx`` context vectors
+are shared by all classes and are the only trainable word embeddings. With ``unknown=True`` one more prompt,
+``ctx_1 ... ctx_n  u .``, has a learnable token ``u`` and becomes class K + 1. Both towers stay frozen; only
+the prompt parameters get gradients, and the image side is read from a FeatureBank, so training never runs the
+image encoder.
+
+The loss (CLIP-OS, section 3 of CLIP-OS.md): cross-entropy of ID features to their class; ``beta`` x
+cross-entropy of synthesised outliers to *unknown*; ``gamma`` x LoCoOp's entropy maximisation over the ID
+classes on ID-irrelevant patches. CoOp is ``beta = gamma = 0`` without unknown; LoCoOp is CoOp with ``gamma``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .atomic import atomic_path
+
+PLACEHOLDER = "X"
+
+
+@dataclass
+class PromptConfig:
+    """Prompt-learning hyper-parameters; defaults follow LoCoOp's ViT-B/16 config where CLIP-OS is silent."""
+
+    n_ctx: int = 16
+    ctx_init: str = "a photo of a"
+    epochs: int = 50
+    batch_size: int = 32
+    lr: float = 0.002
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    min_steps: int = 0  # few-shot sets of a handful of images give one step per epoch; this sets a floor
+    seed: int = 0
+    progress: bool = True
+
+
+class PromptLearner(torch.nn.Module):
+    """Context vectors (+ optional unknown token) spliced into the frozen token embeddings of class prompts."""
+
+    def __init__(self, backbone, classnames: Sequence[str], n_ctx: int = 16, ctx_init: str = "a photo of a",
+                 unknown: bool = False, seed: int = 0):
+        super().__init__()
+        if n_ctx < 1:
+            raise ValueError(f"n_ctx={n_ctx} must be at least 1")
+        self.backbone = backbone
+        self.classnames = list(classnames)
+        self.n_ctx = n_ctx
+        self.has_unknown = unknown
+        self.ctx_init = ctx_init
+        placeholder = " ".join([PLACEHOLDER] * n_ctx)
+        prompts = [f"{placeholder} {name}." for name in self.classnames]
+        if unknown:
+            prompts.append(f"{placeholder} {PLACEHOLDER}.")
+        tokens = backbone.tokenize(prompts)
+        eot = tokens.argmax(-1)
+        period = int(backbone.tokenize(["."])[0, 1])
+        truncated = tokens[torch.arange(len(tokens)), eot - 1] != period  # a cut prompt loses its final "."
+        if bool(truncated.any()):
+            raise ValueError(f"n_ctx={n_ctx} plus the class name {prompts[int(truncated.nonzero()[0])]!r} do not "
+                             f"fit the text context of {tokens.shape[1]} tokens: use a smaller n_ctx")
+        with torch.no_grad():
+            embedded = backbone.token_embedding(tokens).float()
+        self.register_buffer("tokens", tokens, persistent=False)
+        self.register_buffer("frozen_embeddings", embedded, persistent=False)
+
+        gen = torch.Generator().manual_seed(seed)
+        width = embedded.shape[-1]
+        ctx = torch.randn(n_ctx, width, generator=gen) * 0.02
+        if ctx_init:
+            init_tokens = backbone.tokenize([ctx_init])[0]
+            n_init = int(init_tokens.argmax()) - 1  # words between SOS and EOS
+            n_use = min(n_init, n_ctx)
+            with torch.no_grad():
+                init_emb = backbone.token_embedding(init_tokens[None])[0, 1: 1 + n_init].float()
+            ctx[n_ctx - n_use:] = init_emb[n_init - n_use:]  # the phrase sits right before the class name
+        self.ctx = torch.nn.Parameter(ctx)
+        if unknown:
+            with torch.no_grad():
+                word = backbone.tokenize(["unknown"])[0]
+                init_u = backbone.token_embedding(word[None])[0, 1].float()
+            self.unknown_token = torch.nn.Parameter(init_u.clone())
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classnames) + int(self.has_unknown)
+
+    def embeddings(self) -> torch.Tensor:
+        """Token embeddings of all prompts with the learned vectors in place ``(C, L, W)``."""
+        emb = self.frozen_embeddings
+        ctx = self.ctx.to(emb.dtype).unsqueeze(0).expand(emb.shape[0], -1, -1)
+        parts = [emb[:, :1], ctx, emb[:, 1 + self.n_ctx:]]
+        out = torch.cat(parts, dim=1)
+        if self.has_unknown:
+            pos = 1 + self.n_ctx
+            last = torch.cat([out[-1, :pos], self.unknown_token[None].to(emb.dtype), out[-1, pos + 1:]])
+            out = torch.cat([out[:-1], last[None]])
+        return out
+
+    def forward(self) -> torch.Tensor:
+        """Normalised class embeddings ``(C, D)``; C = K (+ 1 for unknown), unknown last."""
+        return F.normalize(self.backbone.encode_text_embeddings(self.embeddings(), self.tokens).float(), dim=-1)
+
+    # ------------------------------------------------------------------------------------------- persistence
+    def save(self, path: str | os.PathLike, extra: dict | None = None) -> None:
+        """Save the learned vectors (safetensors) with what is needed to rebuild the prompts."""
+        from safetensors.torch import save_file
+
+        tensors = {"ctx": self.ctx.detach().contiguous()}
+        if self.has_unknown:
+            tensors["unknown_token"] = self.unknown_token.detach().contiguous()
+        meta = {"classnames": json.dumps(self.classnames), "n_ctx": str(self.n_ctx), "ctx_init": self.ctx_init,
+                "unknown": str(self.has_unknown), "model": self.backbone.name,
+                "weights": self.backbone.weights_id, "extra": json.dumps(extra or {})}
+        with atomic_path(path) as tmp:
+            save_file(tensors, str(tmp), metadata=meta)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, backbone) -> "PromptLearner":
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as fh:
+            meta = fh.metadata()
+            tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+        if meta.get("weights") != backbone.weights_id:
+            raise ValueError(f"prompts in {path} were learned for {meta.get('model')} ({meta.get('weights')}), "
+                             f"not for the given backbone {backbone.name} ({backbone.weights_id})")
+        learner = cls(backbone, json.loads(meta["classnames"]), int(meta["n_ctx"]), meta["ctx_init"],
+                      meta["unknown"] == "True")
+        learner.load_state_dict(tensors, strict=True)
+        learner.extra = json.loads(meta.get("extra", "{}"))
+        return learner
+
+
+@dataclass
+class TrainingData:
+    """What one prompt-training run sees: ID features and labels, and optional outlier / patch sources."""
+
+    id_features: torch.Tensor                       # (N, D)
+    id_labels: torch.Tensor                         # (N,)
+    outliers: Callable[[int], torch.Tensor] | None = None   # epoch -> (M, D) synthesised outliers
+    irrelevant_patches: torch.Tensor | None = None  # (R, D) ID-irrelevant patch features (LoCoOp term)
+    history: list = field(default_factory=list)
+
+
+def train_prompts(learner: PromptLearner, data: TrainingData, cfg: PromptConfig, beta: float = 0.0,
+                  gamma: float = 0.0) -> list[dict]:
+    """SGD + cosine schedule over ``cfg.epochs``; returns the loss history (one row per step)."""
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    params = [p for p in learner.parameters() if p.requires_grad]
+    optim = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    n = len(data.id_features)
+    if n == 0:
+        raise ValueError("prompt training needs at least one ID feature")
+    steps_per_epoch = max(1, math.ceil(n / cfg.batch_size))
+    epochs = max(cfg.epochs, math.ceil(cfg.min_steps / steps_per_epoch))
+    total = epochs * steps_per_epoch
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(optim, T_max=total)
+    scale = learner.backbone.logit_scale
+    feats = F.normalize(data.id_features.float(), dim=-1)
+    labels = data.id_labels.long()
+    n_id = len(learner.classnames)
+    irrelevant = None if data.irrelevant_patches is None else F.normalize(data.irrelevant_patches.float(), dim=-1)
+    history: list[dict] = []
+    bar = tqdm(total=total, disable=not cfg.progress, desc="prompt learning", leave=False)
+    for epoch in range(epochs):
+        order = rng.permutation(n)
+        outliers = data.outliers(epoch) if (data.outliers is not None and beta > 0) else None
+        for step in range(steps_per_epoch):
+            idx = torch.as_tensor(order[step * cfg.batch_size: (step + 1) * cfg.batch_size])
+            text = learner()
+            logits = scale * feats[idx] @ text.T
+            loss_id = F.cross_entropy(logits, labels[idx])
+            loss = loss_id
+            row = {"epoch": epoch, "step": len(history), "loss_id": loss_id.item()}
+            if outliers is not None and len(outliers):
+                pick = torch.as_tensor(rng.choice(len(outliers), size=min(len(outliers), max(len(idx), 1)),
+                                                  replace=False))
+                out_logits = scale * F.normalize(outliers[pick].float(), dim=-1) @ text.T
+                target = torch.full((len(pick),), learner.n_classes - 1, dtype=torch.long)
+                loss_out = F.cross_entropy(out_logits, target)
+                loss = loss + beta * loss_out
+                row["loss_outlier"] = loss_out.item()
+            if irrelevant is not None and gamma > 0 and len(irrelevant):
+                pick = torch.as_tensor(rng.choice(len(irrelevant), size=min(len(irrelevant), 256), replace=False))
+                probs = (scale * irrelevant[pick] @ text[:n_id].T).softmax(-1)
+                entropy = -(probs * probs.clamp_min(1e-12).log()).sum(-1).mean()
+                loss = loss - gamma * entropy
+                row["entropy"] = entropy.item()
+            optim.zero_grad(set_to_none=True)
+            loss.backward()
+            optim.step()
+            sched.step()
+            row["loss"] = loss.item()
+            row["lr"] = sched.get_last_lr()[0]
+            history.append(row)
+            bar.update(1)
+    bar.close()
+    return history
+
+
+def config_dict(cfg: PromptConfig) -> dict:
+    return asdict(cfg)

@@ -1,0 +1,188 @@
+import numpy as np
+import pytest
+from sklearn.metrics import average_precision_score
+
+from clipos_lab import metrics as M
+
+
+# ---------- brute-force references (independent of sklearn's roc_curve) ----------
+
+def pairwise_auroc(i, o):
+    i, o = np.asarray(i, float), np.asarray(o, float)
+    gt = (i[:, None] > o[None, :]).sum()
+    eq = (i[:, None] == o[None, :]).sum()
+    return (gt + 0.5 * eq) / (i.size * o.size)
+
+
+def brute_fpr(pos, neg, target=0.95):
+    """Positives accepted when score >= t; scan thresholds from high to low,
+    take the first t keeping >= target of positives, return neg accepted."""
+    pos, neg = np.asarray(pos, float), np.asarray(neg, float)
+    for t in sorted(set(pos) | set(neg), reverse=True):
+        if np.mean(pos >= t) >= target:
+            return float(np.mean(neg >= t))
+    raise AssertionError("unreachable")
+
+
+def brute_fpr95_id(i, o):
+    return brute_fpr(i, o)
+
+
+def brute_fpr95_ood(i, o):
+    return brute_fpr(-np.asarray(o, float), -np.asarray(i, float))
+
+
+# ---------- edge cases ----------
+
+def test_perfect_separation():
+    i, o = [0.9, 0.8, 0.7], [0.3, 0.2, 0.1, 0.0]
+    m = M.ood_metrics(i, o)
+    assert m == {"AUROC": 1.0, "FPR95": 0.0, "FPR95_OOD_POS": 0.0,
+                 "AUPR_IN": 1.0, "AUPR_OUT": 1.0}
+
+
+def test_reversed():
+    i, o = [0.1, 0.2, 0.3], [0.7, 0.8, 0.9]
+    assert M.auroc(i, o) == 0.0
+    assert M.fpr95(i, o) == 1.0
+    assert M.fpr95_ood_positive(i, o) == 1.0
+
+
+def test_all_tied():
+    i, o = [0.5] * 10, [0.5] * 7
+    assert M.auroc(i, o) == 0.5
+    assert M.fpr95(i, o) == 1.0
+    assert M.fpr95_ood_positive(i, o) == 1.0
+
+
+def test_hand_computed():
+    i, o = [0.9, 0.8, 0.7, 0.6], [0.85, 0.5, 0.4, 0.3]
+    # pairs (id > ood): 0.9 beats 4, 0.8/0.7/0.6 each beat 3 -> 13 of 16
+    assert M.auroc(i, o) == pytest.approx(13 / 16)
+    # 95% of 4 ID = 3.8 -> keep all 4 -> threshold 0.6 accepts OOD 0.85 only
+    assert M.fpr95(i, o) == pytest.approx(0.25)
+    # OOD positive: catch all 4 OOD -> flag score <= 0.85 -> ID 0.8, 0.7, 0.6 flagged
+    assert M.fpr95_ood_positive(i, o) == pytest.approx(0.75)
+
+
+def test_fpr_keeps_collinear_roc_point():
+    # ROC points (0, .9), (.1, .95), (.2, 1) are collinear; sklearn's default
+    # drop_intermediate=True would drop the 95% point and report 0.2.
+    i = [10.0] * 18 + [5.0, 3.0]
+    o = [0.0] * 8 + [5.0, 3.0]
+    assert M.fpr95(i, o) == pytest.approx(0.1)
+    assert brute_fpr95_id(i, o) == pytest.approx(0.1)
+
+
+def test_fpr_at_tpr_other_levels():
+    i, o = [0.9, 0.8, 0.7, 0.6], [0.85, 0.5, 0.4, 0.3]
+    assert M.fpr_at_tpr(i, o, tpr=0.5) == 0.25  # threshold 0.8 keeps 2/4 ID, accepts OOD 0.85
+    assert M.fpr_at_tpr(i, o, tpr=0.75) == 0.25  # threshold 0.7
+    assert M.fpr_at_tpr(i, o, tpr=0.25) == 0.0   # threshold 0.9
+    with pytest.raises(ValueError, match="tpr"):
+        M.fpr_at_tpr(i, o, tpr=0.0)
+
+
+# ---------- against references on random data with ties ----------
+
+@pytest.mark.parametrize("seed", range(5))
+def test_random_against_bruteforce(seed):
+    rng = np.random.default_rng(seed)
+    i = rng.integers(0, 8, size=rng.integers(5, 40)).astype(float) + 1.0
+    o = rng.integers(0, 8, size=rng.integers(5, 40)).astype(float)
+    assert M.auroc(i, o) == pytest.approx(pairwise_auroc(i, o))
+    assert M.fpr95(i, o) == pytest.approx(brute_fpr95_id(i, o))
+    assert M.fpr95_ood_positive(i, o) == pytest.approx(brute_fpr95_ood(i, o))
+    y = np.r_[np.ones(i.size), np.zeros(o.size)]
+    s = np.r_[i, o]
+    assert M.aupr_in(i, o) == pytest.approx(average_precision_score(y, s))
+    assert M.aupr_out(i, o) == pytest.approx(average_precision_score(1 - y, -s))
+
+
+def test_fpr_conventions_differ_and_aupr_in_out_differ():
+    i = [0.9, 0.8, 0.7, 0.6, 0.1]
+    o = [0.65, 0.5, 0.4]
+    a, b = M.fpr95(i, o), M.fpr95_ood_positive(i, o)
+    # ID positive: keep all 5 ID -> threshold 0.1 accepts all 3 OOD
+    assert a == pytest.approx(brute_fpr95_id(i, o)) == pytest.approx(1.0)
+    # OOD positive: catch all 3 OOD -> flag score <= 0.65 -> ID 0.6, 0.1 flagged
+    assert b == pytest.approx(brute_fpr95_ood(i, o)) == pytest.approx(0.4)
+    assert M.aupr_in(i, o) != pytest.approx(M.aupr_out(i, o))
+
+
+def test_accepts_torch_and_lists():
+    torch = pytest.importorskip("torch")
+    i, o = [0.9, 0.8, 0.7, 0.6], [0.85, 0.5, 0.4, 0.3]
+    m_list = M.ood_metrics(i, o)
+    m_t = M.ood_metrics(torch.tensor(i, requires_grad=True), torch.tensor(o))
+    assert m_t == pytest.approx(m_list)
+
+
+def test_id_accuracy():
+    assert M.id_accuracy([1, 2, 3, 4], [1, 2, 0, 4]) == 0.75
+    with pytest.raises(ValueError, match="differ in length"):
+        M.id_accuracy([1, 2], [1, 2, 3])
+
+
+# ---------- validation ----------
+
+@pytest.mark.parametrize("bad, msg", [
+    ([], "id_scores is empty"),
+    ([0.1, float("nan")], "id_scores contains NaN"),
+    ([0.1, float("inf")], "id_scores contains NaN or inf"),
+    ([[0.1, 0.2]], "id_scores must be 1-D"),
+    (0.3, "id_scores must be 1-D"),
+])
+def test_validation_id(bad, msg):
+    with pytest.raises(ValueError, match=msg):
+        M.auroc(bad, [0.1, 0.2])
+
+
+def test_validation_names_ood_argument():
+    with pytest.raises(ValueError, match="ood_scores is empty"):
+        M.fpr95([0.1], [])
+    with pytest.raises(ValueError, match="ood_scores contains NaN"):
+        M.ood_metrics([0.1], [np.nan])
+
+
+# ---------- tables & seeds ----------
+
+def test_results_table_average_and_format():
+    per = {"iNaturalist": {"AUROC": 0.9, "FPR95": 0.3},
+           "Textures": {"AUROC": 0.8, "FPR95": 0.5},
+           "Places": {"AUROC": 0.7, "FPR95": 0.4}}
+    rows = M.results_table(per)
+    assert [r["ood"] for r in rows] == ["iNaturalist", "Textures", "Places", "Average"]
+    assert rows[-1]["AUROC"] == pytest.approx(0.8)
+    assert rows[-1]["FPR95"] == pytest.approx(0.4)
+    text = M.format_table(rows)
+    lines = text.splitlines()
+    assert "ID positive" in lines[0] and "higher score = more ID" in lines[0]
+    assert "| OOD | AUROC | FPR95 |" in text
+    assert "| Average | 80.00 | 40.00 |" in text
+    assert "| Average | 0.80 | 0.40 |" in M.format_table(rows, percent=False)
+
+
+def test_results_table_errors():
+    with pytest.raises(ValueError, match="per_ood is empty"):
+        M.results_table({})
+    with pytest.raises(ValueError, match="different metric keys"):
+        M.results_table({"a": {"AUROC": 1.0}, "b": {"FPR95": 0.0}})
+
+
+def test_mean_std_three_seeds():
+    seeds = [{"AUROC": 0.90, "FPR95": 0.30},
+             {"AUROC": 0.92, "FPR95": 0.36},
+             {"AUROC": 0.94, "FPR95": 0.33}]
+    ms = M.mean_std(seeds)
+    assert ms["AUROC"][0] == pytest.approx(0.92)
+    assert ms["AUROC"][1] == pytest.approx(0.02)  # sample std (ddof=1)
+    assert ms["FPR95"] == pytest.approx((0.33, 0.03))
+    assert M.mean_std([{"AUROC": 0.9}]) == {"AUROC": (0.9, 0.0)}
+    assert M.format_mean_std(*ms["AUROC"]) == "92.00 ± 2.00"
+    assert M.format_mean_std(0.9231, 0.012) == "92.31 ± 1.20"
+    assert M.format_mean_std(0.9231, 0.012, percent=False) == "0.92 ± 0.01"
+    row = {"ood": "Average", **ms}
+    assert "| Average | 92.00 ± 2.00 | 33.00 ± 3.00 |" in M.format_table([row])
+    with pytest.raises(ValueError, match="values_by_seed is empty"):
+        M.mean_std([])
