@@ -16,7 +16,6 @@ Two rules decide which patches are ID-relevant:
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -264,12 +263,16 @@ def topk_masks(patches: torch.Tensor, text: torch.Tensor, labels, grid, k_puc: i
     c = _classes(labels, f.shape[0], n_cls)
     top_k = default_top_k(n_cls) if top_k is None else int(top_k)
     top_k = min(max(top_k, 1), n_cls)
-    cos_c = torch.einsum("npd,nd->np", f, t[c])
-    mask = torch.empty(cos_c.shape, dtype=torch.bool)
-    for s in range(0, f.shape[0], _CHUNK):
+    n, p = f.shape[:2]
+    cos_c = torch.empty(n, p)
+    mask = torch.empty(n, p, dtype=torch.bool)
+    for s in range(0, n, _CHUNK):
         logits = f[s:s + _CHUNK] @ t.T  # (chunk, P, K)
-        higher = (logits > cos_c[s:s + _CHUNK, :, None]).sum(dim=-1)
-        mask[s:s + _CHUNK] = higher < top_k
+        # The own-class score must come from these same logits: a separately computed dot product can differ
+        # in the last bit and make the class look "higher" than itself.
+        own = logits.gather(-1, c[s:s + _CHUNK, None, None].expand(-1, p, 1))
+        cos_c[s:s + _CHUNK] = own[..., 0]
+        mask[s:s + _CHUNK] = (logits > own).sum(dim=-1) < top_k
     empty = ~mask.any(dim=1)
     if empty.any():
         best = cos_c[empty].argmax(dim=1)
@@ -290,7 +293,8 @@ def relevance(bank: Any, text: torch.Tensor, rule: str = "discrepancy", labels=N
     """Run a separation rule on a FeatureBank-like object (attributes or keys patches, surgery, labels, grid).
 
     ``labels`` overrides the bank's labels (e.g. to inspect another class's map). ``options`` go to the rule:
-    ``k``, ``rho_min``, ``rho_max`` for "discrepancy"; ``k_puc``, ``top_k`` for "topk".
+    ``k``, ``rho_min``, ``rho_max`` for "discrepancy"; ``k_puc`` (or ``k``, so that callers can name the PUC
+    size the same way for both rules), ``top_k`` for "topk".
     """
     rules: dict[str, Callable[..., RelevanceResult]] = {"discrepancy": discrepancy_masks, "topk": topk_masks}
     if rule not in rules:
@@ -302,6 +306,10 @@ def relevance(bank: Any, text: torch.Tensor, rule: str = "discrepancy", labels=N
     grid = _field(bank, "grid")
     if rule == "discrepancy":
         return discrepancy_masks(patches, _field(bank, "surgery"), text, labels, grid, **options)
+    if "k" in options:
+        if "k_puc" in options:
+            raise ValueError("give the PUC size once: k or k_puc, not both")
+        options["k_puc"] = options.pop("k")
     return topk_masks(patches, text, labels, grid, **options)
 
 

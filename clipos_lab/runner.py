@@ -1,0 +1,198 @@
+"""The benchmark runner: methods x shots x seeds on one benchmark spec, on cached features, in one tidy table.
+
+Every image (ID test, every OOD set, the ID training pool) is encoded once into a FeatureBank; each seed draws
+its own few-shot set from the training pool (a manifest records the files), and every method is fitted and
+scored on features only. Zero-shot methods do not depend on shots or seeds and are scored once (``shots = 0``).
+
+The tidy table has one row per (method, score, shots, seed, ood, metric); ``summary`` gives mean and std over
+seeds of the OOD-set average, per method, score and shots. Scores are higher = more ID; ID is the positive
+class (FPR95 = OOD accepted at 95% ID recall), as in MCM and LoCoOp.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from . import metrics as M
+from .atomic import atomic_path
+from .data import BenchmarkSpec, few_shot, write_manifest
+from .features import FeatureBank
+from .methods import build_method, is_few_shot
+from .prompts import PromptConfig
+
+DEFAULT_METHODS = ("MCM", "GL-MCM", "CoOp", "LoCoOp", "CLIP-OS")
+METRICS = ("AUROC", "FPR95", "AUPR_IN", "AUPR_OUT")
+
+
+@dataclass
+class Banks:
+    """The encoded features one benchmark needs."""
+
+    id_test: FeatureBank
+    id_train: FeatureBank
+    ood: dict[str, FeatureBank]
+    train_dataset: object
+    encode_seconds: float = 0.0
+
+
+@dataclass
+class BenchmarkResult:
+    rows: list[dict]
+    summary: list[dict]
+    timings: dict = field(default_factory=dict)
+    fitted: dict = field(default_factory=dict)  # (method, shots, seed) -> fitted method, for notebooks
+    scores: dict = field(default_factory=dict)  # (method, shots, seed) -> {"id": {...}, ood name: {...}}
+
+    def summary_markdown(self) -> str:
+        return summary_markdown(self.summary)
+
+
+def encode_banks(spec: BenchmarkSpec, backbone, batch_size: int = 64, cache=True, progress: bool = True) -> Banks:
+    """Validate the spec, then encode (or load from cache) every dataset it names."""
+    spec.validate()
+    start = time.perf_counter()
+    id_ds, train_ds, ood_ds = spec.id_dataset(), spec.id_train_dataset(), spec.ood_datasets()
+    enc = lambda ds: FeatureBank.encode(ds, backbone, batch_size=batch_size, cache=cache,  # noqa: E731
+                                        progress=progress)
+    banks = Banks(enc(id_ds), enc(train_ds), {name: enc(ds) for name, ds in ood_ds.items()}, train_ds)
+    banks.encode_seconds = time.perf_counter() - start
+    return banks
+
+
+def run_benchmark(spec: BenchmarkSpec | str | os.PathLike, backbone, methods: Sequence[str] = DEFAULT_METHODS,
+                  shots: Sequence[int] = (1, 2), seeds: Sequence[int] = (1, 2, 3), prompt: PromptConfig | None = None,
+                  method_options: dict | None = None, out_dir: str | os.PathLike | None = None, cache=True,
+                  progress: bool = True, batch_size: int = 64, save_prompts: bool = True,
+                  banks: Banks | None = None, keep_fitted: bool = False) -> BenchmarkResult:
+    """Fit and score every method; write ``results.csv``, ``summary.csv``, ``summary.md``, ``metrics.json``."""
+    if isinstance(spec, (str, os.PathLike)):
+        spec = BenchmarkSpec.from_yaml(spec)
+    unknown = [m for m in methods if not _known(m)]
+    if unknown:
+        from .methods import METHODS
+        raise ValueError(f"unknown methods {unknown}; choose from {METHODS}")
+    if any(int(s) < 1 for s in shots):
+        raise ValueError(f"shots={list(shots)}: every entry must be at least 1")
+    prompt = prompt or PromptConfig(progress=False)
+    method_options = method_options or {}
+    t0 = time.perf_counter()
+    banks = banks or encode_banks(spec, backbone, batch_size=batch_size, cache=cache, progress=progress)
+    out = Path(out_dir) if out_dir is not None else None
+    result = BenchmarkResult([], [])
+    fit_seconds: dict[str, float] = {}
+
+    def evaluate(name: str, method, n_shots: int, seed: int):
+        id_scores = method.score(banks.id_test)
+        acc = M.id_accuracy(method.predict(banks.id_test), banks.id_test.labels.numpy())
+        ood_scores = {ood: method.score(bank) for ood, bank in banks.ood.items()}
+        result.scores[(name, n_shots, seed)] = {"id": id_scores, **ood_scores}
+        for score_name in id_scores:
+            per_ood = {ood: M.ood_metrics(id_scores[score_name], s[score_name]) for ood, s in ood_scores.items()}
+            for row in M.results_table(per_ood):
+                for metric in METRICS:
+                    result.rows.append({"method": name, "score": score_name, "shots": n_shots, "seed": seed,
+                                        "ood": row["ood"], "metric": metric, "value": float(row[metric])})
+            result.rows.append({"method": name, "score": score_name, "shots": n_shots, "seed": seed,
+                                "ood": "ID", "metric": "ACC", "value": float(acc)})
+        if keep_fitted:
+            result.fitted[(name, n_shots, seed)] = method
+
+    for name in [m for m in methods if not is_few_shot(m)]:
+        start = time.perf_counter()
+        method = build_method(name, **method_options.get(name, {})).fit(backbone, banks.id_train)
+        evaluate(name, method, 0, 0)
+        fit_seconds[name] = time.perf_counter() - start
+    for n_shots in shots:
+        for seed in seeds:
+            _, manifest = few_shot(banks.train_dataset, int(n_shots), int(seed))
+            train = banks.id_train.select_ids([m["id"] for m in manifest])
+            if out is not None:
+                write_manifest(manifest, out / "manifests" / f"shots{n_shots}-seed{seed}.json")
+            for name in [m for m in methods if is_few_shot(m)]:
+                start = time.perf_counter()
+                method = build_method(name, seed=int(seed), prompt=prompt, **method_options.get(name, {}))
+                method.fit(backbone, train)
+                evaluate(name, method, int(n_shots), int(seed))
+                fit_seconds[name] = fit_seconds.get(name, 0.0) + time.perf_counter() - start
+                if out is not None and save_prompts:
+                    method.save(out / "prompts" / f"{_slug(name)}-shots{n_shots}-seed{seed}.safetensors")
+    result.summary = summarise(result.rows)
+    result.timings = {"encode_s": banks.encode_seconds, "total_s": time.perf_counter() - t0,
+                      "fit_and_score_s": fit_seconds}
+    if out is not None:
+        write_outputs(result, out, spec, backbone)
+    return result
+
+
+def _known(name: str) -> bool:
+    from .methods import METHODS
+    return name in METHODS
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    """Mean and std over seeds, per method, score, shots, OOD set (incl. Average) and metric."""
+    groups: dict[tuple, list[float]] = {}
+    for r in rows:
+        groups.setdefault((r["method"], r["score"], r["shots"], r["ood"], r["metric"]), []).append(r["value"])
+    summary = []
+    for (method, score, shots, ood, metric), values in groups.items():
+        v = np.asarray(values, dtype=float)
+        summary.append({"method": method, "score": score, "shots": shots, "ood": ood, "metric": metric,
+                        "mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
+                        "n_seeds": len(v)})
+    return summary
+
+
+def summary_markdown(summary: list[dict], metrics: Sequence[str] = ("AUROC", "FPR95"),
+                     scores: Sequence[str] | None = None) -> str:
+    """One line per (method, score, shots): OOD-average metrics and ID accuracy, mean +- std, in percent."""
+    index: dict[tuple, dict] = {}
+    for r in summary:
+        key = (r["method"], r["score"], r["shots"])
+        if scores is not None and r["score"] not in scores:
+            continue
+        if (r["ood"] == "Average" and r["metric"] in metrics) or r["metric"] == "ACC":
+            index.setdefault(key, {})[r["metric"]] = M.format_mean_std(r["mean"], r["std"])
+    cols = list(metrics) + ["ACC"]
+    lines = [f"Higher score = more ID; ID positive; FPR95 = OOD accepted at 95% ID recall; mean ± std over "
+             f"seeds, averaged over OOD sets, in %.", "",
+             "| method | score | shots | " + " | ".join(cols) + " |",
+             "|---|---|---|" + "---|" * len(cols)]
+    for (method, score, shots), vals in index.items():
+        lines.append(f"| {method} | {score} | {shots} | " + " | ".join(vals.get(c, "") for c in cols) + " |")
+    return "\n".join(lines)
+
+
+def _write_csv(rows: list[dict], path: Path) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["empty"])
+            writer.writeheader()
+            writer.writerows(rows)
+
+
+def write_outputs(result: BenchmarkResult, out: Path, spec, backbone) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    _write_csv(result.rows, out / "results.csv")
+    _write_csv(result.summary, out / "summary.csv")
+    with atomic_path(out / "summary.md") as tmp:
+        Path(tmp).write_text(result.summary_markdown() + "\n")
+    metrics_json = {
+        "benchmark": getattr(spec, "name", ""), "model": backbone.name, "weights": backbone.weights_id,
+        "convention": M.CONVENTION, "timings": result.timings,
+        "summary": result.summary,
+    }
+    with atomic_path(out / "metrics.json") as tmp:
+        Path(tmp).write_text(json.dumps(metrics_json, indent=1))
