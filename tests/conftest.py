@@ -44,3 +44,11 @@ def tiny_backbone(tiny_files):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return Backbone.load(config=config, checkpoint=checkpoint, surgery_blocks=1)
+
+
+@pytest.fixture(scope="session")
+def pocket_backbone():
+    """The shipped pocket model (trained weights, checked against their sha256)."""
+    from clipos_lab.backbone import Backbone
+
+    return Backbone.load()

@@ -105,7 +105,9 @@ class PromptMethod(Method):
     @classmethod
     def load(cls, path, backbone) -> "PromptMethod":
         learner = PromptLearner.load(path, backbone)
-        method = cls(unknown=learner.has_unknown, default_score=learner.extra.get("default_score", "MCM"))
+        method = cls()
+        method.name = learner.extra.get("method", method.name)
+        method.unknown, method.default_score = learner.has_unknown, learner.extra.get("default_score", "MCM")
         method.learner_, method.classnames_ = learner, learner.classnames
         with torch.no_grad():
             method.text_ = learner()

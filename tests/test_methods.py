@@ -1,0 +1,78 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from clipos_lab.features import FeatureBank
+from clipos_lab.methods import GLMCM, MCM, NotFittedError, build_method
+
+
+class FakeTextBackbone:
+    """encode_text maps 'a photo of a {c}.' to a fixed unit vector per class: answers are known by hand."""
+
+    def __init__(self, vectors: dict[str, torch.Tensor]):
+        self.vectors = vectors
+        self.calls = []
+
+    def encode_text(self, texts, normalize=True):
+        self.calls.append(list(texts))
+        out = torch.stack([self.vectors[t] for t in texts])
+        return F.normalize(out, dim=-1) if normalize else out
+
+
+def bank_of(global_, patches=None, labels=None, classnames=("a", "b")):
+    n = len(global_)
+    return FeatureBank(global_, patches, None, torch.zeros(n, dtype=torch.long) if labels is None else labels,
+                       [str(i) for i in range(n)], list(classnames), (1, 1))
+
+
+E = torch.eye(3)
+BACKBONE = FakeTextBackbone({"a photo of a a.": E[0], "a photo of a b.": E[1]})
+
+
+def test_mcm_matches_hand_computed_softmax():
+    # image 0 equals class a: cos = (1, 0) -> MCM = e / (e + 1); image 1 is orthogonal to both: MCM = 1/2
+    bank = bank_of(torch.stack([E[0], E[2]]))
+    scores = MCM().fit(BACKBONE, classnames=["a", "b"]).score(bank)
+    np.testing.assert_allclose(scores["MCM"], [math.e / (math.e + 1), 0.5], rtol=1e-6)
+    assert MCM().fit(BACKBONE, classnames=["a", "b"]).predict(bank_of(torch.stack([E[1], E[0]]))).tolist() == [1, 0]
+
+
+def test_mcm_temperature_sharpens():
+    bank = bank_of(torch.stack([E[0]]))
+    cold = MCM(temperature=0.1).fit(BACKBONE, classnames=["a", "b"]).score(bank)["MCM"][0]
+    np.testing.assert_allclose(cold, 1 / (1 + math.exp(-10)), rtol=1e-6)
+
+
+def test_glmcm_adds_lambda_times_best_local_mcm():
+    # global feature orthogonal (MCM 1/2); one of two patches equals class b -> local MCM e/(e+1)
+    patches = torch.stack([torch.stack([E[2], E[1]])])
+    bank = bank_of(torch.stack([E[2]]), patches=patches)
+    scores = GLMCM(lam=0.5).fit(BACKBONE, classnames=["a", "b"]).score(bank)
+    np.testing.assert_allclose(scores["GL-MCM"], [0.5 + 0.5 * math.e / (math.e + 1)], rtol=1e-6)
+    np.testing.assert_allclose(scores["MCM"], [0.5], rtol=1e-6)
+
+
+def test_prompt_ensemble_averages_templates():
+    vecs = {"a photo of a a.": E[0], "a drawing of a a.": E[2], "a photo of a b.": E[1], "a drawing of a b.": E[1]}
+    method = MCM(templates=("a photo of a {}.", "a drawing of a {}.")).fit(FakeTextBackbone(vecs), classnames=["a", "b"])
+    torch.testing.assert_close(method.text_[0], F.normalize(E[0] + E[2], dim=0))
+
+
+def test_unfitted_and_bad_options():
+    with pytest.raises(NotFittedError, match="not fitted"):
+        MCM().score(bank_of(torch.stack([E[0]])))
+    with pytest.raises(ValueError, match="template"):
+        MCM(templates=("no placeholder",))
+    with pytest.raises(ValueError, match="unknown method 'Nope'"):
+        build_method("Nope")
+
+
+def test_text_embeddings_are_cached_by_the_backbone(tiny_backbone):
+    before = len(tiny_backbone._text_cache)
+    MCM().fit(tiny_backbone, classnames=["zebra", "yak"])
+    after_first = len(tiny_backbone._text_cache)
+    MCM().fit(tiny_backbone, classnames=["zebra", "yak"])
+    assert after_first == before + 2 and len(tiny_backbone._text_cache) == after_first

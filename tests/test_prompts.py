@@ -1,0 +1,87 @@
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from clipos_lab.features import FeatureBank
+from clipos_lab.methods import build_method
+from clipos_lab.prompts import PromptConfig, PromptLearner, TrainingData, train_prompts
+
+CLASSES = ["circle", "star", "heart"]
+
+
+def test_logits_have_an_unknown_column(tiny_backbone):
+    plain = PromptLearner(tiny_backbone, CLASSES, n_ctx=4)
+    with_unknown = PromptLearner(tiny_backbone, CLASSES, n_ctx=4, unknown=True)
+    assert plain().shape == (3, 16) and with_unknown().shape == (4, 16)
+    torch.testing.assert_close(plain(), with_unknown()[:3])  # same context -> same ID class embeddings
+
+
+def test_context_initialised_from_phrase_reproduces_the_plain_prompt(tiny_backbone):
+    learner = PromptLearner(tiny_backbone, CLASSES, n_ctx=4, ctx_init="a photo of a")
+    expected = tiny_backbone.encode_text([f"a photo of a {c}." for c in CLASSES])
+    torch.testing.assert_close(learner(), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_prompt_too_long_for_context_is_a_clear_error(tiny_backbone):
+    with pytest.raises(ValueError, match="do not fit the text context"):
+        PromptLearner(tiny_backbone, CLASSES, n_ctx=40)
+
+
+def planted(tiny_backbone, n=12, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    feats = F.normalize(torch.randn(n, 16, generator=g), dim=-1)
+    labels = torch.arange(n) % 3
+    return feats, labels
+
+
+def test_training_lowers_the_loss_and_touches_only_prompt_parameters(pocket_backbone):
+    # planted problem on a trained text tower: each class's images look like the *next* class's prompt, and the
+    # outliers look like a fourth shape; the context and unknown token must move to fit both
+    text = pocket_backbone.encode_text([f"a photo of a {c}." for c in CLASSES + ["ring"]])
+    labels = torch.arange(12) % 3
+    g = torch.Generator().manual_seed(0)
+    feats = F.normalize(text[(labels + 1) % 3] + 0.05 * torch.randn(12, text.shape[1], generator=g), dim=-1)
+    outliers = F.normalize(text[3:4] + 0.05 * torch.randn(8, text.shape[1], generator=g), dim=-1)
+    learner = PromptLearner(pocket_backbone, CLASSES, n_ctx=4, unknown=True)
+    frozen = {k: v.clone() for k, v in pocket_backbone.model.state_dict().items()}
+    cfg = PromptConfig(n_ctx=4, epochs=40, lr=0.01, progress=False)
+    history = train_prompts(learner, TrainingData(feats, labels, outliers=lambda epoch: outliers), cfg, beta=1.0)
+    assert np.mean([h["loss"] for h in history[-5:]]) < 0.7 * np.mean([h["loss"] for h in history[:5]])
+    assert {n for n, p in learner.named_parameters() if p.requires_grad} == {"ctx", "unknown_token"}
+    for k, v in pocket_backbone.model.state_dict().items():
+        assert torch.equal(v, frozen[k]), f"backbone weight {k} changed"
+    assert all(p.grad is None for p in pocket_backbone.model.parameters())
+
+
+def test_training_is_deterministic_per_seed(tiny_backbone):
+    feats, labels = planted(tiny_backbone)
+    runs = []
+    for _ in range(2):
+        learner = PromptLearner(tiny_backbone, CLASSES, n_ctx=4, seed=3)
+        cfg = PromptConfig(n_ctx=4, epochs=5, batch_size=4, seed=3, progress=False)
+        train_prompts(learner, TrainingData(feats, labels), cfg)
+        runs.append(learner.ctx.detach().clone())
+    torch.testing.assert_close(runs[0], runs[1])
+
+
+def few_shot_bank(tiny_backbone, n=6):
+    g = torch.Generator().manual_seed(5)
+    return FeatureBank(torch.randn(n, 16, generator=g), torch.randn(n, 16, 16, generator=g).half(),
+                       torch.randn(n, 16, 16, generator=g).half(), torch.arange(n) % 3,
+                       [f"img{i}" for i in range(n)], CLASSES, (4, 4))
+
+
+@pytest.mark.parametrize("name", ["CoOp", "LoCoOp", "CLIP-OS", "CLIP-OS w/o unknown"])
+def test_methods_fit_score_and_round_trip(tiny_backbone, tmp_path, name):
+    bank = few_shot_bank(tiny_backbone)
+    method = build_method(name, seed=1, prompt=PromptConfig(n_ctx=4, epochs=2, progress=False)).fit(tiny_backbone,
+                                                                                                   bank)
+    scores = method.score(bank)
+    assert set(scores) >= {"MCM", "GL-MCM"}
+    assert ("1-p(unknown)" in scores) == (name == "CLIP-OS")
+    assert all(len(v) == len(bank) and np.isfinite(v).all() for v in scores.values())
+    method.save(tmp_path / "prompts.safetensors")
+    reloaded = type(method).load(tmp_path / "prompts.safetensors", tiny_backbone)
+    for key, values in reloaded.score(bank).items():
+        np.testing.assert_allclose(values, scores[key], rtol=1e-5, atol=1e-6)
