@@ -98,9 +98,9 @@ def cmd_pocket(args) -> int:
 def cmd_sweep(args) -> int:
     from .sweep import run_sweep
 
-    table = run_sweep(args.sweep, out_dir=args.out, kernel=args.kernel)
-    print(table)
-    return 0
+    result = run_sweep(args.sweep, out_dir=args.out, kernel=args.kernel)
+    print(result)
+    return 1 if result.failed else 0
 
 
 def build_parser() -> argparse.ArgumentParser:

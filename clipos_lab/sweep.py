@@ -21,7 +21,8 @@ Every grid cell runs in ``<output>/runs/<slug>``, where the slug is built from t
 (``SHOTS-1__SEEDS-2``; characters outside ``[A-Za-z0-9._-]`` become ``_``; a short hash is appended when two
 cells would otherwise share a folder or the name is very long). The notebook receives the fixed parameters, the
 cell's parameters and ``OUTPUT_DIR`` (that folder, absolute; a reserved name), and runs with the notebook's own
-folder as working directory, as when it is opened in Jupyter. A run folder holds:
+folder as working directory, as when it is opened in Jupyter, and with this checkout of ``clipos_lab`` on
+``PYTHONPATH``, so it imports the same package as the sweep. A run folder holds:
 
     notebook.ipynb   the executed notebook (also when it failed: the error is in it)
     notebook.html    the same rendered with nbconvert (skipped if rendering fails)
@@ -44,6 +45,7 @@ the first line of their error) and ``<output>/index.html`` (status per cell, lin
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import html
@@ -300,8 +302,8 @@ def _execute(sweep: Sweep, record: RunRecord, params: dict, kernel: str | None) 
     try:
         with atomic_path(final) as tmp:
             try:
-                with warnings.catch_warnings():  # the temporary name does not end in .ipynb; that is intended
-                    warnings.filterwarnings("ignore", message=r".*does not end in one of")
+                with warnings.catch_warnings(), _package_on_kernel_path():
+                    warnings.filterwarnings("ignore", message=r".*does not end in one of")  # the temporary name
                     pm.execute_notebook(str(sweep.notebook), str(tmp), parameters=params, kernel_name=kernel,
                                         progress_bar=False, cwd=str(sweep.notebook.parent),
                                         execution_timeout=sweep.timeout)
@@ -329,6 +331,25 @@ def _execute(sweep: Sweep, record: RunRecord, params: dict, kernel: str | None) 
     else:
         record.status, (record.error, detail) = "failed", _describe(error)
         _write_json(folder / "status.json", {"status": "failed", "error": record.error, "detail": detail, **status})
+
+
+@contextlib.contextmanager
+def _package_on_kernel_path():
+    """Let the kernel import this very clipos_lab: it starts in the notebook's folder, which may not be the
+    checkout, and the package may not be pip-installed (PYTHONPATH is inherited by the kernel process)."""
+    root = str(Path(__file__).resolve().parent.parent)
+    old = os.environ.get("PYTHONPATH")
+    if root in (old or "").split(os.pathsep):
+        yield
+        return
+    os.environ["PYTHONPATH"] = os.pathsep.join([root, old]) if old else root
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = old
 
 
 def _fix_output_path(tmp: Path, final: Path) -> None:
