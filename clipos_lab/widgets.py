@@ -165,6 +165,7 @@ def threshold_view(id_scores, ood_scores: Mapping[str, object], threshold: float
     ax.set_title(f"{score_name}, threshold {threshold:.4g}: TPR {st['tpr']:.1%}, FPR {st['fpr']:.1%} "
                  f"(grey = rejected as OOD)", fontsize=9)
     ax.set_xlabel(f"{score_name} {V.SCORE_AXIS}", fontsize=8)
+    ax.set_ylabel("density", fontsize=8)
     ax.legend(fontsize=7)
     for c, (img, title) in enumerate(gallery):
         gax = fig.add_subplot(grid[1, c])
