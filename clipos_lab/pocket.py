@@ -12,7 +12,10 @@ Why this recipe (each piece was kept because a naive contrastive run on 12-16 sh
   tokens then live in the joint space the way CLIP-OS needs them, and relevance maps are spatial.
 * **Curriculum.** ``difficulty`` ramps from an easy world (large, upright shapes on plain or gradient
   backgrounds) to the full world over ``curriculum_steps``: the tiny ViT first learns what a shape is.
-* **AdamW with warm-up and cosine decay**, a learning rate high enough for a from-scratch ViT (1e-3).
+* **AdamW at 5e-4 with warm-up and cosine decay.** Measured on the easy world, supervised, 200 steps of 64:
+  shape accuracy 21% at 1e-3, 27% at 2.5e-4, 31% at 5e-4; class-token pooling beat average pooling (23%) and
+  2-D sin-cos position initialisation did not help. A 6-layer model at 1e-3 reached only 28% zero-shot top-1
+  after 600 steps, so the shipped model trades depth (4 blocks) for more steps in the same CPU budget.
 
 Every batch is a pure function of ``(seed, step)``, and a checkpoint holds model, optimiser and log, so a run
 interrupted at any step and resumed continues exactly the same run.
@@ -54,17 +57,17 @@ class TrainConfig:
     """Every knob of a pocket training run; stored in the checkpoint so a resume cannot silently change it."""
 
     model_config: str = str(POCKET_CONFIG)
-    steps: int = 3600
+    steps: int = 6500
     batch_size: int = 128
-    lr: float = 1e-3
+    lr: float = 5e-4
     weight_decay: float = 0.05
-    warmup_steps: int = 150
-    curriculum_steps: int = 800
+    warmup_steps: int = 200
+    curriculum_steps: int = 1500
     background_fraction: float = 0.1
     clutter_fraction: float = 0.05
     aux_weight: float = 1.0
     dense_weight: float = 0.5
-    eval_every: int = 200
+    eval_every: int = 500
     eval_images: int = 360
     checkpoint_every: int = 100
     seed: int = 0

@@ -11,7 +11,8 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a model hub
 os.environ.setdefault("NUMBA_CACHE_DIR", os.path.join(os.path.expanduser("~"), ".cache", "clipos_lab_numba"))
-torch.set_num_threads(min(2, torch.get_num_threads()))
+# xdist runs two workers on two cores: one thread each avoids oversubscription (which slows small ops 30x)
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else min(2, torch.get_num_threads()))
 
 TINY_CONFIG = {
     "embed_dim": 16,

@@ -12,7 +12,12 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-_SYMBOLS = {"ID": "circle", "relevant": "diamond", "outliers": "x", "OOD": "triangle-up"}
+_SYMBOLS = {"o": "circle", "D": "diamond", "x": "x", "^": "triangle-up", "v": "triangle-down", "s": "square",
+            "P": "cross", "<": "triangle-left"}
+
+
+_TAB10 = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+          "#17becf"]
 
 
 def save_html(fig, path: str | os.PathLike | None):
@@ -32,19 +37,22 @@ def embedding_scatter(coords: Mapping[str, np.ndarray], hover: Mapping[str, Sequ
     """
     import plotly.graph_objects as go
 
+    from .static import group_styles
+
+    styles = group_styles(list(coords))
     fig = go.Figure()
-    for k, (name, xy) in enumerate(coords.items()):
+    for name, xy in coords.items():
         xy = np.asarray(xy)
         if len(xy) == 0:
             continue
-        kind = name.split(":")[0].split(" ")[0]
+        st = styles[name]
+        colour = st["color"] if not st["color"].startswith("C") else _TAB10[int(st["color"][1:]) % 10]
         text = list(hover[name]) if hover and name in hover else [name] * len(xy)
         fig.add_trace(go.Scattergl(
             x=xy[:, 0], y=xy[:, 1], mode="markers", name=f"{name} ({len(xy)})", text=text,
             hovertemplate="%{text}<extra></extra>",
-            marker={"symbol": _SYMBOLS.get(kind, "circle"), "size": 9 if kind == "outliers" else 7,
-                    "color": "black" if kind == "outliers" else None,
-                    "opacity": 0.55 if kind == "OOD" else 0.85}))
+            marker={"symbol": _SYMBOLS.get(st["marker"], "circle"), "size": 9 if st["marker"] == "x" else 7,
+                    "color": colour, "opacity": st["alpha"]}))
     fig.update_layout(title=title, width=width, height=height, template="plotly_white",
                       xaxis={"showticklabels": False}, yaxis={"showticklabels": False},
                       legend={"font": {"size": 10}})

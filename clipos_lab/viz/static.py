@@ -372,44 +372,67 @@ def summary_bars(summary: Sequence[Mapping], scores: Mapping[str, str] | None = 
 
 
 # -------------------------------------------------------------------------------------------- embeddings
-GROUP_MARKERS = {"ID": "o", "relevant": ".", "outliers": "x", "OOD": "^"}
+OOD_STYLES = [("#4d4d4d", "^"), ("#b8860b", "v"), ("#008b8b", "s"), ("#8b008b", "D"), ("#556b2f", "P"),
+              ("#a0522d", "<")]
 
 
-def group_style(name: str, index: int) -> dict:
-    """Default look of an embedding group from its name prefix: ``ID ...``, ``relevant ...``, ``outliers ...``,
-    ``OOD ...``; the index picks the colour."""
+def group_kind(name: str) -> str:
+    """``"ID"``, ``"relevant"``, ``"outliers"``, ``"OOD"`` or ``"other"``, from a group name's first word."""
     kind = name.split(":")[0].split(" ")[0]
-    marker = GROUP_MARKERS.get(kind, "o")
-    size = {"o": 16, ".": 30, "x": 18, "^": 14}[marker]
-    colour = "black" if kind == "outliers" else f"C{index % 10}"
-    return {"marker": marker, "s": size, "color": colour, "alpha": 0.75 if kind != "OOD" else 0.5}
+    return kind if kind in ("ID", "relevant", "outliers", "OOD") else "other"
+
+
+def group_styles(names: Sequence[str]) -> dict[str, dict]:
+    """A stable look per embedding group, counted within its kind so colours do not shift between figures:
+    ID classes in tab10 colours (dots), ID-relevant features magenta, outliers black crosses, each real OOD set
+    its own dark colour and marker."""
+    count: dict[str, int] = {}
+    styles = {}
+    for name in names:
+        kind = group_kind(name)
+        k = count[kind] = count.get(kind, -1) + 1
+        if kind == "outliers":
+            styles[name] = {"marker": "x", "s": 18, "color": "black", "alpha": 0.8}
+        elif kind == "relevant":
+            styles[name] = {"marker": "D", "s": 14, "color": "magenta", "alpha": 0.8}
+        elif kind == "OOD":
+            colour, marker = OOD_STYLES[k % len(OOD_STYLES)]
+            styles[name] = {"marker": marker, "s": 14, "color": colour, "alpha": 0.55}
+        else:
+            styles[name] = {"marker": "o", "s": 16, "color": f"C{k % 10}", "alpha": 0.75}
+    return styles
 
 
 def embedding_scatter(coords: Mapping[str, np.ndarray], title: str = "", ax=None,
                       highlight: Sequence[str] | None = None, legend: bool = True,
                       path: str | os.PathLike | None = None) -> Figure:
     """2-D embedding coordinates by group (``project`` output). ``highlight``: draw only these groups in colour,
-    every other group in light grey (small multiples use this to show one cloud at a time)."""
+    every other group in light grey underneath (small multiples use this to show one cloud at a time)."""
     fig = None
     if ax is None:
         fig, axes = _figure(1, 1, (6.4, 5.0))
         ax = axes[0, 0]
-    for k, (name, xy) in enumerate(coords.items()):
-        xy = np.asarray(xy)
+    styles = group_styles(list(coords))
+    order = sorted(coords, key=lambda n: highlight is None or n in highlight)  # grey groups first, underneath
+    handles = {}
+    for name in order:
+        xy = np.asarray(coords[name])
         if len(xy) == 0:
             continue
-        style = group_style(name, k)
-        if highlight is not None and name not in highlight:
-            style.update(color="lightgrey", alpha=0.35)
-            label = None
-        else:
-            label = f"{name} ({len(xy)})"
-        ax.scatter(xy[:, 0], xy[:, 1], label=label, linewidths=1.0 if style["marker"] == "x" else 0, **style)
+        style = dict(styles[name])
+        grey = highlight is not None and name not in highlight
+        if grey:
+            style.update(color="lightgrey", alpha=0.4)
+        h = ax.scatter(xy[:, 0], xy[:, 1], linewidths=1.0 if style["marker"] == "x" else 0, **style)
+        if not grey:
+            handles[name] = (h, f"{name} ({len(xy)})")
     ax.set_title(title, fontsize=9)
     ax.set_xticks([])
     ax.set_yticks([])
-    if legend:
-        ax.legend(fontsize=6, markerscale=1.2, loc="best", framealpha=0.8)
+    if legend and handles:
+        keep = [n for n in coords if n in handles]  # legend in the caller's group order
+        ax.legend([handles[n][0] for n in keep], [handles[n][1] for n in keep], fontsize=6, markerscale=1.2,
+                  loc="best", framealpha=0.8)
     fig = fig or ax.figure
     return save(fig, path)
 
@@ -425,12 +448,12 @@ def small_multiples(coords: Mapping[str, np.ndarray], panels: Mapping[str, Seque
         if k >= len(names):
             ax.axis("off")
             continue
-        embedding_scatter(coords, title=names[k], ax=ax, highlight=panels[names[k]])
+        embedding_scatter(coords, title=names[k], ax=ax, highlight=panels[names[k]], legend=k == 0)
     if suptitle:
         fig.suptitle(suptitle, fontsize=10)
     return save(fig, path)
 
 
-__all__ = ["embedding_scatter", "group_style", "image_grid", "loss_curves", "map_grid", "overlay",
+__all__ = ["embedding_scatter", "group_kind", "group_styles", "image_grid", "loss_curves", "map_grid", "overlay",
            "relevance_panel", "roc_curves", "save", "score_histogram_grid", "score_histograms", "small_multiples",
            "summary_bars", "threshold_figure", "to_rgb_array", "upsample", "value_histogram"]
