@@ -515,6 +515,8 @@ _ENTRY_KEYS = {
     "torchvision": {"type", "name", "root", "split"},
     "world": {"type", "kind", "shapes", "n_per_class", "n", "seed", "image_size", "name"},
 }
+for _keys in _ENTRY_KEYS.values():
+    _keys.add("get")  # optional: how to obtain the data, appended to "not found" errors
 _REQUIRED_KEYS = {"folder": ("root",), "torchvision": ("name", "root"), "world": ()}
 
 
@@ -533,7 +535,15 @@ def build_dataset(entry: dict, base_dir: str | os.PathLike = ".", name: str | No
     missing = [k for k in _REQUIRED_KEYS[kind] if k not in entry]
     if missing:
         raise DataError(f"{kind} entry needs the keys {missing}")
-    base_dir = Path(base_dir)
+    try:
+        return _build(entry, kind, Path(base_dir), name)
+    except DataError as err:
+        if entry.get("get"):
+            raise DataError(f"{err}. How to get it: {entry['get']}") from err
+        raise
+
+
+def _build(entry: dict, kind: str, base_dir: Path, name: str | None) -> ImageDataset:
     if kind == "folder":
         names_file = entry.get("classnames_file")
         return FolderDataset(_resolve(entry["root"], base_dir), name=entry.get("name", name),

@@ -281,7 +281,7 @@ def train(out_dir: str | os.PathLike, cfg: TrainConfig | None = None, progress: 
         bar.update(1)
         row = {"step": step, "loss": loss.item(), "loss_clip": loss_clip.item(), "loss_aux": loss_aux.item(),
                "loss_dense": loss_dense.item(), "lr": optim.param_groups[0]["lr"], "difficulty": difficulty,
-               "logit_scale": float(scale), "val_top1": "", "elapsed_s": time.time() - t_start}
+               "logit_scale": scale.item(), "val_top1": "", "elapsed_s": time.time() - t_start}
         if step % cfg.eval_every == 0 or step == cfg.steps:
             row["val_top1"], _ = zero_shot_top1(model, tokenizer, cfg.seed * 1_000_003 + VAL_STREAM,
                                                 cfg.eval_images, image_size)
@@ -321,7 +321,9 @@ def export(out_dir: str | os.PathLike, weights_path: str | os.PathLike = POCKET_
     digest = sha256_of(weights_path)
     with atomic_path(weights_path.with_name(weights_path.name + ".sha256")) as tmp:
         Path(tmp).write_text(f"{digest}  {weights_path.name}\n")
-    write_log(state["log"], weights_path.parent / "training_log.csv")
+    # the shipped log keeps every 10th step and every evaluation: the curve, in a file small enough to commit
+    thin = [row for row in state["log"] if row["step"] % 10 == 0 or row["val_top1"] != ""]
+    write_log(thin, weights_path.parent / "training_log.csv")
     return digest
 
 

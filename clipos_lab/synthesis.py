@@ -202,3 +202,22 @@ def synthesize(relevant: torch.Tensor, labels, n_outliers: int | None = None, al
 
 
 __all__ = ["ConfidenceFilter", "MODES", "Outliers", "confidence_filter", "default_n_outliers", "synthesize"]
+
+
+def global_shift(relevant: torch.Tensor, global_features: torch.Tensor) -> torch.Tensor:
+    """The mean offset from ID-relevant (patch-pooled) features to global features of the same images, ``(D,)``.
+
+    ID-relevant features are averages of patch tokens, and patch tokens occupy another region of the joint
+    space than the global (class-token) features every test image is scored with. Outliers mixed from patch
+    features would teach the *unknown* class "looks like a patch" instead of "lies between classes"; adding this
+    offset moves them to where global features live while keeping their between-class direction. (Ours.)
+    """
+    return F.normalize(global_features.float(), dim=-1).mean(0) - F.normalize(relevant.float(), dim=-1).mean(0)
+
+
+def shift_outliers(outliers: Outliers, shift: torch.Tensor) -> Outliers:
+    """The same outliers (same provenance) moved by ``shift`` and renormalised."""
+    moved = F.normalize(outliers.features + shift.to(outliers.features.dtype), dim=-1)
+    return Outliers(moved, outliers.first, outliers.second, outliers.lam, outliers.labels_first,
+                    outliers.labels_second, outliers.mode, outliers.seed, outliers.n_drawn,
+                    {**outliers.options, "shifted": True})

@@ -358,3 +358,17 @@ def test_benchmark_env_and_home_expansion(tmp_path, monkeypatch):
     assert len(D.build_dataset({"type": "folder", "root": "$CLIPOS_DATA/data"}, "/")) == 1
     monkeypatch.setenv("HOME", str(tmp_path))
     assert D.build_dataset({"type": "folder", "root": "~/data"}, "/").root == tmp_path / "data"
+
+
+def test_paper_specs_fail_with_where_and_how_to_get_the_data(tmp_path, monkeypatch):
+    from clipos_lab.data import BenchmarkSpec, default_benchmark_path
+
+    monkeypatch.setenv("HOME", str(tmp_path))  # no datasets under this home
+    for name in ("paper-cifar10", "paper-cifar100", "paper-imagenet100"):
+        spec = BenchmarkSpec.from_yaml(default_benchmark_path().parent / f"{name}.yaml")
+        with pytest.raises(DataError) as err:
+            spec.validate()
+        message = str(err.value)
+        assert f"{tmp_path}/data/ood/iSUN does not exist" in message
+        assert "How to get it: the iSUN OOD test set" in message
+        assert "download=True" in message or "image-net.org" in message

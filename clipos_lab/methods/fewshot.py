@@ -12,7 +12,9 @@ CLIP-OS       yes       yes          surgery discrepancy           3            
 
 Every CLIP-OS stage can be switched off for ablations: ``puc_k=1`` (no PUC), ``rule="topk"`` (no
 surgery-discrepancy), ``synthesis=False`` (no outliers), ``unknown=False`` (no unknown class: synthesised outliers
-then get LoCoOp's entropy maximisation instead of a class of their own).
+then get LoCoOp's entropy maximisation instead of a class of their own), ``align_outliers=False`` (outliers stay
+where patch features live instead of being shifted to the global-feature region; see
+:func:`clipos_lab.synthesis.global_shift`).
 """
 
 from __future__ import annotations
@@ -37,12 +39,13 @@ class PromptMethod(Method):
                  rule: str = "discrepancy", puc_k: int = 3, top_k: int | None = None, beta: float = 1.0,
                  gamma: float = 0.0, alpha: float = 2.0, synthesis_mode: str = "feature",
                  n_outliers: int | None = None, filter_threshold: float | None = None, rho_min: float = 0.1,
-                 rho_max: float = 0.9, default_score: str = "MCM", seed: int = 0):
+                 rho_max: float = 0.9, align_outliers: bool = True, default_score: str = "MCM", seed: int = 0):
         self.prompt = prompt or PromptConfig()
         self.unknown, self.synthesis, self.rule, self.puc_k, self.top_k = unknown, synthesis, rule, puc_k, top_k
         self.beta, self.gamma, self.alpha, self.synthesis_mode = beta, gamma, alpha, synthesis_mode
         self.n_outliers, self.filter_threshold = n_outliers, filter_threshold
         self.rho_min, self.rho_max = rho_min, rho_max
+        self.align_outliers = align_outliers
         self.default_score = default_score
         self.seed = seed
 
@@ -74,11 +77,17 @@ class PromptMethod(Method):
                 filter_fn = Y.confidence_filter(class_embeddings(backbone, train.classnames, DEFAULT_TEMPLATES),
                                                 threshold=self.filter_threshold, scale=backbone.logit_scale)
 
+            shift = Y.global_shift(rel.relevant_features, train.global_) if self.align_outliers else None
+
+            def synthesize(epoch: int) -> Y.Outliers:
+                out = Y.synthesize(rel.relevant_features, train.labels, n_out, alpha=self.alpha,
+                                   seed=self.seed * 100_003 + epoch, mode=self.synthesis_mode,
+                                   patches=rel.puc_patches, masks=rel.mask, filter_fn=filter_fn)
+                return out if shift is None else Y.shift_outliers(out, shift)
+
             def outliers_fn(epoch: int) -> torch.Tensor:
-                return Y.synthesize(rel.relevant_features, train.labels, n_out, alpha=self.alpha,
-                                    seed=self.seed * 100_003 + epoch, mode=self.synthesis_mode,
-                                    patches=rel.puc_patches, masks=rel.mask, filter_fn=filter_fn).features
-            self.outliers_ = outliers_fn(0)
+                return synthesize(epoch).features
+            self.outliers_ = synthesize(0)  # the first epoch's outliers, with provenance, for notebooks
         if self.gamma > 0:
             irrelevant = rel.puc_patches[~rel.mask]
         data = TrainingData(train.global_, train.labels,

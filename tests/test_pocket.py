@@ -1,0 +1,78 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from clipos_lab import pocket as P
+from clipos_lab import world as W
+
+TINY = {"embed_dim": 32, "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "head_width": 16, "patch_size": 8},
+        "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
+
+
+@pytest.fixture
+def tiny_cfg(tmp_path):
+    path = tmp_path / "tiny.json"
+    path.write_text(json.dumps(TINY))
+    return lambda **kw: P.TrainConfig(model_config=str(path), batch_size=24, warmup_steps=2, curriculum_steps=4,
+                                      eval_every=1000, eval_images=24, checkpoint_every=3, lr=2e-3, **kw)
+
+
+def test_a_few_steps_lower_the_loss(tiny_cfg, tmp_path):
+    P.train(tmp_path / "run", tiny_cfg(steps=30), progress=False)
+    log = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["log"]
+    losses = [row["loss"] for row in log]
+    assert len(losses) == 30
+    assert np.mean(losses[-5:]) < 0.93 * np.mean(losses[:5])  # measured: 7.10 -> 6.18
+    assert (tmp_path / "run" / "training_log.csv").read_text().startswith("step,loss")
+
+
+def test_resume_continues_the_same_run(tiny_cfg, tmp_path):
+    P.train(tmp_path / "whole", tiny_cfg(steps=6), progress=False)
+    P.train(tmp_path / "split", tiny_cfg(steps=6), progress=False, max_steps_this_sitting=3)
+    assert torch.load(tmp_path / "split" / "checkpoint.pt", weights_only=False)["step"] == 3
+    P.train(tmp_path / "split", progress=False)  # resumes with the stored config
+    whole = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=False)
+    split = torch.load(tmp_path / "split" / "checkpoint.pt", weights_only=False)
+    assert split["step"] == 6
+    for name, value in whole["model"].items():
+        torch.testing.assert_close(split["model"][name], value, msg=name)
+    assert [r["loss"] for r in split["log"]] == pytest.approx([r["loss"] for r in whole["log"]])
+
+
+def test_export_writes_half_precision_weights_and_checksum(tiny_cfg, tmp_path):
+    from clipos_lab.backbone import Backbone, BackboneError
+
+    P.train(tmp_path / "run", tiny_cfg(steps=3), progress=False)
+    weights = tmp_path / "out" / "tiny.safetensors"
+    digest = P.export(tmp_path / "run", weights)
+    assert P.verify_pocket_weights(weights) == digest
+    backbone = Backbone.load(config=tmp_path / "tiny.json", checkpoint=weights)
+    assert backbone.encode_images(torch.zeros(1, 3, 32, 32)).patches.shape == (1, 16, 32)
+    weights.write_bytes(weights.read_bytes()[:-10] + b"0123456789")
+    with pytest.raises(BackboneError, match="do not match their checksum"):
+        P.verify_pocket_weights(weights)
+
+
+def test_missing_pocket_weights_is_a_clear_error(tmp_path):
+    from clipos_lab.backbone import WeightsNotFoundError
+
+    with pytest.raises(WeightsNotFoundError, match="pocket model weights .* are missing"):
+        P.verify_pocket_weights(tmp_path / "gone.safetensors")
+
+
+def test_shipped_pocket_model_loads_and_classifies_fresh_images(pocket_backbone):
+    """A real test of the shipped weights: zero-shot top-1 over all shapes on images no run has seen."""
+    assert pocket_backbone.weights_id.endswith(P.verify_pocket_weights())
+    assert P.POCKET_WEIGHTS.stat().st_size <= 10 * 1024 * 1024
+    world = W.World(pocket_backbone.image_size)
+    shapes = [W.SHAPES[i % len(W.SHAPES)] for i in range(120)]
+    images = torch.stack([pocket_backbone.preprocess(world.image(424242, i, shape=s)) for i, s in enumerate(shapes)])
+    feats = torch.nn.functional.normalize(pocket_backbone.encode_images(images, surgery=False).global_, dim=-1)
+    text = pocket_backbone.encode_text([f"a photo of a {s}." for s in W.SHAPES])
+    top1 = ((feats @ text.T).argmax(1).numpy() == np.arange(120) % len(W.SHAPES)).mean()
+    assert top1 >= POCKET_TOP1_FLOOR, f"zero-shot top-1 {top1:.1%} on fresh images"
+
+
+POCKET_TOP1_FLOOR = 0.5  # chance is 1/12; the shipped model measures well above (see benchmarks/pocket_quality.py)
