@@ -110,3 +110,23 @@ def test_one_class_is_an_error_and_default_count():
     assert S.default_n_outliers(3) == 16 and S.default_n_outliers(100) == 100
     r, labels = setup()
     assert len(S.synthesize(r, labels)) == 16
+
+
+def test_global_shift_moves_outliers_to_the_global_feature_region():
+    import torch.nn.functional as F
+
+    from clipos_lab.synthesis import global_shift, shift_outliers, synthesize
+
+    g = torch.Generator().manual_seed(0)
+    offset = torch.zeros(8)
+    offset[0] = 3.0
+    relevant = F.normalize(torch.randn(6, 8, generator=g), dim=-1)
+    global_ = F.normalize(relevant * 0.3 + offset, dim=-1)  # same images, another region of the space
+    labels = torch.tensor([0, 0, 1, 1, 2, 2])
+    out = synthesize(relevant, labels, 32, seed=1)
+    moved = shift_outliers(out, global_shift(relevant, global_))
+    assert torch.allclose(moved.features.norm(dim=-1), torch.ones(32), atol=1e-5)
+    assert torch.equal(moved.first, out.first) and torch.equal(moved.lam, out.lam)
+    before = (out.features @ F.normalize(global_, dim=-1).mean(0)).mean()
+    after = (moved.features @ F.normalize(global_, dim=-1).mean(0)).mean()
+    assert after > before + 0.3

@@ -1,0 +1,79 @@
+"""Choose prompt-learning and CLIP-OS defaults on the validation split (never on the test benchmark).
+
+    python benchmarks/tune_defaults.py [--seeds 11,12,13] [--out benchmarks/results/tuning.json]
+
+Grid: the shared prompt-learning schedule (learning rate x minimum number of steps; CoOp, LoCoOp and CLIP-OS all
+use it, so it is chosen on their mean) and, for CLIP-OS, outlier alignment on/off and the weight ``beta``.
+Every configuration runs 1- and 2-shot over the given seeds on ``assets/benchmarks/world-validation.yaml``;
+printed numbers are OOD-averaged AUROC (higher score = more ID, ID positive) and ID accuracy, in percent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from clipos_lab import metrics as M
+from clipos_lab.backbone import Backbone
+from clipos_lab.data import BenchmarkSpec, default_benchmark_path, few_shot
+from clipos_lab.methods import build_method
+from clipos_lab.prompts import PromptConfig
+from clipos_lab.runner import encode_banks
+
+VALIDATION = default_benchmark_path().parent / "world-validation.yaml"
+
+
+def evaluate(method, banks) -> dict:
+    id_scores = method.score(banks.id_test)
+    ood_scores = {k: method.score(b) for k, b in banks.ood.items()}
+    out = {"ACC": M.id_accuracy(method.predict(banks.id_test), banks.id_test.labels.numpy())}
+    for score in id_scores:
+        out[score] = float(np.mean([M.auroc(id_scores[score], s[score]) for s in ood_scores.values()]))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", default="11,12,13")
+    parser.add_argument("--lrs", default="0.002,0.01")
+    parser.add_argument("--min-steps", default="0,200")
+    parser.add_argument("--out", default="benchmarks/results/tuning.json")
+    args = parser.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")]
+    backbone = Backbone.load()
+    banks = encode_banks(BenchmarkSpec.from_yaml(VALIDATION), backbone, progress=False)
+    mcm = evaluate(build_method("MCM").fit(backbone, banks.id_train), banks)
+    print(f"zero-shot MCM on validation: AUROC {100 * mcm['MCM']:.2f}, GL-MCM {100 * mcm['GL-MCM']:.2f}, "
+          f"ACC {100 * mcm['ACC']:.2f}")
+    variants = {"CoOp": {}, "LoCoOp": {}, "CLIP-OS": {}, "CLIP-OS unaligned": {"align_outliers": False},
+                "CLIP-OS beta=0.5": {"beta": 0.5}}
+    records = []
+    for lr, min_steps in itertools.product([float(x) for x in args.lrs.split(",")],
+                                           [int(x) for x in args.min_steps.split(",")]):
+        prompt = PromptConfig(lr=lr, min_steps=min_steps, progress=False)
+        for label, options in variants.items():
+            name = label.split(" ")[0]
+            runs = []
+            start = time.perf_counter()
+            for shots, seed in itertools.product((1, 2), seeds):
+                _, manifest = few_shot(banks.train_dataset, shots, seed)
+                train = banks.id_train.select_ids([m["id"] for m in manifest])
+                method = build_method(name, seed=seed, prompt=prompt, **options).fit(backbone, train)
+                runs.append(evaluate(method, banks))
+            mean = {k: float(np.mean([r[k] for r in runs])) for k in runs[0]}
+            records.append({"lr": lr, "min_steps": min_steps, "method": label, **mean,
+                            "seconds": time.perf_counter() - start})
+            scores = ", ".join(f"{k} {100 * v:.2f}" for k, v in mean.items())
+            print(f"lr {lr:<6g} min_steps {min_steps:<4d} {label:18s} {scores}  ({records[-1]['seconds']:.0f} s)")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps({"zero_shot": mcm, "grid": records}, indent=1))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,40 @@
+import json
+
+import yaml
+
+from clipos_lab.__main__ import main
+
+SPEC = {
+    "name": "cli-world",
+    "id": {"type": "world", "kind": "object", "shapes": ["circle", "star"], "n_per_class": 4, "seed": 1},
+    "ood": {"textures": {"type": "world", "kind": "background", "n": 4, "seed": 2}},
+}
+
+
+def test_evaluate_and_benchmark_write_tables(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CLIPOS_CACHE_DIR", str(tmp_path / "cache"))
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump(SPEC))
+    assert main(["evaluate", str(spec), "--out", str(tmp_path / "zs"), "--no-progress"]) == 0
+    assert "| MCM | MCM | 0 |" in capsys.readouterr().out
+    metrics = json.loads((tmp_path / "zs" / "metrics.json").read_text())
+    assert {r["method"] for r in metrics["summary"]} == {"MCM", "GL-MCM"}
+    assert main(["benchmark", str(spec), "--methods", "CoOp", "--shots", "1", "--seeds", "3", "--epochs", "2",
+                 "--out", str(tmp_path / "fs"), "--no-progress"]) == 0
+    assert (tmp_path / "fs" / "prompts" / "CoOp-shots1-seed3.safetensors").exists()
+
+
+def test_encode_reports_banks(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CLIPOS_CACHE_DIR", str(tmp_path / "cache"))
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump(SPEC))
+    assert main(["encode", str(spec), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "id: 8 images, 0 skipped" in out and "textures: 4 images" in out
+
+
+def test_errors_are_reported_not_raised(tmp_path, capsys):
+    assert main(["benchmark", str(tmp_path / "missing.yaml"), "--no-progress"]) == 2
+    assert "missing.yaml" in capsys.readouterr().err
+    assert main(["evaluate", "default", "--checkpoint", str(tmp_path / "none.pt")]) == 2
+    assert "does not exist" in capsys.readouterr().err
