@@ -23,7 +23,7 @@ benchmark: setup
 	$(BIN)/python -m clipos_lab benchmark default --out $(OUT)
 
 test: setup
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile --nbmake tests notebooks
 
 lab: setup
 	$(BIN)/jupyter lab notebooks/
