@@ -17,6 +17,12 @@ Why this recipe (each piece was kept because a naive contrastive run on 12-16 sh
   2-D sin-cos position initialisation did not help. A 6-layer model at 1e-3 reached only 28% zero-shot top-1
   after 600 steps, so the shipped model trades depth (4 blocks) for more steps in the same CPU budget.
 
+* **Two stages.** The shipped model is stage 2 (``init_from`` the stage-1 checkpoint, fresh optimiser and
+  schedule): stage 1 trained 1,200 steps on the world with all orientations and the four heads weighted alike
+  (zero-shot top-1 at full difficulty: 24% at step 500, 32% at step 1,000); stage 2 limits rotations to +-45
+  degrees (the world's default) and weights the shape head 3x, the signal the zero-shot bar asks for. The exact
+  commands are in ``assets/pocket/README.md``.
+
 Every batch is a pure function of ``(seed, step)``, and a checkpoint holds model, optimiser and log, so a run
 interrupted at any step and resumed continues exactly the same run.
 """
@@ -66,6 +72,9 @@ class TrainConfig:
     background_fraction: float = 0.1
     clutter_fraction: float = 0.05
     aux_weight: float = 1.0
+    shape_weight: float = 1.0  # weight of the shape head among the four attribute heads
+    max_rotation: float = 45.0  # degrees, the world's rotation range at full difficulty
+    init_from: str = ""  # a checkpoint.pt whose model (and heads) start this run: a second training stage
     dense_weight: float = 0.5
     eval_every: int = 500
     eval_images: int = 360
@@ -177,10 +186,11 @@ def encode_patches(model, images: torch.Tensor):
 
 
 @torch.no_grad()
-def zero_shot_top1(model, tokenizer, seed: int, n_images: int, image_size: int, batch: int = 120) -> tuple[float, np.ndarray]:
+def zero_shot_top1(model, tokenizer, seed: int, n_images: int, image_size: int, max_rotation: float = 45.0,
+                   batch: int = 120) -> tuple[float, np.ndarray]:
     """Top-1 of "a photo of a {shape}." over all shapes on fresh validation images, and the confusion matrix."""
     model.eval()
-    world = W.World(image_size)
+    world = W.World(image_size, max_rotation=max_rotation)
     text = F.normalize(model.encode_text(tokenizer([f"a photo of a {s}." for s in W.SHAPES])), dim=-1)
     confusion = np.zeros((len(W.SHAPES), len(W.SHAPES)), dtype=int)
     for start in range(0, n_images, batch):
@@ -239,9 +249,13 @@ def train(out_dir: str | os.PathLike, cfg: TrainConfig | None = None, progress: 
         optim.load_state_dict(state["optim"])
         log, step = state["log"], state["step"]
 
+    elif cfg.init_from:
+        init = torch.load(cfg.init_from, map_location="cpu", weights_only=False)
+        model.load_state_dict(init["model"])
+        heads.load_state_dict(init["heads"])
     image_size = model.visual.image_size[0] if isinstance(model.visual.image_size, tuple) else model.visual.image_size
     grid = model.visual.grid_size[0]
-    world = W.World(image_size)
+    world = W.World(image_size, max_rotation=cfg.max_rotation)
     prompt_tokens = tokenizer(class_prompts())
     token_cache: dict[str, torch.Tensor] = {}
     stop_at = cfg.steps if max_steps_this_sitting is None else min(cfg.steps, step + max_steps_this_sitting)
@@ -268,7 +282,9 @@ def train(out_dir: str | os.PathLike, cfg: TrainConfig | None = None, progress: 
         scale = model.logit_scale.exp().clamp(max=100)
         loss_clip = multi_positive_loss(image_emb, text_emb, positives, scale)
         labels = _labels(scenes)
-        loss_aux = sum(F.cross_entropy(getattr(heads, k)(image_emb * 10), v) for k, v in labels.items()) / 4
+        weights = {"shape": cfg.shape_weight}
+        loss_aux = sum(weights.get(k, 1.0) * F.cross_entropy(getattr(heads, k)(image_emb * 10), v)
+                       for k, v in labels.items()) / 4
         dense_logits = scale * F.normalize(patch_emb, dim=-1) @ prompt_emb.T
         loss_dense = F.cross_entropy(dense_logits.reshape(-1, dense_logits.shape[-1]), dense_labels.reshape(-1),
                                      ignore_index=-100)
@@ -284,7 +300,7 @@ def train(out_dir: str | os.PathLike, cfg: TrainConfig | None = None, progress: 
                "logit_scale": scale.item(), "val_top1": "", "elapsed_s": time.time() - t_start}
         if step % cfg.eval_every == 0 or step == cfg.steps:
             row["val_top1"], _ = zero_shot_top1(model, tokenizer, cfg.seed * 1_000_003 + VAL_STREAM,
-                                                cfg.eval_images, image_size)
+                                                cfg.eval_images, image_size, cfg.max_rotation)
         log.append(row)
         bar.set_postfix(loss=f"{row['loss']:.3f}", top1=row["val_top1"] or "-")
         if step % cfg.checkpoint_every == 0 or step == stop_at:

@@ -198,19 +198,25 @@ def _validate(names: Sequence[str], known, what: str) -> None:
 class World:
     """Draws scenes deterministically from ``(seed, index)``.
 
-    ``difficulty`` in [0, 1] widens the world for curriculum training: at 0 only large-to-medium, unrotated
+    ``difficulty`` in [0, 1] widens the world for curriculum training: at 0 only large-to-medium, nearly upright
     shapes on plain backgrounds; at 1 (the default, and what every benchmark uses) all sizes, rotations and
-    background textures.
+    background textures. Objects are rotated by up to ``max_rotation`` degrees either way (default 45: objects
+    in photos are mostly upright, and a tiny ViT trained on a CPU budget learns shapes much faster when every
+    shape does not also come in every orientation; 180 gives all orientations).
     """
 
     def __init__(self, image_size: int = 64, shapes: Sequence[str] = SHAPES,
-                 backgrounds: Sequence[str] = tuple(BACKGROUNDS), colours: Sequence[str] = tuple(COLOURS)):
+                 backgrounds: Sequence[str] = tuple(BACKGROUNDS), colours: Sequence[str] = tuple(COLOURS),
+                 max_rotation: float = 45.0):
         _validate(shapes, SHAPES, "shapes")
         _validate(backgrounds, BACKGROUNDS, "backgrounds")
         _validate(colours, COLOURS, "colours")
         if image_size < 16:
             raise ValueError(f"image_size={image_size} is too small to draw shapes; use 16 or more")
+        if not 0 <= max_rotation <= 180:
+            raise ValueError(f"max_rotation={max_rotation} must be between 0 and 180 degrees")
         self.image_size = image_size
+        self.max_rotation = math.radians(max_rotation)
         self.shapes, self.backgrounds, self.colours = tuple(shapes), tuple(backgrounds), tuple(colours)
 
     def render(self, seed: int, index: int, kind: str = "object", shape: str | None = None,
@@ -248,7 +254,8 @@ class World:
             radius = rng.uniform(lo, hi) * big / 2
             margin = radius * 1.05
             centre = (rng.uniform(margin, big - margin), rng.uniform(margin, big - margin))
-            angle = rng.uniform(0, 2 * math.pi) if difficulty >= 0.5 else rng.uniform(-0.3, 0.3)
+            spread = self.max_rotation if difficulty >= 0.5 else min(0.3, self.max_rotation)
+            angle = rng.uniform(-spread, spread)
             colour = self.colours[rng.integers(len(self.colours))]
             mask_img = Image.new("L", (big, big), 0)
             _draw_shape(ImageDraw.Draw(mask_img), obj_shape, centre, radius, angle)

@@ -16,7 +16,7 @@ def tiny_cfg(tmp_path):
     path = tmp_path / "tiny.json"
     path.write_text(json.dumps(TINY))
     return lambda **kw: P.TrainConfig(model_config=str(path), batch_size=24, warmup_steps=2, curriculum_steps=4,
-                                      eval_every=1000, eval_images=24, checkpoint_every=3, lr=2e-3, **kw)
+                                      eval_every=1000, eval_images=24, checkpoint_every=3, **{"lr": 2e-3, **kw})
 
 
 def test_a_few_steps_lower_the_loss(tiny_cfg, tmp_path):
@@ -76,3 +76,14 @@ def test_shipped_pocket_model_loads_and_classifies_fresh_images(pocket_backbone)
 
 
 POCKET_TOP1_FLOOR = 0.5  # chance is 1/12; the shipped model measures well above (see benchmarks/pocket_quality.py)
+
+
+def test_second_stage_starts_from_the_first_stages_weights(tiny_cfg, tmp_path):
+    P.train(tmp_path / "stage1", tiny_cfg(steps=3), progress=False)
+    # learning rate 0: stage 2 must end exactly where stage 1 ended
+    P.train(tmp_path / "stage2", tiny_cfg(steps=2, lr=0.0, init_from=str(tmp_path / "stage1" / "checkpoint.pt")),
+            progress=False)
+    one = torch.load(tmp_path / "stage1" / "checkpoint.pt", weights_only=False)["model"]
+    two = torch.load(tmp_path / "stage2" / "checkpoint.pt", weights_only=False)["model"]
+    for name, value in one.items():
+        torch.testing.assert_close(two[name], value, msg=name)
