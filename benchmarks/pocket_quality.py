@@ -48,8 +48,13 @@ def main() -> None:
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    backbone = Backbone.load()
-    report: dict = {"weights": backbone.weights_id}
+    import time
+
+    start = time.perf_counter()
+    backbone = Backbone.load()  # open_clip and torch are already imported above: this is the load itself
+    load_s = time.perf_counter() - start
+    report: dict = {"weights": backbone.weights_id, "load_seconds": load_s}
+    print(f"0. pocket model load (checksum + build + weights, after imports): {load_s:.2f} s (bar < 2 s)")
 
     # 1. zero-shot classification over all shapes
     ds = WorldDataset(shapes=W.SHAPES, n_per_class=args.per_shape, seed=TEST_SEED, image_size=backbone.image_size)
@@ -79,7 +84,23 @@ def main() -> None:
     report["surgery_peak_in_box"] = float(hit_surgery.mean())
     report["raw_peak_in_box"] = float(hit_raw.mean())
     print(f"2. class-map peak inside the object's box: surgery path {hit_surgery.mean():.1%} (bar >= 80%), "
-          f"raw path {hit_raw.mean():.1%}")
+          f"raw path {hit_raw.mean():.1%}  [surgery_blocks={backbone.surgery_blocks}]")
+    # the same question for every depth of the value-value path, on validation images (another seed), so the
+    # default depth can be chosen without looking at the test images
+    val = WorldDataset(shapes=W.SHAPES, n_per_class=max(10, args.per_shape // 2), seed=TEST_SEED + 1,
+                       image_size=backbone.image_size)
+    val_boxes = [val.scene(i).objects[0].box for i in range(len(val))]
+    depth_rates = {}
+    default_blocks = backbone.surgery_blocks
+    for n_blocks in range(1, len(backbone.visual.transformer.resblocks) + 1):
+        backbone.surgery_blocks = n_blocks
+        vb = FeatureBank.encode(val, backbone, cache=False, progress=False)
+        depth_rates[n_blocks] = float(peak_inside_box(R.surgery_map(vb.surgery.float(), text, vb.labels), val_boxes,
+                                                      vb.grid, backbone.image_size).mean())
+    backbone.surgery_blocks = default_blocks
+    report["surgery_peak_in_box_by_depth_validation"] = depth_rates
+    print("   validation images, surgery-path hit rate by v-v depth: "
+          + ", ".join(f"{k} blocks {v:.1%}" for k, v in depth_rates.items()))
     try:
         import matplotlib
         matplotlib.use("Agg")
