@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from clipos_lab import metrics as M
 from clipos_lab.backbone import Backbone
@@ -42,20 +43,24 @@ def main() -> None:
     parser.add_argument("--seeds", default="11,12,13")
     parser.add_argument("--lrs", default="0.002,0.01")
     parser.add_argument("--min-steps", default="0,200")
+    parser.add_argument("--n-ctx", default="16", help="context lengths to try")
+    parser.add_argument("--betas", default="0.5", help="CLIP-OS outlier weights to try besides the default 1.0")
     parser.add_argument("--out", default="benchmarks/results/tuning.json")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
+    torch.set_num_threads(1)  # prompt learning is many tiny ops: one thread is fastest and leaves a core free
     backbone = Backbone.load()
     banks = encode_banks(BenchmarkSpec.from_yaml(VALIDATION), backbone, progress=False)
     mcm = evaluate(build_method("MCM").fit(backbone, banks.id_train), banks)
     print(f"zero-shot MCM on validation: AUROC {100 * mcm['MCM']:.2f}, GL-MCM {100 * mcm['GL-MCM']:.2f}, "
           f"ACC {100 * mcm['ACC']:.2f}")
-    variants = {"CoOp": {}, "LoCoOp": {}, "CLIP-OS": {}, "CLIP-OS unaligned": {"align_outliers": False},
-                "CLIP-OS beta=0.5": {"beta": 0.5}}
+    variants = {"CoOp": {}, "LoCoOp": {}, "CLIP-OS": {}, "CLIP-OS unaligned": {"align_outliers": False}}
+    variants.update({f"CLIP-OS beta={b:g}": {"beta": b} for b in (float(x) for x in args.betas.split(","))})
     records = []
-    for lr, min_steps in itertools.product([float(x) for x in args.lrs.split(",")],
-                                           [int(x) for x in args.min_steps.split(",")]):
-        prompt = PromptConfig(lr=lr, min_steps=min_steps, progress=False)
+    for lr, min_steps, n_ctx in itertools.product([float(x) for x in args.lrs.split(",")],
+                                                  [int(x) for x in args.min_steps.split(",")],
+                                                  [int(x) for x in args.n_ctx.split(",")]):
+        prompt = PromptConfig(lr=lr, min_steps=min_steps, n_ctx=n_ctx, progress=False)
         for label, options in variants.items():
             name = label.split(" ")[0]
             runs = []
@@ -66,10 +71,10 @@ def main() -> None:
                 method = build_method(name, seed=seed, prompt=prompt, **options).fit(backbone, train)
                 runs.append(evaluate(method, banks))
             mean = {k: float(np.mean([r[k] for r in runs])) for k in runs[0]}
-            records.append({"lr": lr, "min_steps": min_steps, "method": label, **mean,
+            records.append({"lr": lr, "min_steps": min_steps, "n_ctx": n_ctx, "method": label, **mean,
                             "seconds": time.perf_counter() - start})
             scores = ", ".join(f"{k} {100 * v:.2f}" for k, v in mean.items())
-            print(f"lr {lr:<6g} min_steps {min_steps:<4d} {label:18s} {scores}  ({records[-1]['seconds']:.0f} s)")
+            print(f"lr {lr:<6g} min_steps {min_steps:<4d} n_ctx {n_ctx:<3d} {label:18s} {scores}  ({records[-1]['seconds']:.0f} s)")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"zero_shot": mcm, "grid": records}, indent=1))
     print(f"wrote {args.out}")

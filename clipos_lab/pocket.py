@@ -75,6 +75,8 @@ class TrainConfig:
     shape_weight: float = 1.0  # weight of the shape head among the four attribute heads
     max_rotation: float = 45.0  # degrees, the world's rotation range at full difficulty
     init_from: str = ""  # a checkpoint.pt whose model (and heads) start this run: a second training stage
+    surgery_dense_weight: float = 0.0  # dense loss on CLIP Surgery's value-value tokens too (stage 3)
+    surgery_blocks: int = 2  # depth of the value-value path that loss trains (the backbone's default: half)
     dense_weight: float = 0.5
     eval_every: int = 500
     eval_images: int = 360
@@ -175,14 +177,26 @@ def multi_positive_loss(image_emb, text_emb, positives, logit_scale):
     return (loss_i + loss_t) / 2
 
 
-def encode_patches(model, images: torch.Tensor):
-    """Global embedding and projected patch tokens of the raw open_clip forward (tokens through ln_post + proj)."""
+def encode_patches(model, images: torch.Tensor, surgery_blocks: int = 0):
+    """Global embedding, projected patch tokens and (with ``surgery_blocks``) value-value patch tokens.
+
+    The same computation as :meth:`clipos_lab.backbone.Backbone.encode_images`, with gradients.
+    """
+    from .backbone import _block_with_value_value
+
     visual = model.visual
     x = visual._embeds(images)
-    x = visual.transformer(x)
-    x = visual.ln_post(x)
-    x = x @ visual.proj
-    return x[:, 0], x[:, 1:]
+    blocks = visual.transformer.resblocks
+    start = len(blocks) - surgery_blocks
+    for block in blocks[:start]:
+        x = block(x)
+    vv = x
+    for block in blocks[start:]:
+        x, vv_out = _block_with_value_value(block, x)
+        vv = vv + vv_out
+    x = visual.ln_post(x) @ visual.proj
+    surgery = visual.ln_post(vv[:, 1:]) @ visual.proj if surgery_blocks else None
+    return x[:, 0], x[:, 1:], surgery
 
 
 @torch.no_grad()
@@ -275,7 +289,8 @@ def train(out_dir: str | os.PathLike, cfg: TrainConfig | None = None, progress: 
         for group in optim.param_groups:
             group["lr"] = _lr_at(step, cfg)
         x = images_to_tensor(images)
-        global_emb, patch_emb = encode_patches(model, x)
+        n_vv = cfg.surgery_blocks if cfg.surgery_dense_weight > 0 else 0
+        global_emb, patch_emb, surgery_emb = encode_patches(model, x, n_vv)
         image_emb = F.normalize(global_emb, dim=-1)
         text_all = F.normalize(model.encode_text(torch.cat([tokens, prompt_tokens])), dim=-1)
         text_emb, prompt_emb = text_all[: len(texts)], text_all[len(texts):]
@@ -289,6 +304,10 @@ def train(out_dir: str | os.PathLike, cfg: TrainConfig | None = None, progress: 
         loss_dense = F.cross_entropy(dense_logits.reshape(-1, dense_logits.shape[-1]), dense_labels.reshape(-1),
                                      ignore_index=-100)
         loss = loss_clip + cfg.aux_weight * loss_aux + cfg.dense_weight * loss_dense
+        if surgery_emb is not None:
+            vv_logits = scale * F.normalize(surgery_emb, dim=-1) @ prompt_emb.T
+            loss = loss + cfg.surgery_dense_weight * F.cross_entropy(
+                vv_logits.reshape(-1, vv_logits.shape[-1]), dense_labels.reshape(-1), ignore_index=-100)
         optim.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
