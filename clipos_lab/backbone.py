@@ -229,14 +229,19 @@ class Backbone:
         from open_clip.transformer import text_global_pool
 
         tower = self._text_tower()
-        x = embeddings + tower.positional_embedding[: embeddings.shape[1]].to(embeddings.dtype)
+        pool_type = getattr(tower, "text_pool_type", getattr(tower, "pool_type", "argmax"))
+        eos = getattr(tower, "text_eos_id", getattr(tower, "eos_id", None))
         mask = tower.attn_mask
+        if mask is not None and pool_type == "argmax":
+            # causal attention: nothing after the last EOT reaches a pooled token, so those positions are
+            # skipped (same result, e.g. 10 instead of 77 positions for short prompts)
+            length = int(tokens.argmax(-1).max()) + 1
+            embeddings, tokens = embeddings[:, :length], tokens[:, :length]
+        x = embeddings + tower.positional_embedding[: embeddings.shape[1]].to(embeddings.dtype)
         if mask is not None:
             mask = mask[: x.shape[1], : x.shape[1]]
         x = tower.transformer(x, attn_mask=mask)
         x = tower.ln_final(x)
-        pool_type = getattr(tower, "text_pool_type", getattr(tower, "pool_type", "argmax"))
-        eos = getattr(tower, "text_eos_id", getattr(tower, "eos_id", None))
         x = text_global_pool(x, tokens, pool_type, eos_token_id=eos)
         projection = tower.text_projection
         if projection is None:
