@@ -20,8 +20,13 @@ Why this recipe (each piece was kept because a naive contrastive run on 12-16 sh
 * **Two stages.** The shipped model is stage 2 (``init_from`` the stage-1 checkpoint, fresh optimiser and
   schedule): stage 1 trained 1,200 steps on the world with all orientations and the four heads weighted alike
   (zero-shot top-1 at full difficulty: 24% at step 500, 32% at step 1,000); stage 2 limits rotations to +-45
-  degrees (the world's default) and weights the shape head 3x, the signal the zero-shot bar asks for. The exact
-  commands are in ``assets/pocket/README.md``.
+  degrees (the world's default) and weights the shape head 3x, the signal the zero-shot bar asks for
+  (validation top-1: 51% after 500 steps, 88% after 2,000, 97% after 4,500).
+* **Stage 3: the value-value path.** After stage 2 the raw patch map of an image's class peaked inside the
+  object for 99.8% of test images but CLIP Surgery's value-value map only for 63%: a 4-block model trained
+  from scratch does not grow the property CLIP Surgery relies on in large CLIPs. 400 more steps
+  (``surgery_dense_weight``) apply the dense loss to the value-value tokens too: 87% inside the box, zero-shot
+  top-1 98.5%. The exact commands are in ``assets/pocket/README.md``.
 
 Every batch is a pure function of ``(seed, step)``, and a checkpoint holds model, optimiser and log, so a run
 interrupted at any step and resumed continues exactly the same run.
@@ -52,7 +57,6 @@ POCKET_NAME = "pocket-vit"
 POCKET_CONFIG = POCKET_DIR / f"{POCKET_NAME}.json"
 POCKET_WEIGHTS = POCKET_DIR / f"{POCKET_NAME}.safetensors"
 POCKET_SHA256 = POCKET_DIR / f"{POCKET_NAME}.safetensors.sha256"
-POCKET_LOG = POCKET_DIR / "training_log.csv"
 MEAN = (0.48145466, 0.4578275, 0.40821073)  # open_clip's OpenAI normalisation, which the pocket model uses too
 STD = (0.26862954, 0.26130258, 0.27577711)
 TRAIN_STREAM, VAL_STREAM = 1, 2  # world seeds are (stream, seed): training and validation never overlap
@@ -358,7 +362,7 @@ def export(out_dir: str | os.PathLike, weights_path: str | os.PathLike = POCKET_
         Path(tmp).write_text(f"{digest}  {weights_path.name}\n")
     # the shipped log keeps every 10th step and every evaluation: the curve, in a file small enough to commit
     thin = [row for row in state["log"] if row["step"] % 10 == 0 or row["val_top1"] != ""]
-    write_log(thin, weights_path.parent / "training_log.csv")
+    write_log(thin, weights_path.parent / f"training_log_{Path(out_dir).name}.csv")
     return digest
 
 
