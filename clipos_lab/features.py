@@ -111,9 +111,9 @@ class FeatureBank:
     def encode(cls, dataset, backbone, batch_size: int = 32, surgery: bool = True, cache: bool | str | Path = True,
                progress: bool = True, patch_dtype: torch.dtype = torch.float16) -> "FeatureBank":
         """Encode ``dataset`` with ``backbone``, or load it from the cache when the key matches."""
-        key = cache_key(dataset, backbone, surgery, patch_dtype)
-        path = None
+        key, path = None, None
         if cache is not False:
+            key = cache_key(dataset, backbone, surgery, patch_dtype)
             folder = default_cache_dir() if cache is True else Path(cache)
             path = folder / f"{getattr(dataset, 'name', 'dataset')}-{key[:20]}.safetensors"
             if path.exists():
@@ -127,8 +127,8 @@ class FeatureBank:
                                   "rebuilding it", CacheWarning)
                 path.unlink(missing_ok=True)
         bank = cls._encode(dataset, backbone, batch_size, surgery, progress, patch_dtype)
-        bank.meta["key"] = key
         if path is not None:
+            bank.meta["key"] = key
             bank.save(path)
             bank.meta["cache_path"] = str(path)
         return bank

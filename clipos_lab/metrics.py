@@ -86,13 +86,18 @@ def fpr95_ood_positive(id_scores, ood_scores) -> float:
 def aupr_in(id_scores, ood_scores) -> float:
     """Average precision with ID positive, score as is."""
     y, s = _labelled(id_scores, ood_scores)
-    return float(average_precision_score(y, s))
+    return _unit(average_precision_score(y, s))
 
 
 def aupr_out(id_scores, ood_scores) -> float:
     """Average precision with OOD positive, negated score."""
     y, s = _labelled(id_scores, ood_scores)
-    return float(average_precision_score(1 - y, -s))
+    return _unit(average_precision_score(1 - y, -s))
+
+
+def _unit(value) -> float:
+    """sklearn sums precision x recall steps, which can land a hair above 1 (1.0000000000000002)."""
+    return float(min(1.0, max(0.0, value)))
 
 
 def id_accuracy(predictions, labels) -> float:

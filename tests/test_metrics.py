@@ -186,3 +186,12 @@ def test_mean_std_three_seeds():
     assert "| Average | 92.00 ± 2.00 | 33.00 ± 3.00 |" in M.format_table([row])
     with pytest.raises(ValueError, match="values_by_seed is empty"):
         M.mean_std([])
+
+
+def test_aupr_never_leaves_the_unit_interval():
+    # sklearn's step sum gives 1.0000000000000002 on some perfectly separated inputs; tables must stay in [0, 1]
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        n = int(rng.integers(2, 40))
+        id_s, ood_s = rng.random(n) + 1.0, rng.random(int(rng.integers(1, 40)))
+        assert 0.0 <= M.aupr_in(id_s, ood_s) <= 1.0 and 0.0 <= M.aupr_out(id_s, ood_s) <= 1.0
