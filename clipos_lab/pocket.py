@@ -56,7 +56,6 @@ POCKET_DIR = ASSETS / "pocket"
 POCKET_NAME = "pocket-vit"
 POCKET_CONFIG = POCKET_DIR / f"{POCKET_NAME}.json"
 POCKET_WEIGHTS = POCKET_DIR / f"{POCKET_NAME}.safetensors"
-POCKET_SHA256 = POCKET_DIR / f"{POCKET_NAME}.safetensors.sha256"
 MEAN = (0.48145466, 0.4578275, 0.40821073)  # open_clip's OpenAI normalisation, which the pocket model uses too
 STD = (0.26862954, 0.26130258, 0.27577711)
 TRAIN_STREAM, VAL_STREAM = 1, 2  # world seeds are (stream, seed): training and validation never overlap

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
@@ -150,7 +150,6 @@ class TrainingData:
     id_labels: torch.Tensor                         # (N,)
     outliers: Callable[[int], torch.Tensor] | None = None   # epoch -> (M, D) synthesised outliers
     irrelevant_patches: torch.Tensor | None = None  # (R, D) ID-irrelevant patch features (LoCoOp term)
-    history: list = field(default_factory=list)
 
 
 def train_prompts(learner: PromptLearner, data: TrainingData, cfg: PromptConfig, beta: float = 0.0,
@@ -209,6 +208,3 @@ def train_prompts(learner: PromptLearner, data: TrainingData, cfg: PromptConfig,
     bar.close()
     return history
 
-
-def config_dict(cfg: PromptConfig) -> dict:
-    return asdict(cfg)

@@ -166,8 +166,8 @@ def summary_markdown(summary: list[dict], metrics: Sequence[str] = ("AUROC", "FP
         if (r["ood"] == "Average" and r["metric"] in metrics) or r["metric"] == "ACC":
             index.setdefault(key, {})[r["metric"]] = M.format_mean_std(r["mean"], r["std"])
     cols = list(metrics) + ["ACC"]
-    lines = [f"Higher score = more ID; ID positive; FPR95 = OOD accepted at 95% ID recall; mean ± std over "
-             f"seeds, averaged over OOD sets, in %.", "",
+    lines = ["Higher score = more ID; ID positive; FPR95 = OOD accepted at 95% ID recall; mean ± std over "
+             "seeds, averaged over OOD sets, in %.", "",
              "| method | score | shots | " + " | ".join(cols) + " |",
              "|---|---|---|" + "---|" * len(cols)]
     for (method, score, shots), vals in index.items():

@@ -64,6 +64,24 @@ class PromptMethod(Method):
         return R.relevance(train, zero_shot_text, rule=self.rule, k=self.puc_k, rho_min=self.rho_min,
                            rho_max=self.rho_max)
 
+    def _outlier_source(self, backbone, train, rel):
+        """A function epoch -> that epoch's synthesised outlier features (lam resampled every epoch)."""
+        n_out = self.n_outliers or Y.default_n_outliers(len(train))
+        filter_fn = None
+        if self.filter_threshold is not None:
+            filter_fn = Y.confidence_filter(class_embeddings(backbone, train.classnames, DEFAULT_TEMPLATES),
+                                            threshold=self.filter_threshold, scale=backbone.logit_scale)
+        shift = Y.global_shift(rel.relevant_features, train.global_) if self.align_outliers else None
+
+        def synthesize(epoch: int) -> Y.Outliers:
+            out = Y.synthesize(rel.relevant_features, train.labels, n_out, alpha=self.alpha,
+                               seed=self.seed * 100_003 + epoch, mode=self.synthesis_mode,
+                               patches=rel.puc_patches, masks=rel.mask, filter_fn=filter_fn)
+            return out if shift is None else Y.shift_outliers(out, shift)
+
+        self.outliers_ = synthesize(0)  # the first epoch's outliers, with provenance, for notebooks
+        return lambda epoch: synthesize(epoch).features
+
     def fit(self, backbone, train=None, classnames=None) -> "PromptMethod":
         if train is None or len(train) == 0:
             raise ValueError(f"{self.name} needs a few-shot FeatureBank to train on")
@@ -72,26 +90,9 @@ class PromptMethod(Method):
         needs_patches = self.synthesis or self.gamma > 0
         rel = self._relevance(backbone, train) if needs_patches else None
         self.relevance_ = rel
-        outliers_fn, irrelevant = None, None
+        irrelevant = None
         entropy_on_outliers = self.synthesis and not self.unknown
-        if self.synthesis:
-            n_out = self.n_outliers or Y.default_n_outliers(len(train))
-            filter_fn = None
-            if self.filter_threshold is not None:
-                filter_fn = Y.confidence_filter(class_embeddings(backbone, train.classnames, DEFAULT_TEMPLATES),
-                                                threshold=self.filter_threshold, scale=backbone.logit_scale)
-
-            shift = Y.global_shift(rel.relevant_features, train.global_) if self.align_outliers else None
-
-            def synthesize(epoch: int) -> Y.Outliers:
-                out = Y.synthesize(rel.relevant_features, train.labels, n_out, alpha=self.alpha,
-                                   seed=self.seed * 100_003 + epoch, mode=self.synthesis_mode,
-                                   patches=rel.puc_patches, masks=rel.mask, filter_fn=filter_fn)
-                return out if shift is None else Y.shift_outliers(out, shift)
-
-            def outliers_fn(epoch: int) -> torch.Tensor:
-                return synthesize(epoch).features
-            self.outliers_ = synthesize(0)  # the first epoch's outliers, with provenance, for notebooks
+        outliers_fn = self._outlier_source(backbone, train, rel) if self.synthesis else None
         if self.gamma > 0:
             irrelevant = rel.puc_patches[~rel.mask]
         data = TrainingData(train.global_, train.labels,
