@@ -26,19 +26,16 @@ from clipos_lab.features import FeatureBank
 from clipos_lab.metrics import ood_metrics
 from clipos_lab.methods import GLMCM, MCM
 from clipos_lab.runner import encode_banks
+from clipos_lab.viz.analysis import patch_box_cover
 from clipos_lab.data import BenchmarkSpec
 
 TEST_SEED = 777_777  # never a training (stream 1) or validation (stream 2) seed
 
 
 def peak_inside_box(maps: torch.Tensor, boxes, grid, image_size: int) -> np.ndarray:
-    """Whether each map's arg-max patch centre lies inside the box ``(x0, y0, x1, y1)``."""
-    h, w = grid
-    cell = image_size / w
-    idx = maps.argmax(1)
-    rows, cols = (idx // w).numpy(), (idx % w).numpy()
-    cx, cy = (cols + 0.5) * cell, (rows + 0.5) * cell
-    return np.array([(x0 <= x < x1) and (y0 <= y < y1) for x, y, (x0, y0, x1, y1) in zip(cx, cy, boxes)])
+    """Whether each map's arg-max patch has its centre inside the object's box ``(x0, y0, x1, y1)``."""
+    peaks = maps.argmax(1).tolist()
+    return np.array([bool(patch_box_cover(grid, image_size, box)[peak]) for peak, box in zip(peaks, boxes)])
 
 
 def main() -> None:

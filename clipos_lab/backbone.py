@@ -99,16 +99,12 @@ class Backbone:
         weights_id = None
         if config is not None:
             model = _register_config(config)
-        if model in POCKET_ALIASES and checkpoint is None and not random_weights:
+        if model in POCKET_ALIASES:
             from .pocket import POCKET_CONFIG, POCKET_NAME, POCKET_WEIGHTS, verify_pocket_weights
 
             model = _register_config(POCKET_CONFIG)
-            digest = verify_pocket_weights()
-            checkpoint, weights_id = POCKET_WEIGHTS, f"{POCKET_NAME}:sha256:{digest}"
-        elif model in POCKET_ALIASES:
-            from .pocket import POCKET_CONFIG
-
-            model = _register_config(POCKET_CONFIG)
+            if checkpoint is None and not random_weights:
+                checkpoint, weights_id = POCKET_WEIGHTS, f"{POCKET_NAME}:sha256:{verify_pocket_weights()}"
         if open_clip.get_model_config(model) is None:
             raise BackboneError(f"unknown model {model!r}: use an open_clip name (open_clip.list_models()), "
                                 "'pocket', or config=path/to/model.json")

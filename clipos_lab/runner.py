@@ -25,7 +25,7 @@ from . import metrics as M
 from .atomic import atomic_path
 from .data import BenchmarkSpec, few_shot, write_manifest
 from .features import FeatureBank
-from .methods import build_method, is_few_shot
+from .methods import METHODS, build_method, is_few_shot
 from .prompts import PromptConfig
 
 DEFAULT_METHODS = ("MCM", "GL-MCM", "CoOp", "LoCoOp", "CLIP-OS")
@@ -75,9 +75,8 @@ def run_benchmark(spec: BenchmarkSpec | str | os.PathLike, backbone, methods: Se
     """Fit and score every method; write ``results.csv``, ``summary.csv``, ``summary.md``, ``metrics.json``."""
     if isinstance(spec, (str, os.PathLike)):
         spec = BenchmarkSpec.from_yaml(spec)
-    unknown = [m for m in methods if not _known(m)]
+    unknown = [m for m in methods if m not in METHODS]
     if unknown:
-        from .methods import METHODS
         raise ValueError(f"unknown methods {unknown}; choose from {METHODS}")
     if any(int(s) < 1 for s in shots):
         raise ValueError(f"shots={list(shots)}: every entry must be at least 1")
@@ -130,11 +129,6 @@ def run_benchmark(spec: BenchmarkSpec | str | os.PathLike, backbone, methods: Se
     if out is not None:
         write_outputs(result, out, spec, backbone)
     return result
-
-
-def _known(name: str) -> bool:
-    from .methods import METHODS
-    return name in METHODS
 
 
 def _slug(name: str) -> str:

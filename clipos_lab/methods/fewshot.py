@@ -100,7 +100,8 @@ class PromptMethod(Method):
                             irrelevant_patches=irrelevant)
         gamma = self.gamma
         if entropy_on_outliers:  # no unknown class: outliers should be uncertain among the ID classes
-            data.irrelevant_patches = outliers_fn(0) if irrelevant is None else torch.cat([irrelevant, outliers_fn(0)])
+            first = self.outliers_.features
+            data.irrelevant_patches = first if irrelevant is None else torch.cat([irrelevant, first])
             gamma = gamma or self.beta
         self.learner_ = PromptLearner(backbone, self.classnames_, cfg.n_ctx, cfg.ctx_init, unknown=self.unknown,
                                       seed=self.seed)
