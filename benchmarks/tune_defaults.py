@@ -1,11 +1,13 @@
 """Choose prompt-learning and CLIP-OS defaults on the validation split (never on the test benchmark).
 
-    python benchmarks/tune_defaults.py [--seeds 11,12,13] [--out benchmarks/results/tuning.json]
+    python benchmarks/tune_defaults.py [--seeds 11,12,13] [--score-temperature 1] [--out benchmarks/results/tuning.json]
 
 Grid: the shared prompt-learning schedule (learning rate x minimum number of steps; CoOp, LoCoOp and CLIP-OS all
 use it, so it is chosen on their mean) and, for CLIP-OS, outlier alignment on/off and the weight ``beta``.
 Every configuration runs 1- and 2-shot over the given seeds on ``assets/benchmarks/world-validation.yaml``;
 printed numbers are OOD-averaged AUROC (higher score = more ID, ID positive) and ID accuracy, in percent.
+``--score-temperature none`` scores prompt methods at the logit scale, as the grids in ``results/tuning*.txt``
+made before the temperature-1 default did.
 """
 
 from __future__ import annotations
@@ -44,10 +46,13 @@ def main() -> None:
     parser.add_argument("--lrs", default="0.002,0.01")
     parser.add_argument("--min-steps", default="0,200")
     parser.add_argument("--n-ctx", default="16", help="context lengths to try")
-    parser.add_argument("--betas", default="0.5", help="CLIP-OS outlier weights to try besides the default 1.0")
+    parser.add_argument("--betas", default="0.5", help="CLIP-OS outlier weights to try besides its default")
+    parser.add_argument("--score-temperature", default="1",
+                        help="MCM / GL-MCM temperature of the prompt methods over cosines; 'none' = logit scale")
     parser.add_argument("--out", default="benchmarks/results/tuning.json")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
+    temperature = None if args.score_temperature.lower() == "none" else float(args.score_temperature)
     torch.set_num_threads(1)  # prompt learning is many tiny ops: one thread is fastest and leaves a core free
     backbone = Backbone.load()
     banks = encode_banks(BenchmarkSpec.from_yaml(VALIDATION), backbone, progress=False)
@@ -68,10 +73,12 @@ def main() -> None:
             for shots, seed in itertools.product((1, 2), seeds):
                 _, manifest = few_shot(banks.train_dataset, shots, seed)
                 train = banks.id_train.select_ids([m["id"] for m in manifest])
-                method = build_method(name, seed=seed, prompt=prompt, **options).fit(backbone, train)
+                method = build_method(name, seed=seed, prompt=prompt, score_temperature=temperature,
+                                      **options).fit(backbone, train)
                 runs.append(evaluate(method, banks))
             mean = {k: float(np.mean([r[k] for r in runs])) for k in runs[0]}
-            records.append({"lr": lr, "min_steps": min_steps, "n_ctx": n_ctx, "method": label, **mean,
+            records.append({"lr": lr, "min_steps": min_steps, "n_ctx": n_ctx, "method": label,
+                            "score_temperature": temperature, **mean,
                             "seconds": time.perf_counter() - start})
             scores = ", ".join(f"{k} {100 * v:.2f}" for k, v in mean.items())
             print(f"lr {lr:<6g} min_steps {min_steps:<4d} n_ctx {n_ctx:<3d} {label:18s} {scores}  ({records[-1]['seconds']:.0f} s)")

@@ -5,6 +5,7 @@
     benchmark  methods x shots x seeds on a benchmark spec (few-shot included)
     pocket     train / export / check the shipped pocket model
     sweep      run a notebook through papermill over a parameter grid, then aggregate
+    splits     write the benchmark specs of random ID/OOD class splits of the pocket world
 """
 
 from __future__ import annotations
@@ -103,6 +104,14 @@ def cmd_sweep(args) -> int:
     return 1 if result.failed else 0
 
 
+def cmd_splits(args) -> int:
+    from .splits import write_split_specs
+
+    for path in write_split_specs(args.out, n_splits=args.n, n_id=args.n_id, seed=args.seed):
+        print(path)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m clipos_lab", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -144,6 +153,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="output folder (default: the sweep file's `output`)")
     p.add_argument("--kernel", default="python3")
     p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("splits", help="write benchmark specs of random ID/OOD class splits of the pocket world")
+    p.add_argument("--out", default="assets/benchmarks/world-splits", help="folder for world-split<k>.yaml")
+    p.add_argument("--n", type=int, default=5, help="number of splits")
+    p.add_argument("--n-id", type=int, default=6, help="ID shapes per split (the rest are near-OOD)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the permutations")
+    p.set_defaults(func=cmd_splits)
     return parser
 
 

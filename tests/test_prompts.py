@@ -85,3 +85,25 @@ def test_methods_fit_score_and_round_trip(tiny_backbone, tmp_path, name):
     reloaded = type(method).load(tmp_path / "prompts.safetensors", tiny_backbone)
     for key, values in reloaded.score(bank).items():
         np.testing.assert_allclose(values, scores[key], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.5, None])
+def test_scores_use_the_score_temperature_and_unknown_keeps_the_logit_scale(tiny_backbone, tmp_path, temperature):
+    bank = few_shot_bank(tiny_backbone)
+    method = build_method("CLIP-OS", seed=1, prompt=PromptConfig(n_ctx=4, epochs=2, progress=False),
+                          score_temperature=temperature).fit(tiny_backbone, bank)
+    cos = F.normalize(bank.global_, dim=-1) @ method.text_.T
+    scale = tiny_backbone.logit_scale if temperature is None else 1.0 / temperature
+    k = len(CLASSES)
+    expected_mcm = (scale * cos).softmax(-1)[:, :k].amax(-1)  # over K + 1 columns, max over the K ID ones
+    expected_unknown = 1 - (tiny_backbone.logit_scale * cos).softmax(-1)[:, -1]
+    scores = method.score(bank)
+    np.testing.assert_allclose(scores["MCM"], expected_mcm.numpy(), rtol=1e-5)
+    np.testing.assert_allclose(scores["1-p(unknown)"], expected_unknown.numpy(), rtol=1e-5)
+    method.save(tmp_path / "p.safetensors")
+    assert type(method).load(tmp_path / "p.safetensors", tiny_backbone).score_temperature == temperature
+
+
+def test_bad_score_temperature_is_refused():
+    with pytest.raises(ValueError, match="score_temperature"):
+        build_method("CoOp", score_temperature=0.0)

@@ -21,7 +21,12 @@ class NotFittedError(RuntimeError):
 
 
 class Method:
-    """Base class: subclasses set ``text_`` (class embeddings, C x D) and ``scale_`` in ``fit``."""
+    """Base class: subclasses set ``text_`` (class embeddings, C x D) and ``scale_`` in ``fit``.
+
+    ``scale_`` multiplies cosines for prediction and for 1 - p(unknown); ``score_scale_`` (defaults to
+    ``scale_``) is what the MCM and GL-MCM scores use, because a detector's softmax temperature is a choice of
+    the score, not of the classifier (the MCM paper, section 4).
+    """
 
     name = "method"
     default_score = "MCM"
@@ -39,21 +44,24 @@ class Method:
         if not hasattr(self, "text_"):
             raise NotFittedError(f"{self.name} is not fitted: call fit(backbone, train_bank) first")
 
-    def logits(self, features: torch.Tensor) -> torch.Tensor:
+    @property
+    def score_scale_(self) -> float:
+        return self.scale_
+
+    def logits(self, features: torch.Tensor, scale: float | None = None) -> torch.Tensor:
         self._check_fitted()
-        return S.cosine_logits(features, self.text_, self.scale_)
+        return S.cosine_logits(features, self.text_, self.scale_ if scale is None else scale)
 
     def score(self, bank) -> dict[str, np.ndarray]:
         """Every score this method gives for each image of ``bank`` (higher = more ID)."""
         self._check_fitted()
-        logits = self.logits(bank.global_)
-        out = {"MCM": S.mcm(logits, self.n_id_)}
+        out = {"MCM": S.mcm(self.logits(bank.global_, self.score_scale_), self.n_id_)}
         if bank.patches is not None:
-            local = S.patch_logits_chunked(bank.patches, self.text_, self.scale_,
+            local = S.patch_logits_chunked(bank.patches, self.text_, self.score_scale_,
                                            lambda lg: S.local_mcm(lg, self.n_id_))
             out["GL-MCM"] = out["MCM"] + self.gl_lambda * local
         if self.text_.shape[0] > self.n_id_:
-            out["1-p(unknown)"] = S.unknown_score(logits)
+            out["1-p(unknown)"] = S.unknown_score(self.logits(bank.global_))
         return {k: v.numpy() for k, v in out.items()}
 
     def predict(self, bank) -> np.ndarray:

@@ -14,6 +14,13 @@ Defaults chosen on ``assets/benchmarks/world-validation.yaml`` (never on the tes
 ``benchmarks/tune_defaults.py``: 4 context vectors initialised from "a photo of a" (shared by all three
 methods), outlier weight ``beta = 0.1``, outliers shifted to the global-feature region, score MCM.
 
+Score temperature: prompts are trained with CLIP's logit scale, but the MCM and GL-MCM scores use
+``score_temperature = 1`` over cosines, the temperature zero-shot MCM uses, so that every method is scored the
+same way and a comparison measures the prompts. CoOp's and LoCoOp's reference code scores at the logit scale
+(``score_temperature=None`` here); on the validation split that costs every prompt method 0.7-1.5 AUROC points
+and made zero-shot MCM look better than all of them. 1 - p(unknown) stays at the logit scale the unknown class was
+trained at (at temperature 1 it ranks ID images as *more* unknown: AUROC about 35%).
+
 Every CLIP-OS stage can be switched off for ablations: ``puc_k=1`` (no PUC), ``rule="topk"`` (no
 surgery-discrepancy), ``synthesis=False`` (no outliers), ``unknown=False`` (no unknown class: synthesised outliers
 then get LoCoOp's entropy maximisation instead of a class of their own), ``align_outliers=False`` (outliers stay
@@ -43,7 +50,10 @@ class PromptMethod(Method):
                  rule: str = "discrepancy", puc_k: int = 3, top_k: int | None = None, beta: float = 1.0,
                  gamma: float = 0.0, alpha: float = 2.0, synthesis_mode: str = "feature",
                  n_outliers: int | None = None, filter_threshold: float | None = None, rho_min: float = 0.1,
-                 rho_max: float = 0.9, align_outliers: bool = True, default_score: str = "MCM", seed: int = 0):
+                 rho_max: float = 0.9, align_outliers: bool = True, default_score: str = "MCM",
+                 score_temperature: float | None = 1.0, seed: int = 0):
+        if score_temperature is not None and not score_temperature > 0:
+            raise ValueError(f"score_temperature={score_temperature} must be positive, or None for the logit scale")
         self.prompt = prompt or PromptConfig()
         self.unknown, self.synthesis, self.rule, self.puc_k, self.top_k = unknown, synthesis, rule, puc_k, top_k
         self.beta, self.gamma, self.alpha, self.synthesis_mode = beta, gamma, alpha, synthesis_mode
@@ -51,7 +61,12 @@ class PromptMethod(Method):
         self.rho_min, self.rho_max = rho_min, rho_max
         self.align_outliers = align_outliers
         self.default_score = default_score
+        self.score_temperature = score_temperature
         self.seed = seed
+
+    @property
+    def score_scale_(self) -> float:
+        return self.scale_ if self.score_temperature is None else 1.0 / self.score_temperature
 
     @property
     def n_id_(self) -> int:
@@ -115,12 +130,13 @@ class PromptMethod(Method):
     def save(self, path) -> None:
         """Save the learned prompts (safetensors); reload with :meth:`load` to score without retraining."""
         self._check_fitted()
-        self.learner_.save(path, extra={"method": self.name, "default_score": self.default_score})
+        self.learner_.save(path, extra={"method": self.name, "default_score": self.default_score,
+                                        "score_temperature": self.score_temperature})
 
     @classmethod
     def load(cls, path, backbone) -> "PromptMethod":
         learner = PromptLearner.load(path, backbone)
-        method = cls()
+        method = cls(score_temperature=learner.extra.get("score_temperature", 1.0))
         method.name = learner.extra.get("method", method.name)
         method.unknown, method.default_score = learner.has_unknown, learner.extra.get("default_score", "MCM")
         method.learner_, method.classnames_ = learner, learner.classnames
