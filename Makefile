@@ -8,7 +8,7 @@ OUT    ?= outputs/benchmark
 export NUMBA_CACHE_DIR ?= $(CURDIR)/.cache/numba
 export MPLBACKEND ?= Agg
 
-.PHONY: setup benchmark test lab clean-outputs
+.PHONY: setup benchmark benchmark-splits test lab clean-outputs
 
 setup: $(VENV)/.installed
 
@@ -21,6 +21,9 @@ $(VENV)/.installed: pyproject.toml
 
 benchmark: setup
 	$(BIN)/python -m clipos_lab benchmark default --out $(OUT)
+
+benchmark-splits: setup
+	$(BIN)/python benchmarks/split_benchmark.py --out outputs/splits
 
 test: setup
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile --nbmake tests notebooks

@@ -63,9 +63,14 @@ def split_spec(id_shapes: Sequence[str], ood_shapes: Sequence[str], data_seed: i
 
 
 def split_specs(n_splits: int = 5, n_id: int = 6, seed: int = SPLITS_SEED,
-                first_data_seed: int = FIRST_DATA_SEED) -> list[dict]:
-    """The specs of :func:`random_class_splits`; split ``k`` renders its images from seeds ``first + 10 k``."""
-    return [split_spec(ids, oods, first_data_seed + 10 * k, f"world-split{k + 1}")
+                first_data_seed: int = FIRST_DATA_SEED, validation: bool = False) -> list[dict]:
+    """The specs of :func:`random_class_splits`; split ``k`` renders its images from seeds ``first + 10 k``.
+
+    ``validation=True`` gives the same class splits drawn from seeds ``first + 10 k + 5`` (disjoint images), on
+    which method defaults may be chosen; the shipped test specs are the ``validation=False`` ones.
+    """
+    offset, suffix = (5, "-validation") if validation else (0, "")
+    return [split_spec(ids, oods, first_data_seed + 10 * k + offset, f"world-split{k + 1}{suffix}")
             for k, (ids, oods) in enumerate(random_class_splits(n_splits, n_id, seed))]
 
 

@@ -56,3 +56,10 @@ def test_splits_command_writes_loadable_specs(tmp_path):
     assert not list(tmp_path.glob("*.tmp*"))
     assert len(BenchmarkSpec.from_yaml(written[0]).id_dataset().classnames) == 4
     assert write_split_specs(tmp_path / "again", n_splits=2, n_id=4, seed=3)[0].read_text() == written[0].read_text()
+
+
+def test_validation_splits_have_the_same_classes_and_other_images():
+    test, validation = split_specs(), split_specs(validation=True)
+    assert [s["id"]["shapes"] for s in test] == [s["id"]["shapes"] for s in validation]
+    assert not set().union(*map(entry_seeds, test)) & set().union(*map(entry_seeds, validation))
+    assert all(s["name"].endswith("-validation") for s in validation)
