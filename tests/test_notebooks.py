@@ -189,3 +189,16 @@ def test_benchmark_notebook_runs_with_ci_params(tmp_path, kernel_env):
         rows = list(csv.DictReader(fh))
     assert {r["method"] for r in rows} == set(methods)
     assert all(0.0 <= float(r["value"]) <= 1.0 for r in rows)
+
+
+@pytest.mark.parametrize("path", sorted((NB_DIR / "params").glob("sweep-*.yaml")), ids=lambda p: p.name)
+def test_shipped_sweeps_name_only_notebook_parameters_and_existing_specs(path):
+    from clipos_lab.paths import resolve_input
+    from clipos_lab.sweep import load_sweep
+
+    sweep = load_sweep(path)
+    known = _parameters(sweep.notebook)
+    assert set(sweep.parameters) | set(sweep.grid_names) <= set(known), f"{path.name} names unknown parameters"
+    for cell in sweep.cells():
+        spec = {**sweep.parameters, **cell}.get("SPEC", "default")
+        assert spec == "default" or resolve_input(spec).is_file(), f"{path.name}: {spec} does not exist"
