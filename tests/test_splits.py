@@ -25,7 +25,7 @@ def test_impossible_split_requests_are_clear_errors():
         random_class_splits(3, 1, shapes=["circle", "square"])
 
 
-def test_shipped_split_specs_are_what_the_generator_writes(tmp_path):
+def test_shipped_split_specs_are_what_the_generator_writes():
     shipped = sorted(SHIPPED.glob("world-split*.yaml"))
     assert [p.name for p in shipped] == [f"world-split{k}.yaml" for k in range(1, 6)]
     for path, spec in zip(shipped, split_specs()):

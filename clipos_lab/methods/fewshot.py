@@ -11,8 +11,9 @@ CLIP-OS       yes       yes          surgery discrepancy           3            
 ============  ========  ===========  ============================  ===========  =====
 
 Defaults chosen on validation images only (``assets/benchmarks/world-validation.yaml`` and the validation
-version of the random class splits, never on test images) with ``benchmarks/tune_defaults.py``: 4 context vectors initialised from "a photo of a" (shared by all three
-methods), outlier weight ``beta = 0.1``, outliers shifted to the global-feature region, score MCM.
+version of the random class splits, never on test images) with ``benchmarks/tune_defaults.py``: 4 context
+vectors initialised from "a photo of a" (shared by all three methods), outlier weight ``beta = 0.1``, outliers
+shifted to the global-feature region, score MCM.
 
 Score temperature: prompts are trained with CLIP's logit scale, but the MCM and GL-MCM scores use
 ``score_temperature = 1`` over cosines, the temperature zero-shot MCM uses, so that every method is scored the
