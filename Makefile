@@ -23,7 +23,7 @@ benchmark: setup
 	$(BIN)/python -m clipos_lab benchmark default --out $(OUT)
 
 benchmark-splits: setup
-	$(BIN)/python benchmarks/split_benchmark.py --out outputs/splits
+	$(BIN)/python -m clipos_lab benchmark splits --out outputs/splits
 
 test: setup
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile --nbmake tests notebooks

@@ -41,6 +41,8 @@ def _ints(text: str) -> list[int]:
 def _spec_path(value: str | None) -> str:
     from .data import default_benchmark_path
 
+    if value == "splits":
+        return str(default_benchmark_path().parent / "world-splits")
     return str(default_benchmark_path()) if value in (None, "default") else value
 
 
@@ -67,15 +69,25 @@ def cmd_encode(args) -> int:
 def cmd_benchmark(args, zero_shot_only: bool = False) -> int:
     from .methods import ZERO_SHOT
     from .prompts import PromptConfig
-    from .runner import run_benchmark
+    from .runner import run_benchmark, run_suite
 
     backbone = _backbone(args)
     methods = args.methods.split(",") if args.methods else (list(ZERO_SHOT) if zero_shot_only else None)
     kwargs = {"methods": methods} if methods else {}
     prompt = PromptConfig(progress=False, **({"epochs": args.epochs} if getattr(args, "epochs", None) else {}))
-    result = run_benchmark(_spec_path(args.spec), backbone, shots=_ints(args.shots), seeds=_ints(args.seeds),
-                           prompt=prompt, out_dir=args.out, progress=not args.no_progress,
-                           cache=args.cache_dir or True, **kwargs)
+    kwargs.update(shots=_ints(args.shots), seeds=_ints(args.seeds), prompt=prompt, out_dir=args.out,
+                  progress=not args.no_progress, cache=args.cache_dir or True)
+    spec = Path(_spec_path(args.spec))
+    if spec.is_dir():  # a suite: every YAML spec in the folder
+        specs = sorted(spec.glob("*.yaml"))
+        if not specs:
+            raise FileNotFoundError(f"benchmark folder {spec} has no *.yaml specs")
+        suite = run_suite(specs, backbone, **kwargs)
+        print(suite.summary_markdown())
+        print(f"\nwrote {args.out}/<spec>/ for {len(specs)} specs and {args.out}/suite_summary.csv, "
+              "suite_summary.md")
+        return 0
+    result = run_benchmark(str(spec), backbone, **kwargs)
     print(result.summary_markdown())
     print(f"\nwrote {args.out}/results.csv, summary.csv, summary.md, metrics.json "
           f"({result.timings['total_s']:.1f} s, of which encoding {result.timings['encode_s']:.1f} s)")
@@ -128,7 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
     for name, helptext in (("evaluate", "zero-shot MCM / GL-MCM on a benchmark spec"),
                            ("benchmark", "methods x shots x seeds on a benchmark spec")):
         p = sub.add_parser(name, help=helptext)
-        p.add_argument("spec", nargs="?", default="default", help="benchmark YAML (default: the pocket world)")
+        p.add_argument("spec", nargs="?", default="default",
+                       help="benchmark YAML, a folder of them (a suite), 'default' (the pocket world) or "
+                            "'splits' (its five random class splits, a suite)")
         p.add_argument("--methods", default=None, help="comma-separated method names")
         p.add_argument("--shots", default="1,2")
         p.add_argument("--seeds", default="1,2,3")

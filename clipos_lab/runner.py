@@ -7,6 +7,10 @@ scored on features only. Zero-shot methods do not depend on shots or seeds and a
 The tidy table has one row per (method, score, shots, seed, ood, metric); ``summary`` gives mean and std over
 seeds of the OOD-set average, per method, score and shots. Scores are higher = more ID; ID is the positive
 class (FPR95 = OOD accepted at 95% ID recall), as in MCM and LoCoOp.
+
+A *suite* is several specs run the same way (e.g. the random class splits of ``clipos_lab.splits``);
+:func:`run_suite` adds a summary over specs: the mean of each spec's seed-averaged metric ± the std across specs,
+and per-spec win counts against the baselines.
 """
 
 from __future__ import annotations
@@ -131,6 +135,84 @@ def run_benchmark(spec: BenchmarkSpec | str | os.PathLike, backbone, methods: Se
     return result
 
 
+@dataclass
+class SuiteResult:
+    per_spec: dict[str, BenchmarkResult]
+    summary: list[dict]  # method, score, shots, metric, mean, std (across specs), n_specs, wins_vs_<rival>
+
+    def summary_markdown(self, scores: Sequence[str] = ("MCM", "GL-MCM", "1-p(unknown)")) -> str:
+        return "\n\n".join(suite_markdown(self.summary, score, len(self.per_spec)) for score in scores
+                             if any(r["score"] == score for r in self.summary))
+
+
+SUITE_RIVALS = ("MCM", "CoOp", "LoCoOp")
+
+
+def run_suite(specs: Sequence[BenchmarkSpec | str | os.PathLike], backbone, out_dir: str | os.PathLike | None = None,
+              **kwargs) -> SuiteResult:
+    """:func:`run_benchmark` on every spec (outputs in ``<out_dir>/<spec name>/``), then the across-spec summary
+    (``suite_summary.csv`` / ``.md`` in ``out_dir``)."""
+    specs = [BenchmarkSpec.from_yaml(s) if isinstance(s, (str, os.PathLike)) else s for s in specs]
+    names = [s.name for s in specs]
+    if not specs or len(set(names)) != len(names):
+        raise ValueError(f"a suite needs at least one spec and distinct spec names, got {names}")
+    out = Path(out_dir) if out_dir is not None else None
+    per_spec = {s.name: run_benchmark(s, backbone, out_dir=None if out is None else out / s.name, **kwargs)
+                for s in specs}
+    result = SuiteResult(per_spec, summarise_suite({n: r.summary for n, r in per_spec.items()}))
+    if out is not None:
+        _write_csv(result.summary, out / "suite_summary.csv")
+        with atomic_path(out / "suite_summary.md") as tmp:
+            Path(tmp).write_text(result.summary_markdown() + "\n")
+    return result
+
+
+def summarise_suite(summaries: dict[str, list[dict]]) -> list[dict]:
+    """Across specs: per (method, score, shots, metric) the mean and std of each spec's seed-mean of the OOD
+    average (ID accuracy for ACC), and for AUROC how many specs it beats each rival in (rivals without the score
+    are compared through their MCM; zero-shot rivals through shots 0)."""
+    per_spec = {}
+    for name, summary in summaries.items():
+        per_spec[name] = {(r["method"], r["score"], r["shots"], r["metric"]): r["mean"] for r in summary
+                          if (r["ood"] == "Average" and r["metric"] != "ACC") or r["metric"] == "ACC"}
+    keys = [k for k in next(iter(per_spec.values())) if all(k in v for v in per_spec.values())]
+    rows = []
+    for method, score, shots, metric in keys:
+        v = np.array([values[(method, score, shots, metric)] for values in per_spec.values()])
+        row = {"method": method, "score": score, "shots": shots, "metric": metric, "mean": float(v.mean()),
+               "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0, "n_specs": len(v)}
+        if metric == "AUROC":
+            for rival in SUITE_RIVALS:
+                candidates = [(rival, sc, sh, "AUROC") for sc in (score, "MCM") for sh in (shots, 0)]
+                rival_key = next((k for k in candidates if k in keys), None)
+                if rival != method and rival_key is not None:
+                    row[f"wins_vs_{rival}"] = int(sum(values[(method, score, shots, metric)] > values[rival_key]
+                                                      for values in per_spec.values()))
+        rows.append(row)
+    return rows
+
+
+def suite_markdown(summary: list[dict], score: str, n_specs: int) -> str:
+    """One line per (method, shots) for ``score``: mean ± std across specs and AUROC wins per spec."""
+    index: dict[tuple, dict] = {}
+    for r in summary:
+        if r["score"] == score:
+            index.setdefault((r["method"], r["shots"]), {})[r["metric"]] = r
+    rivals = "" if score == "MCM" else f" (their {score} where they have it, else their MCM)"
+    lines = [f"Score {score}; higher = more ID; ID positive; FPR95 = OOD accepted at 95% ID recall. Mean over "
+             f"{n_specs} benchmarks (each the mean over seeds, averaged over OOD sets) ± std across benchmarks, "
+             f"in %. Wins: benchmarks where the method's AUROC beats {' / '.join(SUITE_RIVALS)}{rivals}.", "",
+             "| method | shots | AUROC | FPR95 | ACC | " + " | ".join(f"wins vs {r}" for r in SUITE_RIVALS) + " |",
+             "|---|---|---|---|---|" + "---|" * len(SUITE_RIVALS)]
+    for (method, shots), rows in index.items():
+        cells = [M.format_mean_std(rows[m]["mean"], rows[m]["std"]) if m in rows else "" for m in
+                 ("AUROC", "FPR95", "ACC")]
+        auroc = rows.get("AUROC", {})
+        wins = [f"{auroc[f'wins_vs_{r}']}/{n_specs}" if f"wins_vs_{r}" in auroc else "" for r in SUITE_RIVALS]
+        lines.append(f"| {method} | {shots} | " + " | ".join(cells + wins) + " |")
+    return "\n".join(lines)
+
+
 def _slug(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
 
@@ -172,7 +254,8 @@ def summary_markdown(summary: list[dict], metrics: Sequence[str] = ("AUROC", "FP
 def _write_csv(rows: list[dict], path: Path) -> None:
     with atomic_path(path) as tmp:
         with open(tmp, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(rows[0]) if rows else ["empty"])
+            fields = list(dict.fromkeys(k for row in rows for k in row)) or ["empty"]  # rows may differ in keys
+            writer = csv.DictWriter(fh, fieldnames=fields, restval="")
             writer.writeheader()
             writer.writerows(rows)
 

@@ -38,3 +38,18 @@ def test_errors_are_reported_not_raised(tmp_path, capsys):
     assert "missing.yaml" in capsys.readouterr().err
     assert main(["evaluate", "default", "--checkpoint", str(tmp_path / "none.pt")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_a_folder_of_specs_runs_as_a_suite(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CLIPOS_CACHE_DIR", str(tmp_path / "cache"))
+    folder = tmp_path / "suite"
+    folder.mkdir()
+    for k in (1, 2):
+        (folder / f"s{k}.yaml").write_text(yaml.safe_dump({**SPEC, "name": f"s{k}",
+                                                            "id": {**SPEC["id"], "seed": 10 + k}}))
+    assert main(["evaluate", str(folder), "--out", str(tmp_path / "out"), "--no-progress"]) == 0
+    assert "Mean over 2 benchmarks" in capsys.readouterr().out
+    assert (tmp_path / "out" / "s2" / "metrics.json").exists()
+    assert "| MCM | 0 |" in (tmp_path / "out" / "suite_summary.md").read_text()
+    assert main(["evaluate", str(tmp_path / "out" / "s1"), "--no-progress"]) == 2  # a folder without specs
+    assert "no *.yaml specs" in capsys.readouterr().err

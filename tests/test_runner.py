@@ -4,7 +4,7 @@ import pytest
 
 from clipos_lab.data import BenchmarkSpec
 from clipos_lab.prompts import PromptConfig
-from clipos_lab.runner import run_benchmark
+from clipos_lab.runner import run_benchmark, run_suite, summarise_suite, suite_markdown
 
 SPEC = {
     "name": "tiny-world",
@@ -62,3 +62,45 @@ def test_bad_arguments_fail_before_any_work(pocket_backbone, tmp_path):
         run_benchmark(spec, pocket_backbone, methods=["MCM", "Nope"])
     with pytest.raises(ValueError, match="shots"):
         run_benchmark(spec, pocket_backbone, shots=(0,))
+
+
+def _summary(values: dict[tuple, float]) -> list[dict]:
+    """A runner summary holding only OOD-average AUROC rows: (method, score, shots) -> value."""
+    return [{"method": m, "score": sc, "shots": sh, "ood": "Average", "metric": "AUROC", "mean": v, "std": 0.0}
+            for (m, sc, sh), v in values.items()]
+
+
+def test_suite_summary_averages_over_specs_and_counts_wins():
+    specs = {
+        "a": _summary({("MCM", "MCM", 0): 0.90, ("CoOp", "MCM", 1): 0.95, ("CLIP-OS", "MCM", 1): 0.93,
+                       ("CLIP-OS", "1-p(unknown)", 1): 0.97}),
+        "b": _summary({("MCM", "MCM", 0): 0.80, ("CoOp", "MCM", 1): 0.70, ("CLIP-OS", "MCM", 1): 0.85,
+                       ("CLIP-OS", "1-p(unknown)", 1): 0.60}),
+    }
+    rows = {(r["method"], r["score"], r["shots"]): r for r in summarise_suite(specs)}
+    clipos = rows[("CLIP-OS", "MCM", 1)]
+    assert clipos["mean"] == pytest.approx(0.89) and clipos["std"] == pytest.approx(0.0565685, rel=1e-5)
+    assert (clipos["wins_vs_MCM"], clipos["wins_vs_CoOp"], clipos["n_specs"]) == (2, 1, 2)
+    assert "wins_vs_LoCoOp" not in clipos  # no LoCoOp in these specs
+    unknown = rows[("CLIP-OS", "1-p(unknown)", 1)]  # rivals without the score are compared through their MCM
+    assert (unknown["wins_vs_MCM"], unknown["wins_vs_CoOp"]) == (1, 1)
+    assert "wins_vs_MCM" not in rows[("MCM", "MCM", 0)]
+    table = suite_markdown(summarise_suite(specs), "MCM", 2)
+    assert "| CLIP-OS | 1 | 89.00 ± 5.66 |" in table and "| 2/2 | 1/2 |" in table
+
+
+def test_suite_runs_every_spec_and_writes_the_summary(pocket_backbone, tmp_path):
+    specs = [BenchmarkSpec.from_dict({**SPEC, "name": f"tiny-{k}", "id": {**SPEC["id"], "seed": 50 + k}},
+                                     base_dir=tmp_path) for k in range(2)]
+    suite = run_suite(specs, pocket_backbone, out_dir=tmp_path / "suite", methods=["MCM", "CoOp"], shots=(1,),
+                      seeds=(1,), prompt=PromptConfig(epochs=2, progress=False), cache=tmp_path / "cache",
+                      progress=False)
+    assert list(suite.per_spec) == ["tiny-0", "tiny-1"]
+    for name in ("tiny-0/summary.md", "tiny-1/results.csv", "suite_summary.csv", "suite_summary.md"):
+        assert (tmp_path / "suite" / name).exists(), name
+    per_spec = [next(r["mean"] for r in result.summary if (r["method"], r["score"], r["ood"], r["metric"]) ==
+                     ("CoOp", "MCM", "Average", "AUROC")) for result in suite.per_spec.values()]
+    row = next(r for r in suite.summary if (r["method"], r["score"], r["metric"]) == ("CoOp", "MCM", "AUROC"))
+    assert row["mean"] == pytest.approx(sum(per_spec) / 2) and row["n_specs"] == 2
+    with pytest.raises(ValueError, match="distinct spec names"):
+        run_suite([specs[0], specs[0]], pocket_backbone)
