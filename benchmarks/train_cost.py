@@ -14,7 +14,6 @@ import argparse
 import math
 import resource
 import time
-import warnings
 
 import torch
 
@@ -38,9 +37,7 @@ def main() -> None:
     parser.add_argument("--measure-steps", type=int, default=3)
     args = parser.parse_args()
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        backbone = Backbone.load(args.model, random_weights=True)
+    backbone = Backbone.load(args.model, random_weights=True)
     # 1-shot set: one world image per class, class names "class 0" .. "class 99" (the text is what costs)
     world = WorldDataset(shapes=("star",), n_per_class=args.classes, image_size=backbone.image_size)
     start = time.perf_counter()

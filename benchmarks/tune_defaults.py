@@ -1,7 +1,7 @@
 """Choose prompt-learning and CLIP-OS defaults on the validation split (never on the test benchmark).
 
     python benchmarks/tune_defaults.py [--seeds 11,12,13] [--score-temperature 1] [--splits]
-                                       [--out benchmarks/results/tuning.json]
+                                       [--out benchmarks/results/tuning-temperature1.json]
 
 Grid: the shared prompt-learning schedule (learning rate x minimum number of steps; CoOp, LoCoOp and CLIP-OS all
 use it, so it is chosen on their mean) and, for CLIP-OS, outlier alignment on/off and the weight ``beta``.
@@ -51,14 +51,14 @@ def mean_of(runs: list[dict]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", default="11,12,13")
-    parser.add_argument("--lrs", default="0.002,0.01")
-    parser.add_argument("--min-steps", default="0,200")
-    parser.add_argument("--n-ctx", default="16", help="context lengths to try")
-    parser.add_argument("--betas", default="0.5", help="CLIP-OS outlier weights to try besides its default")
+    parser.add_argument("--lrs", default="0.002,0.005")
+    parser.add_argument("--min-steps", default="0")
+    parser.add_argument("--n-ctx", default="4,16", help="context lengths to try")
+    parser.add_argument("--betas", default="0.3,1.0", help="CLIP-OS outlier weights to try besides its default")
     parser.add_argument("--score-temperature", default="1",
                         help="MCM / GL-MCM temperature of the prompt methods over cosines; 'none' = logit scale")
     parser.add_argument("--splits", action="store_true", help="tune on the validation random class splits")
-    parser.add_argument("--out", default="benchmarks/results/tuning.json")
+    parser.add_argument("--out", default="benchmarks/results/tuning-temperature1.json")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     temperature = None if args.score_temperature.lower() == "none" else float(args.score_temperature)

@@ -178,28 +178,7 @@ class Backbone:
         """
         visual = self.visual
         images = images.to(self.device, dtype=visual.conv1.weight.dtype)
-        x = visual._embeds(images)
-        blocks = visual.transformer.resblocks
-        n_vv = self.surgery_blocks if surgery else 0
-        start = len(blocks) - n_vv
-        for block in blocks[:start]:
-            x = block(x)
-        vv = x.clone() if n_vv else None
-        for block in blocks[start:]:
-            x, vv_out = _block_with_value_value(block, x)
-            vv = vv + vv_out
-        tokens = visual.ln_post(x)
-        if getattr(visual, "pool_type", "tok") == "avg":
-            pooled = tokens[:, 1:].mean(1)
-        else:
-            pooled = tokens[:, 0]
-        proj = visual.proj
-        patches = tokens[:, 1:] @ proj if proj is not None else tokens[:, 1:]
-        global_ = pooled @ proj if proj is not None else pooled
-        surgery_tokens = None
-        if vv is not None:
-            surgery_tokens = visual.ln_post(vv[:, 1:])
-            surgery_tokens = surgery_tokens @ proj if proj is not None else surgery_tokens
+        global_, patches, surgery_tokens = forward_tokens(visual, images, self.surgery_blocks if surgery else 0)
         grid = (images.shape[-2] // visual.patch_size[0], images.shape[-1] // visual.patch_size[1])
         return ImageFeatures(global_.float(), patches.float(), None if surgery_tokens is None else
                              surgery_tokens.float(), grid)
@@ -256,6 +235,29 @@ class Backbone:
             return torch.empty(0, self.embed_dim)
         features = torch.stack([self._text_cache[t] for t in texts])
         return F.normalize(features, dim=-1) if normalize else features
+
+
+def forward_tokens(visual, images: torch.Tensor, surgery_blocks: int = 0):
+    """``(global, patches, surgery or None)`` in the joint space, from one pass of an open_clip ViT tower.
+
+    Gradients follow the caller's mode: :meth:`Backbone.encode_images` runs it without them, pocket training
+    with them, so both see the same computation.
+    """
+    x = visual._embeds(images)
+    blocks = visual.transformer.resblocks
+    start = len(blocks) - surgery_blocks
+    for block in blocks[:start]:
+        x = block(x)
+    vv = x  # blocks return new tensors, so this needs no copy
+    for block in blocks[start:]:
+        x, vv_out = _block_with_value_value(block, x)
+        vv = vv + vv_out
+    tokens = visual.ln_post(x)
+    pooled = tokens[:, 1:].mean(1) if getattr(visual, "pool_type", "tok") == "avg" else tokens[:, 0]
+    proj = visual.proj
+    project = (lambda t: t @ proj) if proj is not None else (lambda t: t)
+    surgery = project(visual.ln_post(vv[:, 1:])) if surgery_blocks else None
+    return project(pooled), project(tokens[:, 1:]), surgery
 
 
 def _block_with_value_value(block, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import functools
 import hashlib
 import json
 import os
@@ -27,11 +28,11 @@ from PIL import Image
 
 from . import world as W
 from .atomic import atomic_path
+from .paths import ASSETS, _expand
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 ID_SHAPES: tuple[str, ...] = W.SHAPES[:6]
 NEAR_OOD_SHAPES: tuple[str, ...] = W.SHAPES[6:]
-_ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
 
 class DataError(ValueError):
@@ -249,8 +250,12 @@ def _parse_classnames(path: Path) -> dict[str, str]:
     return mapping
 
 
-# the source of world.py: a change to the generator changes every world fingerprint, so stale features go
-_WORLD_VERSION = hashlib.sha1(Path(W.__file__).read_bytes()).hexdigest()[:12]
+@functools.cache
+def _world_version() -> str:
+    """A hash of ``world.py``: cached features of generated images go stale when the generator changes."""
+    return hashlib.sha1(Path(W.__file__).read_bytes()).hexdigest()[:12]
+
+
 _STREAM_STRIDE = 1_000_000
 
 
@@ -302,7 +307,7 @@ class WorldDataset(ImageDataset):
 
     def _fingerprint_sample(self, sample: Sample) -> str:
         shape, index = self._streams[sample.id]
-        return (f"{sample.id}|world-{_WORLD_VERSION}|kind={self.kind}|shape={shape}|shapes={','.join(self.shapes)}"
+        return (f"{sample.id}|world-{_world_version()}|kind={self.kind}|shape={shape}|shapes={','.join(self.shapes)}"
                 f"|seed={self.seed}|size={self.image_size}|index={index}")
 
 
@@ -569,16 +574,15 @@ def _int(entry: dict, key: str, default):
 
 
 def _resolve(path: str | os.PathLike, base_dir: Path) -> Path:
-    expanded = os.path.expandvars(os.path.expanduser(str(path)))
-    if "$" in expanded:
+    p = _expand(path)
+    if "$" in str(p):
         raise DataError(f"path {str(path)!r} uses an environment variable that is not set")
-    p = Path(expanded)
     return p if p.is_absolute() else base_dir / p
 
 
 def default_benchmark_path() -> Path:
     """The shipped pocket-world benchmark: 6 ID shapes vs 6 unseen shapes, bare textures and clutter."""
-    return _ASSETS / "benchmarks" / "world-default.yaml"
+    return ASSETS / "benchmarks" / "world-default.yaml"
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

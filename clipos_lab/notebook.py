@@ -4,7 +4,6 @@
 * :func:`load_backbone`: the notebook parameters ``MODEL`` / ``PRETRAINED`` / ``CHECKPOINT`` to a Backbone;
 * :func:`parse_list`: ``"1,2"`` / ``1`` / ``[1, 2]`` (papermill passes any of these) to a list;
 * :func:`benchmark_spec` and :func:`resize_world`: a benchmark spec from a parameter, optionally shrunk;
-* :func:`images_of`: the images behind a FeatureBank's ids, for galleries;
 * :func:`method_averages`: per-method OOD-average AUROC / FPR95 and ID accuracy from the runner's summary;
 * :class:`Stopwatch`: wall-clock timings that end up in ``metrics.json``.
 """
@@ -128,12 +127,6 @@ def resize_world(spec, id_per_class: int = 0, ood_per_set: int = 0):
     return new
 
 
-def images_of(dataset, ids: Sequence[str]) -> list:
-    """PIL images of the samples with these ids (a FeatureBank's ``ids``), in that order."""
-    where = {s.id: i for i, s in enumerate(dataset.samples)}
-    return [dataset.load(where[i]) for i in ids]
-
-
 class Stopwatch:
     """Named wall-clock timings: ``with watch("encode"): ...``; ``watch.seconds`` is a dict of floats."""
 
@@ -156,8 +149,6 @@ class Stopwatch:
         return {**self.seconds, "total": self.total()}
 
 
-
-
 def method_averages(summary, default_scores: dict[str, str] | None = None) -> dict:
     """Per method, from runner summary rows: OOD-average AUROC / FPR95 and ID accuracy (fractions in [0, 1]).
 
@@ -167,14 +158,15 @@ def method_averages(summary, default_scores: dict[str, str] | None = None) -> di
     """
     import numpy as np
 
+    from .summary_rows import average_cells
+
     table: dict = {}
-    for r in summary:
-        if not ((r["ood"] == "Average" and r["metric"] in ("AUROC", "FPR95")) or r["metric"] == "ACC"):
-            continue
-        cell = table.setdefault(r["method"], {}).setdefault(r["score"], {}).setdefault(str(r["shots"]), {})
-        cell[r["metric"]] = r["mean"]
-        cell[f"{r['metric']}_std"] = r["std"]
-        cell["n_seeds"] = r["n_seeds"]
+    for (method, score, shots), rows in average_cells(summary, ("AUROC", "FPR95", "ACC")).items():
+        cell = table.setdefault(method, {}).setdefault(score, {}).setdefault(str(shots), {})
+        for metric, r in rows.items():
+            cell[metric] = r["mean"]
+            cell[f"{metric}_std"] = r["std"]
+            cell["n_seeds"] = r["n_seeds"]
     out = {}
     for method, by_score in table.items():
         wanted = (default_scores or {}).get(method)
@@ -186,5 +178,5 @@ def method_averages(summary, default_scores: dict[str, str] | None = None) -> di
     return out
 
 
-__all__ = ["Stopwatch", "benchmark_spec", "images_of", "in_ipython", "load_backbone", "method_averages",
+__all__ = ["Stopwatch", "benchmark_spec", "in_ipython", "load_backbone", "method_averages",
            "parse_list", "parse_names", "resize_world", "setup"]

@@ -22,6 +22,7 @@ from pathlib import Path
 from .atomic import atomic_path
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
+ASSETS = _PACKAGE_DIR.parent / "assets"  # read from the source checkout (an editable install)
 
 
 def _expand(path: str | os.PathLike) -> Path:
@@ -71,11 +72,6 @@ def resolve_input(path: str | os.PathLike) -> Path:
     raise FileNotFoundError(f"{path!s} does not exist (tried {tried})")
 
 
-def notebooks_dir() -> Path:
-    """The ``notebooks/`` folder of the source checkout."""
-    return repo_root() / "notebooks"
-
-
 def to_jsonable(value):
     """Plain-Python copy of ``value``: numpy / torch scalars and arrays, paths, tuples; NaN and inf become None."""
     if hasattr(value, "detach"):  # torch tensor
@@ -101,5 +97,4 @@ def write_json(data: dict, path: str | os.PathLike) -> Path:
     return path
 
 
-__all__ = ["notebooks_dir", "output_dir", "output_root", "repo_root", "resolve_input", "to_jsonable",
-           "write_json"]
+__all__ = ["ASSETS", "output_dir", "output_root", "repo_root", "resolve_input", "to_jsonable", "write_json"]

@@ -50,8 +50,8 @@ from tqdm.auto import tqdm
 
 from . import world as W
 from .atomic import atomic_path
+from .paths import ASSETS
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
 POCKET_DIR = ASSETS / "pocket"
 POCKET_NAME = "pocket-vit"
 POCKET_CONFIG = POCKET_DIR / f"{POCKET_NAME}.json"
@@ -181,25 +181,11 @@ def multi_positive_loss(image_emb, text_emb, positives, logit_scale):
 
 
 def encode_patches(model, images: torch.Tensor, surgery_blocks: int = 0):
-    """Global embedding, projected patch tokens and (with ``surgery_blocks``) value-value patch tokens.
+    """Global embedding, projected patch tokens and (with ``surgery_blocks``) value-value patch tokens, with
+    gradients: :func:`clipos_lab.backbone.forward_tokens`, which inference uses too."""
+    from .backbone import forward_tokens
 
-    The same computation as :meth:`clipos_lab.backbone.Backbone.encode_images`, with gradients.
-    """
-    from .backbone import _block_with_value_value
-
-    visual = model.visual
-    x = visual._embeds(images)
-    blocks = visual.transformer.resblocks
-    start = len(blocks) - surgery_blocks
-    for block in blocks[:start]:
-        x = block(x)
-    vv = x
-    for block in blocks[start:]:
-        x, vv_out = _block_with_value_value(block, x)
-        vv = vv + vv_out
-    x = visual.ln_post(x) @ visual.proj
-    surgery = visual.ln_post(vv[:, 1:]) @ visual.proj if surgery_blocks else None
-    return x[:, 0], x[:, 1:], surgery
+    return forward_tokens(model.visual, images, surgery_blocks)
 
 
 @torch.no_grad()

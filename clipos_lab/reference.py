@@ -47,14 +47,14 @@ def beside_markdown(summary: Iterable[dict]) -> str:
 
     One line per (method, score, shots) of ``summary``; methods without a published number show a dash.
     """
-    ours: dict[tuple, dict] = {}
-    for r in summary:
-        if r.get("ood") == "Average" and r.get("metric") in ("AUROC", "FPR95"):
-            ours.setdefault((r["method"], r["score"], r["shots"]), {})[r["metric"]] = (r["mean"], r["std"])
+    from .metrics import format_mean_std
+    from .summary_rows import average_cells
+
+    ours = average_cells(summary, ("AUROC", "FPR95"))
     lines = [f"_Ours: this run (mean ± std over seeds, %). Published: {SOURCE}._", "",
              "| method | score | shots | AUROC (ours) | FPR95 (ours) | AUROC (published) | FPR95 (published) | "
              "published setting |", "|---|---|---|---|---|---|---|---|"]
-    fmt = lambda v: f"{100 * v[0]:.2f} ± {100 * v[1]:.2f}" if v else ""  # noqa: E731
+    fmt = lambda r: format_mean_std(r["mean"], r["std"]) if r else ""  # noqa: E731
     for (method, score, shots), vals in ours.items():
         ref = lookup(method, score)
         pub = (f"{ref['AUROC']:.1f} | {ref['FPR95']:.1f} | {ref['setting']}" if ref else "– | – | –")

@@ -17,7 +17,7 @@ Two rules decide which patches are ID-relevant:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -296,8 +296,7 @@ def relevance(bank: Any, text: torch.Tensor, rule: str = "discrepancy", labels=N
     ``k``, ``rho_min``, ``rho_max`` for "discrepancy"; ``k_puc`` (or ``k``, so that callers can name the PUC
     size the same way for both rules), ``top_k`` for "topk".
     """
-    rules: dict[str, Callable[..., RelevanceResult]] = {"discrepancy": discrepancy_masks, "topk": topk_masks}
-    if rule not in rules:
+    if rule not in RULES:
         raise ValueError(f"unknown relevance rule {rule!r}; choose one of {', '.join(RULES)}")
     patches = _field(bank, "patches")
     if patches is None:

@@ -31,6 +31,7 @@ from .data import BenchmarkSpec, few_shot, write_manifest
 from .features import FeatureBank
 from .methods import METHODS, build_method, is_few_shot
 from .prompts import PromptConfig
+from .summary_rows import average_cells, mean_std
 
 DEFAULT_METHODS = ("MCM", "GL-MCM", "CoOp", "LoCoOp", "CLIP-OS")
 METRICS = ("AUROC", "FPR95", "AUPR_IN", "AUPR_OUT")
@@ -171,16 +172,15 @@ def summarise_suite(summaries: dict[str, list[dict]]) -> list[dict]:
     """Across specs: per (method, score, shots, metric) the mean and std of each spec's seed-mean of the OOD
     average (ID accuracy for ACC), and for AUROC how many specs it beats each rival in (rivals without the score
     are compared through their MCM; zero-shot rivals through shots 0)."""
-    per_spec = {}
-    for name, summary in summaries.items():
-        per_spec[name] = {(r["method"], r["score"], r["shots"], r["metric"]): r["mean"] for r in summary
-                          if (r["ood"] == "Average" and r["metric"] != "ACC") or r["metric"] == "ACC"}
+    per_spec = {name: {(*key, metric): r["mean"] for key, cell in average_cells(summary).items()
+                       for metric, r in cell.items()} for name, summary in summaries.items()}
     keys = [k for k in next(iter(per_spec.values())) if all(k in v for v in per_spec.values())]
     rows = []
     for method, score, shots, metric in keys:
-        v = np.array([values[(method, score, shots, metric)] for values in per_spec.values()])
-        row = {"method": method, "score": score, "shots": shots, "metric": metric, "mean": float(v.mean()),
-               "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0, "n_specs": len(v)}
+        values_of_key = [values[(method, score, shots, metric)] for values in per_spec.values()]
+        mean, std = mean_std(values_of_key)
+        row = {"method": method, "score": score, "shots": shots, "metric": metric, "mean": mean, "std": std,
+               "n_specs": len(values_of_key)}
         if metric == "AUROC":
             for rival in SUITE_RIVALS:
                 candidates = [(rival, sc, sh, "AUROC") for sc in (score, "MCM") for sh in (shots, 0)]
@@ -224,24 +224,18 @@ def summarise(rows: list[dict]) -> list[dict]:
         groups.setdefault((r["method"], r["score"], r["shots"], r["ood"], r["metric"]), []).append(r["value"])
     summary = []
     for (method, score, shots, ood, metric), values in groups.items():
-        v = np.asarray(values, dtype=float)
+        mean, std = mean_std(values)
         summary.append({"method": method, "score": score, "shots": shots, "ood": ood, "metric": metric,
-                        "mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
-                        "n_seeds": len(v)})
+                        "mean": mean, "std": std, "n_seeds": len(values)})
     return summary
 
 
 def summary_markdown(summary: list[dict], metrics: Sequence[str] = ("AUROC", "FPR95"),
                      scores: Sequence[str] | None = None) -> str:
     """One line per (method, score, shots): OOD-average metrics and ID accuracy, mean +- std, in percent."""
-    index: dict[tuple, dict] = {}
-    for r in summary:
-        key = (r["method"], r["score"], r["shots"])
-        if scores is not None and r["score"] not in scores:
-            continue
-        if (r["ood"] == "Average" and r["metric"] in metrics) or r["metric"] == "ACC":
-            index.setdefault(key, {})[r["metric"]] = M.format_mean_std(r["mean"], r["std"])
     cols = list(metrics) + ["ACC"]
+    index = {key: {m: M.format_mean_std(r["mean"], r["std"]) for m, r in cell.items()}
+             for key, cell in average_cells(summary, cols).items() if scores is None or key[1] in scores}
     lines = ["Higher score = more ID; ID positive; FPR95 = OOD accepted at 95% ID recall; mean ± std over "
              "seeds, averaged over OOD sets, in %.", "",
              "| method | score | shots | " + " | ".join(cols) + " |",

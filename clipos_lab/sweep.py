@@ -65,6 +65,7 @@ from typing import Any
 import yaml
 
 from .atomic import atomic_path
+from .summary_rows import average_cells
 
 SWEEP_KEYS = ("notebook", "output", "parameters", "grid", "timeout")
 RESERVED = "OUTPUT_DIR"
@@ -434,15 +435,15 @@ def metric_rows(metrics: dict) -> list[dict]:
     summary = metrics.get("summary")
     if isinstance(summary, list) and summary and all(isinstance(r, dict) and _SUMMARY_KEYS <= set(r)
                                                      for r in summary):
-        grouped: dict[tuple, dict] = {}
-        for r in summary:
-            if r["ood"] == "Average" or r["metric"] == "ACC":
-                row = grouped.setdefault((r["method"], r["score"], r["shots"]),
-                                         {"method": r["method"], "score": r["score"], "shots": r["shots"]})
-                row[r["metric"]] = r["mean"]
-                row[f"{r['metric']}_std"] = r.get("std")
+        grouped = []
+        for (method, score, shots), cell in average_cells(summary).items():
+            row = {"method": method, "score": score, "shots": shots}
+            for metric, r in cell.items():
+                row[metric] = r["mean"]
+                row[f"{metric}_std"] = r.get("std")
+            grouped.append(row)
         if grouped:
-            return list(grouped.values())
+            return grouped
     return [_flatten_numbers(metrics)]
 
 

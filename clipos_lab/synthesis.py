@@ -14,7 +14,7 @@ epoch (e.g. ``seed = base_seed * 100_003 + epoch``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
@@ -69,9 +69,9 @@ class Outliers:
 
     def subset(self, keep: torch.Tensor) -> "Outliers":
         """Rows selected by a boolean or index tensor; bookkeeping follows the features."""
-        return Outliers(self.features[keep], self.first[keep], self.second[keep], self.lam[keep],
-                        self.labels_first[keep], self.labels_second[keep], self.mode, self.seed, self.n_drawn,
-                        dict(self.options))
+        return replace(self, features=self.features[keep], first=self.first[keep], second=self.second[keep],
+                       lam=self.lam[keep], labels_first=self.labels_first[keep],
+                       labels_second=self.labels_second[keep], options=dict(self.options))
 
 
 @dataclass(frozen=True, eq=False)
@@ -201,9 +201,6 @@ def synthesize(relevant: torch.Tensor, labels, n_outliers: int | None = None, al
     return out
 
 
-__all__ = ["ConfidenceFilter", "MODES", "Outliers", "confidence_filter", "default_n_outliers", "synthesize"]
-
-
 def global_shift(relevant: torch.Tensor, global_features: torch.Tensor) -> torch.Tensor:
     """The mean offset from ID-relevant (patch-pooled) features to global features of the same images, ``(D,)``.
 
@@ -218,6 +215,8 @@ def global_shift(relevant: torch.Tensor, global_features: torch.Tensor) -> torch
 def shift_outliers(outliers: Outliers, shift: torch.Tensor) -> Outliers:
     """The same outliers (same provenance) moved by ``shift`` and renormalised."""
     moved = F.normalize(outliers.features + shift.to(outliers.features.dtype), dim=-1)
-    return Outliers(moved, outliers.first, outliers.second, outliers.lam, outliers.labels_first,
-                    outliers.labels_second, outliers.mode, outliers.seed, outliers.n_drawn,
-                    {**outliers.options, "shifted": True})
+    return replace(outliers, features=moved, options={**outliers.options, "shifted": True})
+
+
+__all__ = ["ConfidenceFilter", "MODES", "Outliers", "confidence_filter", "default_n_outliers", "global_shift",
+           "shift_outliers", "synthesize"]

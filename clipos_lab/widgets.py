@@ -120,14 +120,8 @@ class ImageLookup:
         return self._sets[name][2][row]
 
 
-def _pooled(ood_scores: Mapping[str, object]):
-    names, rows, values = [], [], []
-    for name, s in ood_scores.items():
-        s = np.asarray(s, dtype=float).ravel()
-        names += [name] * len(s)
-        rows += list(range(len(s)))
-        values.append(s)
-    return names, rows, np.concatenate(values)
+def _pooled(ood_scores: Mapping[str, object]) -> np.ndarray:
+    return np.concatenate([np.asarray(s, dtype=float).ravel() for s in ood_scores.values()])
 
 
 def threshold_view(id_scores, ood_scores: Mapping[str, object], threshold: float, score_name: str = "score",
@@ -141,7 +135,7 @@ def threshold_view(id_scores, ood_scores: Mapping[str, object], threshold: float
     from matplotlib.figure import Figure
 
     id_s = np.asarray(id_scores, dtype=float).ravel()
-    names, rows, pooled = _pooled(ood_scores)
+    pooled = _pooled(ood_scores)
     numbers = {"pooled": A.threshold_stats(id_s, pooled, threshold)}
     numbers.update({k: A.threshold_stats(id_s, v, threshold) for k, v in ood_scores.items()})
     lines = [A.format_threshold_stats(numbers["pooled"], "all OOD")]
@@ -149,10 +143,10 @@ def threshold_view(id_scores, ood_scores: Mapping[str, object], threshold: float
 
     gallery = []
     if images is not None and n_gallery > 0:
-        accepted = [j for j in np.argsort(-pooled, kind="stable") if pooled[j] >= threshold][:n_gallery]
-        rejected = [i for i in np.argsort(id_s, kind="stable") if id_s[i] < threshold][:n_gallery]
-        gallery += [(images(names[j], rows[j]), f"{names[j]} accepted\n{pooled[j]:.3g}") for j in accepted]
-        gallery += [(images(id_key, int(i)), f"ID rejected\n{id_s[i]:.3g}") for i in rejected]
+        # the worst errors overall, sorted, so those on the wrong side of the threshold come first
+        worst = A.worst_mistakes(id_s, ood_scores, n_gallery)
+        gallery += [(images(name, i), f"{name} accepted\n{v:.3g}") for name, i, v in worst["ood"] if v >= threshold]
+        gallery += [(images(id_key, i), f"ID rejected\n{v:.3g}") for i, v in worst["id"] if v < threshold]
 
     ncols = max(4, len(gallery))
     fig = Figure(figsize=(max(6.0, 1.35 * ncols), 4.8 if gallery else 3.0), layout="constrained")
@@ -192,7 +186,7 @@ def threshold_explorer(id_scores, ood_scores: Mapping[str, object], score_name: 
     import ipywidgets as w
     from IPython.display import display
 
-    _, _, pooled = _pooled(ood_scores)
+    pooled = _pooled(ood_scores)
     lo, hi = float(min(id_s.min(), pooled.min())), float(max(id_s.max(), pooled.max()))
     slider = w.FloatSlider(value=t0, min=lo, max=hi, step=(hi - lo) / 200 or 1e-3, readout_format=".4f",
                            description="threshold", continuous_update=False, layout=w.Layout(width="70%"))

@@ -216,7 +216,7 @@ class World:
         if not 0 <= max_rotation <= 180:
             raise ValueError(f"max_rotation={max_rotation} must be between 0 and 180 degrees")
         self.image_size = image_size
-        self.max_rotation = math.radians(max_rotation)
+        self.max_angle = math.radians(max_rotation)  # radians; the argument is in degrees
         self.shapes, self.backgrounds, self.colours = tuple(shapes), tuple(backgrounds), tuple(colours)
 
     def render(self, seed: int, index: int, kind: str = "object", shape: str | None = None,
@@ -249,12 +249,12 @@ class World:
         else:  # clutter: 3 to 5 small shapes
             n = int(rng.integers(3, 6))
             placements = [(self.shapes[rng.integers(len(self.shapes))], "tiny") for _ in range(n)]
+        spread = self.max_angle if hard else min(0.3, self.max_angle)
         for obj_shape, size_name in placements:
             lo, hi = SIZES.get(size_name, (0.2, 0.28))
             radius = rng.uniform(lo, hi) * big / 2
             margin = radius * 1.05
             centre = (rng.uniform(margin, big - margin), rng.uniform(margin, big - margin))
-            spread = self.max_rotation if difficulty >= 0.5 else min(0.3, self.max_rotation)
             angle = rng.uniform(-spread, spread)
             colour = self.colours[rng.integers(len(self.colours))]
             mask_img = Image.new("L", (big, big), 0)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -130,7 +132,8 @@ def notebook(tmp_path):
     ({"notebook": "tiny.ipynb", "grid": {"not-a-name": [1]}}, "grid.not-a-name", "identifier"),
     ({"notebook": "tiny.ipynb", "grid": {"A": [1]}, "timeout": -1}, "timeout", "positive"),
 ])
-def test_bad_sweep_files_name_file_and_key(tmp_path, notebook, data, key, words):
+def test_bad_sweep_files_name_file_and_key(tmp_path, monkeypatch, notebook, data, key, words):
+    monkeypatch.chdir(tmp_path)  # the default output folder is relative to the current folder
     path = write_sweep(tmp_path / "bad.yaml", data)
     with pytest.raises(ValueError) as info:
         S.run_sweep(path, log=False)
@@ -192,3 +195,15 @@ def test_resume_needs_same_parameters_and_readable_metrics(tmp_path, notebook):
     assert not S._finished(fresh(), {**params, "EPOCHS": 50}, notebook)  # a changed fixed parameter re-runs
     (folder / "metrics.json").write_text("{truncated")
     assert not S._finished(fresh(), params, notebook)
+
+
+def test_the_kernel_imports_this_checkout(monkeypatch):
+    root = str(Path(S.__file__).resolve().parent.parent)
+    monkeypatch.delenv("PYTHONPATH", raising=False)
+    with S._package_on_kernel_path():
+        assert os.environ["PYTHONPATH"] == root
+    assert "PYTHONPATH" not in os.environ
+    monkeypatch.setenv("PYTHONPATH", "/elsewhere")
+    with S._package_on_kernel_path():
+        assert os.environ["PYTHONPATH"] == os.pathsep.join([root, "/elsewhere"])
+    assert os.environ["PYTHONPATH"] == "/elsewhere"

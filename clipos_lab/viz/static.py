@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
 
+from ..summary_rows import average_cells
+
 SCORE_AXIS = "score (higher = more ID)"
 ID_COLOUR = "#1f77b4"
 OOD_COLOUR = "#d62728"
@@ -348,12 +350,9 @@ def summary_bars(summary: Sequence[Mapping], scores: Mapping[str, str] | None = 
     restricts each method to one score (method -> score name); default: every score. AUROC and ACC: higher is
     better; FPR95: lower is better.
     """
-    cells: dict[tuple, dict] = {}
-    for r in summary:
-        if scores is not None and scores.get(r["method"], r["score"]) != r["score"]:
-            continue
-        if (r["ood"] == "Average" and r["metric"] in metrics) or (r["metric"] == "ACC" and "ACC" in metrics):
-            cells.setdefault((r["method"], r["score"], r["shots"]), {})[r["metric"]] = (r["mean"], r["std"])
+    cells = {key: {m: (r["mean"], r["std"]) for m, r in cell.items()}
+             for key, cell in average_cells(summary, metrics).items()
+             if scores is None or scores.get(key[0], key[1]) == key[1]}
     labels = [f"{m} | {s} | {k}-shot" if k else f"{m} | {s} | zero-shot" for m, s, k in cells]
     fig, axes = _figure(1, len(metrics), (3.2, 0.35 * max(len(labels), 3) + 1.2))
     y = np.arange(len(labels))
