@@ -67,7 +67,11 @@ def encode_banks(spec: BenchmarkSpec, backbone, batch_size: int = 64, cache=True
     id_ds, train_ds, ood_ds = spec.id_dataset(), spec.id_train_dataset(), spec.ood_datasets()
     enc = lambda ds: FeatureBank.encode(ds, backbone, batch_size=batch_size, cache=cache,  # noqa: E731
                                         progress=progress)
-    banks = Banks(enc(id_ds), enc(train_ds), {name: enc(ds) for name, ds in ood_ds.items()}, train_ds)
+    train_bank = enc(train_ds)
+    if len(train_bank) < len(train_ds):  # unreadable images were skipped: never draw them as shots
+        readable = set(train_bank.ids)
+        train_ds = train_ds.subset([i for i, s in enumerate(train_ds.samples) if s.id in readable])
+    banks = Banks(enc(id_ds), train_bank, {name: enc(ds) for name, ds in ood_ds.items()}, train_ds)
     banks.encode_seconds = time.perf_counter() - start
     return banks
 

@@ -104,3 +104,26 @@ def test_suite_runs_every_spec_and_writes_the_summary(pocket_backbone, tmp_path)
     assert row["mean"] == pytest.approx(sum(per_spec) / 2) and row["n_specs"] == 2
     with pytest.raises(ValueError, match="distinct spec names"):
         run_suite([specs[0], specs[0]], pocket_backbone)
+
+
+def test_unreadable_training_images_are_never_drawn_as_shots(pocket_backbone, tmp_path):
+    from PIL import Image
+
+    root = tmp_path / "train"
+    for name, colour in (("circle", "red"), ("square", "blue")):
+        (root / name).mkdir(parents=True)
+        for k in range(3):
+            Image.new("RGB", (32, 32), colour).save(root / name / f"good{k}.png")
+            (root / name / f"broken{k}.png").write_bytes(b"not an image")
+    spec = BenchmarkSpec.from_dict({"name": "broken", "id": {"type": "folder", "root": str(root)},
+                                    "id_train": {"type": "folder", "root": str(root)},
+                                    "ood": {"textures": {"type": "world", "kind": "background", "n": 4, "seed": 7}}},
+                                   base_dir=tmp_path)
+    with pytest.warns(UserWarning, match="unreadable"):
+        result = run_benchmark(spec, pocket_backbone, methods=["CoOp"], shots=(2,), seeds=(1, 2, 3),
+                               prompt=PromptConfig(epochs=1, progress=False), out_dir=tmp_path / "out",
+                               cache=False, progress=False)
+    drawn = [m["id"] for seed in (1, 2, 3)
+             for m in json.loads((tmp_path / "out" / "manifests" / f"shots2-seed{seed}.json").read_text())]
+    assert len(drawn) == 12 and not [i for i in drawn if "broken" in i]
+    assert {r["seed"] for r in result.rows} == {1, 2, 3}
