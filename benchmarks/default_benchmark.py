@@ -16,7 +16,7 @@ import open_clip  # noqa: F401  (imported here so that the timed model load excl
 
 from clipos_lab.backbone import Backbone
 from clipos_lab.data import default_benchmark_path
-from clipos_lab.runner import DEFAULT_METHODS, run_benchmark
+from clipos_lab.evaluation.runner import DEFAULT_METHODS, run_benchmark
 
 
 def main() -> None:

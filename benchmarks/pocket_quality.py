@@ -20,14 +20,14 @@ import numpy as np
 import open_clip  # noqa: F401  (imported here so that the timed load below excludes the import)
 import torch
 
-from clipos_lab import relevance as R
-from clipos_lab import world as W
 from clipos_lab.backbone import Backbone
+from clipos_lab.clipos import relevance as R
 from clipos_lab.data import BenchmarkSpec, WorldDataset, default_benchmark_path
+from clipos_lab.evaluation.metrics import id_accuracy, ood_metrics
+from clipos_lab.evaluation.runner import encode_banks
 from clipos_lab.features import FeatureBank
-from clipos_lab.metrics import id_accuracy, ood_metrics
 from clipos_lab.methods import GLMCM, MCM
-from clipos_lab.runner import encode_banks
+from clipos_lab.pocket import world as W
 from clipos_lab.viz.analysis import patch_box_cover
 
 TEST_SEED = 777_777  # never a training (stream 1) or validation (stream 2) seed

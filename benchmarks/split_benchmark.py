@@ -18,8 +18,8 @@ import time
 
 from clipos_lab.backbone import Backbone
 from clipos_lab.data import default_benchmark_path
+from clipos_lab.evaluation.runner import DEFAULT_METHODS, run_suite
 from clipos_lab.methods import ABLATIONS
-from clipos_lab.runner import DEFAULT_METHODS, run_suite
 
 SPLITS = default_benchmark_path().parent / "world-splits"
 

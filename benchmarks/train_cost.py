@@ -18,10 +18,10 @@ import time
 import torch
 
 from clipos_lab.backbone import Backbone
+from clipos_lab.clipos.prompts import PromptConfig
 from clipos_lab.data import WorldDataset
 from clipos_lab.features import FeatureBank
 from clipos_lab.methods import CLIPOS
-from clipos_lab.prompts import PromptConfig
 
 
 def peak_rss_mb() -> float:

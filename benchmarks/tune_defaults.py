@@ -24,13 +24,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from clipos_lab import metrics as M
 from clipos_lab.backbone import Backbone
+from clipos_lab.clipos.prompts import PromptConfig
 from clipos_lab.data import BenchmarkSpec, default_benchmark_path, few_shot
+from clipos_lab.evaluation import metrics as M
+from clipos_lab.evaluation.runner import encode_banks
 from clipos_lab.methods import build_method
-from clipos_lab.prompts import PromptConfig
-from clipos_lab.runner import encode_banks
-from clipos_lab.splits import split_specs
+from clipos_lab.pocket.splits import split_specs
 
 VALIDATION = default_benchmark_path().parent / "world-validation.yaml"
 

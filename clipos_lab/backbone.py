@@ -27,15 +27,10 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
+from .errors import BackboneError, WeightsNotFoundError
+from .resources import POCKET_CONFIG, POCKET_NAME, POCKET_WEIGHTS, verify_pocket_weights
+
 POCKET_ALIASES = ("pocket", "pocket-vit")
-
-
-class BackboneError(RuntimeError):
-    """A model that cannot be loaded or used, with what was tried and what to do."""
-
-
-class WeightsNotFoundError(BackboneError, FileNotFoundError):
-    """No weights could be found from any of the sources that were tried."""
 
 
 @dataclass
@@ -100,8 +95,6 @@ class Backbone:
         if config is not None:
             model = _register_config(config)
         if model in POCKET_ALIASES:
-            from .pocket import POCKET_CONFIG, POCKET_NAME, POCKET_WEIGHTS, verify_pocket_weights
-
             model = _register_config(POCKET_CONFIG)
             if checkpoint is None and not random_weights:
                 checkpoint, weights_id = POCKET_WEIGHTS, f"{POCKET_NAME}:sha256:{verify_pocket_weights()}"

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .atomic import atomic_path
+from .files import atomic_path
 
 FORMAT_VERSION = 1
 

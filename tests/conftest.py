@@ -24,8 +24,8 @@ TINY_CONFIG = {
 @pytest.fixture(scope="session")
 def tiny_files(tmp_path_factory):
     """A tiny ViT config JSON and a checkpoint of its seeded random weights."""
-    from safetensors.torch import save_file
     from open_clip.model import CLIP
+    from safetensors.torch import save_file
 
     folder = tmp_path_factory.mktemp("tiny_model")
     config = folder / "tiny-vit.json"

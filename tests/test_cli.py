@@ -2,7 +2,7 @@ import json
 
 import yaml
 
-from clipos_lab.__main__ import main
+from clipos_lab.cli import main
 
 SPEC = {
     "name": "cli-world",

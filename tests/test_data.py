@@ -10,8 +10,14 @@ import pytest
 from PIL import Image
 
 from clipos_lab import data as D
-from clipos_lab.data import (BenchmarkSpec, DataError, FolderDataset, ImageLoadError, TorchvisionDataset,
-                             WorldDataset)
+from clipos_lab.data import (
+    BenchmarkSpec,
+    DataError,
+    FolderDataset,
+    ImageLoadError,
+    TorchvisionDataset,
+    WorldDataset,
+)
 
 
 def _noise(size=(16, 12), seed=0, mode="RGB"):

@@ -4,7 +4,12 @@ import torch
 from PIL import Image
 
 from clipos_lab.data import FolderDataset, WorldDataset
-from clipos_lab.features import CacheWarning, FeatureBank, SkippedImageWarning, cache_key
+from clipos_lab.features import (
+    CacheWarning,
+    FeatureBank,
+    SkippedImageWarning,
+    cache_key,
+)
 
 
 class CountingBackbone:

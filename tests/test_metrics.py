@@ -2,8 +2,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score
 
-from clipos_lab import metrics as M
-
+from clipos_lab.evaluation import metrics as M
 
 # ---------- brute-force references (independent of sklearn's roc_curve) ----------
 

@@ -193,7 +193,7 @@ def test_benchmark_notebook_runs_with_ci_params(tmp_path, kernel_env):
 
 @pytest.mark.parametrize("path", sorted((NB_DIR / "params").glob("sweep-*.yaml")), ids=lambda p: p.name)
 def test_shipped_sweeps_name_only_notebook_parameters_and_existing_specs(path):
-    from clipos_lab.paths import resolve_input
+    from clipos_lab.notebook.paths import resolve_input
     from clipos_lab.sweep import load_sweep
 
     sweep = load_sweep(path)

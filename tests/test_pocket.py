@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from clipos_lab import pocket as P
-from clipos_lab import world as W
+from clipos_lab.pocket import train as P
+from clipos_lab.pocket import world as W
+from clipos_lab.resources import verify_pocket_weights
 
 TINY = {"embed_dim": 32, "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "head_width": 16, "patch_size": 8},
         "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
@@ -47,24 +48,24 @@ def test_export_writes_half_precision_weights_and_checksum(tiny_cfg, tmp_path):
     P.train(tmp_path / "run", tiny_cfg(steps=3), progress=False)
     weights = tmp_path / "out" / "tiny.safetensors"
     digest = P.export(tmp_path / "run", weights)
-    assert P.verify_pocket_weights(weights) == digest
+    assert verify_pocket_weights(weights) == digest
     backbone = Backbone.load(config=tmp_path / "tiny.json", checkpoint=weights)
     assert backbone.encode_images(torch.zeros(1, 3, 32, 32)).patches.shape == (1, 16, 32)
     weights.write_bytes(weights.read_bytes()[:-10] + b"0123456789")
     with pytest.raises(BackboneError, match="do not match their checksum"):
-        P.verify_pocket_weights(weights)
+        verify_pocket_weights(weights)
 
 
 def test_missing_pocket_weights_is_a_clear_error(tmp_path):
     from clipos_lab.backbone import WeightsNotFoundError
 
     with pytest.raises(WeightsNotFoundError, match="pocket model weights .* are missing"):
-        P.verify_pocket_weights(tmp_path / "gone.safetensors")
+        verify_pocket_weights(tmp_path / "gone.safetensors")
 
 
 def test_shipped_pocket_model_loads_and_classifies_fresh_images(pocket_backbone):
     """A real test of the shipped weights: zero-shot top-1 over all shapes on images no run has seen."""
-    assert pocket_backbone.weights_id.endswith(P.verify_pocket_weights())
+    assert pocket_backbone.weights_id.endswith(verify_pocket_weights())
     assert P.POCKET_WEIGHTS.stat().st_size <= 10 * 1024 * 1024
     world = W.World(pocket_backbone.image_size)
     shapes = [W.SHAPES[i % len(W.SHAPES)] for i in range(120)]

@@ -3,9 +3,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from clipos_lab.clipos.prompts import (
+    PromptConfig,
+    PromptLearner,
+    TrainingData,
+    train_prompts,
+)
 from clipos_lab.features import FeatureBank
 from clipos_lab.methods import build_method
-from clipos_lab.prompts import PromptConfig, PromptLearner, TrainingData, train_prompts
 
 CLASSES = ["circle", "star", "heart"]
 

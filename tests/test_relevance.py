@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from clipos_lab import relevance as R
+from clipos_lab.clipos import relevance as R
 
 
 def gen(seed=0):

@@ -2,9 +2,14 @@ import json
 
 import pytest
 
+from clipos_lab.clipos.prompts import PromptConfig
 from clipos_lab.data import BenchmarkSpec
-from clipos_lab.prompts import PromptConfig
-from clipos_lab.runner import run_benchmark, run_suite, summarise_suite, suite_markdown
+from clipos_lab.evaluation.runner import (
+    run_benchmark,
+    run_suite,
+    suite_markdown,
+    summarise_suite,
+)
 
 SPEC = {
     "name": "tiny-world",

@@ -1,10 +1,10 @@
 import pytest
 import yaml
 
-from clipos_lab import world as W
-from clipos_lab.__main__ import main
+from clipos_lab.cli import main
 from clipos_lab.data import BenchmarkSpec, default_benchmark_path
-from clipos_lab.splits import random_class_splits, split_specs, write_split_specs
+from clipos_lab.pocket import world as W
+from clipos_lab.pocket.splits import random_class_splits, split_specs, write_split_specs
 
 SHIPPED = default_benchmark_path().parent / "world-splits"
 

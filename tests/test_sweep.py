@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from clipos_lab import sweep as S
+from clipos_lab.sweep import execute as E
 
 PARAMETERS = """\
 A = 0
@@ -190,20 +191,20 @@ def test_resume_needs_same_parameters_and_readable_metrics(tmp_path, notebook):
         {"status": "ok", "parameters": params, "notebook": str(notebook), "seconds": 1.0}))
     (folder / "metrics.json").write_text('{"score": 1}')
     fresh = lambda: S.RunRecord("run", folder, {"A": 1})  # noqa: E731
-    assert S._finished(fresh(), params, notebook)
-    assert S._finished(fresh(), {**params, "OUTPUT_DIR": "/moved"}, notebook)  # moving the output folder is fine
-    assert not S._finished(fresh(), {**params, "EPOCHS": 50}, notebook)  # a changed fixed parameter re-runs
+    assert E._finished(fresh(), params, notebook)
+    assert E._finished(fresh(), {**params, "OUTPUT_DIR": "/moved"}, notebook)  # moving the output folder is fine
+    assert not E._finished(fresh(), {**params, "EPOCHS": 50}, notebook)  # a changed fixed parameter re-runs
     (folder / "metrics.json").write_text("{truncated")
-    assert not S._finished(fresh(), params, notebook)
+    assert not E._finished(fresh(), params, notebook)
 
 
 def test_the_kernel_imports_this_checkout(monkeypatch):
-    root = str(Path(S.__file__).resolve().parent.parent)
+    root = str(Path(E.__file__).resolve().parents[2])
     monkeypatch.delenv("PYTHONPATH", raising=False)
-    with S._package_on_kernel_path():
+    with E._package_on_kernel_path():
         assert os.environ["PYTHONPATH"] == root
     assert "PYTHONPATH" not in os.environ
     monkeypatch.setenv("PYTHONPATH", "/elsewhere")
-    with S._package_on_kernel_path():
+    with E._package_on_kernel_path():
         assert os.environ["PYTHONPATH"] == os.pathsep.join([root, "/elsewhere"])
     assert os.environ["PYTHONPATH"] == "/elsewhere"

@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from clipos_lab import synthesis as S
+from clipos_lab.clipos import synthesis as S
 
 
 def gen(seed=0):
@@ -115,7 +115,7 @@ def test_one_class_is_an_error_and_default_count():
 def test_global_shift_moves_outliers_to_the_global_feature_region():
     import torch.nn.functional as F
 
-    from clipos_lab.synthesis import global_shift, shift_outliers, synthesize
+    from clipos_lab.clipos.synthesis import global_shift, shift_outliers, synthesize
 
     g = torch.Generator().manual_seed(0)
     offset = torch.zeros(8)

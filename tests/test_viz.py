@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+
 import numpy as np
 import pytest
 import torch
 from matplotlib.figure import Figure
 
-from clipos_lab import metrics, notebook, paths, reference, viz, widgets
+from clipos_lab import files, viz
+from clipos_lab.evaluation import metrics
+from clipos_lab.notebook import paths, reference, widgets
+from clipos_lab.notebook import setup as notebook
 from clipos_lab.viz import interactive as iviz
 
 
@@ -26,7 +30,7 @@ def test_relative_output_dir_lands_under_the_output_root_not_the_cwd(tmp_path, m
 
 
 def test_repo_root_and_inputs(tmp_path, monkeypatch):
-    assert (paths.repo_root() / "clipos_lab" / "paths.py").is_file()
+    assert (paths.repo_root() / "clipos_lab" / "notebook" / "paths.py").is_file()
     monkeypatch.chdir(tmp_path)
     assert paths.resolve_input("assets/benchmarks/world-default.yaml").is_file()  # found via the repo
     (tmp_path / "mine.yaml").write_text("x: 1")
@@ -36,7 +40,7 @@ def test_repo_root_and_inputs(tmp_path, monkeypatch):
 
 
 def test_write_json_converts_numpy_torch_and_nan(tmp_path):
-    p = paths.write_json({"a": np.float32(0.5), "b": torch.tensor([1.0, 2.0]), "c": float("nan"),
+    p = files.write_json({"a": np.float32(0.5), "b": torch.tensor([1.0, 2.0]), "c": float("nan"),
                           "d": (1, np.int64(2)), "e": tmp_path}, tmp_path / "m.json")
     assert json.loads(p.read_text()) == {"a": 0.5, "b": [1.0, 2.0], "c": None, "d": [1, 2], "e": str(tmp_path)}
 
@@ -132,7 +136,7 @@ def test_distance_to_ood_prefers_points_on_top_of_ood():
 
 
 def test_provenance_labels():
-    from clipos_lab.synthesis import synthesize
+    from clipos_lab.clipos.synthesis import synthesize
 
     out = synthesize(torch.randn(4, 8), torch.tensor([0, 0, 1, 1]), n_outliers=3, seed=0)
     labels = viz.provenance_labels(out, ["a0", "a1", "b0", "b1"], ["cat", "dog"])

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import yaml
 
-from clipos_lab import world as W
 from clipos_lab.data import default_benchmark_path
+from clipos_lab.pocket import world as W
 
 
 def test_same_seed_same_image_and_scene():

@@ -5,9 +5,9 @@ Names used by benchmark specs and the command line; the ablations switch off one
 
 from __future__ import annotations
 
-from ..prompts import PromptConfig
+from ..clipos.prompts import PromptConfig
 from .base import Method, NotFittedError
-from .fewshot import CLIPOS, CoOp, LoCoOp, PromptMethod
+from .prompt import CLIPOS, CoOp, LoCoOp, PromptMethod
 from .zeroshot import GLMCM, MCM
 
 ZERO_SHOT = {"MCM": MCM, "GL-MCM": GLMCM}

@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .. import scores as S
+from ..evaluation import scores as S
 
 
 class NotFittedError(RuntimeError):

@@ -9,13 +9,41 @@
 Scores are higher = more in-distribution everywhere; titles and axes say so.
 """
 
-from .analysis import (format_threshold_stats, mask_iou, mask_localisation, patch_box_cover, threshold_at_tpr,
-                       threshold_stats, worst_mistakes)
-from .embedding import (PROJECTIONS, distance_to_ood, format_distance, mmd_rbf, nearest_cosine, project,
-                        provenance_labels)
-from .static import (embedding_scatter, image_grid, loss_curves, map_grid, overlay, relevance_panel, roc_curves,
-                     save, score_histogram_grid, score_histograms, small_multiples, summary_bars, threshold_figure,
-                     upsample, value_histogram)
+from .analysis import (
+                       format_threshold_stats,
+                       mask_iou,
+                       mask_localisation,
+                       patch_box_cover,
+                       threshold_at_tpr,
+                       threshold_stats,
+                       worst_mistakes,
+)
+from .embedding import (
+                       PROJECTIONS,
+                       distance_to_ood,
+                       format_distance,
+                       mmd_rbf,
+                       nearest_cosine,
+                       project,
+                       provenance_labels,
+)
+from .static import (
+                       embedding_scatter,
+                       image_grid,
+                       loss_curves,
+                       map_grid,
+                       overlay,
+                       relevance_panel,
+                       roc_curves,
+                       save,
+                       score_histogram_grid,
+                       score_histograms,
+                       small_multiples,
+                       summary_bars,
+                       threshold_figure,
+                       upsample,
+                       value_histogram,
+)
 
 __all__ = ["PROJECTIONS", "distance_to_ood", "embedding_scatter", "format_distance", "format_threshold_stats",
            "image_grid", "loss_curves", "map_grid", "mask_iou", "mask_localisation", "mmd_rbf", "nearest_cosine",

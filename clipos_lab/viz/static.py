@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
 
-from ..summary_rows import average_cells
+from ..evaluation.tables import average_cells
 
 SCORE_AXIS = "score (higher = more ID)"
 ID_COLOUR = "#1f77b4"
@@ -226,7 +226,7 @@ def score_histograms(scores: Mapping[str, object], score_name: str = "MCM", id_k
 
     Each panel's title gives the AUROC (ID positive) so the picture and the number can be compared.
     """
-    from .. import metrics as M
+    from ..evaluation import metrics as M
 
     oods = [k for k in scores if k != id_key]
     if id_key not in scores or not oods:
@@ -246,7 +246,7 @@ def score_histograms(scores: Mapping[str, object], score_name: str = "MCM", id_k
 def score_histogram_grid(scores: Mapping[str, Mapping[str, object]], id_key: str = "ID", bins: int = 30,
                          title: str | None = None, path: str | os.PathLike | None = None) -> Figure:
     """Rows = scores (e.g. MCM, GL-MCM, 1-p(unknown)), columns = OOD sets; ``scores[score][set] -> values``."""
-    from .. import metrics as M
+    from ..evaluation import metrics as M
 
     names = list(scores)
     oods = [k for k in scores[names[0]] if k != id_key]
@@ -275,7 +275,7 @@ def roc_curves(curves: Mapping[str, tuple[object, Mapping[str, object]]], title:
     """
     from sklearn.metrics import roc_curve
 
-    from .. import metrics as M
+    from ..evaluation import metrics as M
 
     labels = list(curves)
     oods = list(curves[labels[0]][1])

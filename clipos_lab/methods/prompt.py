@@ -35,9 +35,9 @@ from dataclasses import replace
 
 import torch
 
-from .. import relevance as R
-from .. import synthesis as Y
-from ..prompts import PromptConfig, PromptLearner, TrainingData, train_prompts
+from ..clipos import relevance as R
+from ..clipos import synthesis as Y
+from ..clipos.prompts import PromptConfig, PromptLearner, TrainingData, train_prompts
 from .base import Method
 from .zeroshot import DEFAULT_TEMPLATES, class_embeddings
 

@@ -8,25 +8,17 @@ through this module:
   ``clipos_lab/``), or the current folder when the package is installed elsewhere;
 * :func:`output_dir` turns a relative output path such as ``"outputs/01_quickstart"`` into a folder under
   :func:`output_root` (``$CLIPOS_OUTPUT_ROOT`` when set, else the repository root) and creates it;
-* :func:`resolve_input` finds an existing input file given relative to the current folder or the repository;
-* :func:`write_json` writes metrics atomically, turning numpy and torch values into plain JSON.
+* :func:`resolve_input` finds an existing input file given relative to the current folder or the repository.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import os
 from pathlib import Path
 
-from .atomic import atomic_path
+from ..files import expand_path as _expand
 
-_PACKAGE_DIR = Path(__file__).resolve().parent
-ASSETS = _PACKAGE_DIR.parent / "assets"  # read from the source checkout (an editable install)
-
-
-def _expand(path: str | os.PathLike) -> Path:
-    return Path(os.path.expandvars(os.path.expanduser(str(path))))
+_PACKAGE_DIR = Path(__file__).resolve().parents[1]
 
 
 def repo_root() -> Path:
@@ -72,29 +64,4 @@ def resolve_input(path: str | os.PathLike) -> Path:
     raise FileNotFoundError(f"{path!s} does not exist (tried {tried})")
 
 
-def to_jsonable(value):
-    """Plain-Python copy of ``value``: numpy / torch scalars and arrays, paths, tuples; NaN and inf become None."""
-    if hasattr(value, "detach"):  # torch tensor
-        value = value.detach().cpu().numpy()
-    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):  # numpy array or scalar
-        value = value.tolist()
-    if isinstance(value, dict):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set)):
-        return [to_jsonable(v) for v in value]
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, os.PathLike):
-        return str(value)
-    return value
-
-
-def write_json(data: dict, path: str | os.PathLike) -> Path:
-    """Write ``data`` as indented JSON (atomically: a reader never sees half a file); returns the path."""
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        Path(tmp).write_text(json.dumps(to_jsonable(data), indent=1, allow_nan=False) + "\n", encoding="utf-8")
-    return path
-
-
-__all__ = ["ASSETS", "output_dir", "output_root", "repo_root", "resolve_input", "to_jsonable", "write_json"]
+__all__ = ["output_dir", "output_root", "repo_root", "resolve_input"]

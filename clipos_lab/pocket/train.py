@@ -35,7 +35,6 @@ interrupted at any step and resumed continues exactly the same run.
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import math
 import os
@@ -48,14 +47,10 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from ..files import atomic_path
+from ..resources import POCKET_CONFIG, POCKET_NAME, POCKET_WEIGHTS, sha256_of
 from . import world as W
-from .atomic import atomic_path
-from .paths import ASSETS
 
-POCKET_DIR = ASSETS / "pocket"
-POCKET_NAME = "pocket-vit"
-POCKET_CONFIG = POCKET_DIR / f"{POCKET_NAME}.json"
-POCKET_WEIGHTS = POCKET_DIR / f"{POCKET_NAME}.safetensors"
 MEAN = (0.48145466, 0.4578275, 0.40821073)  # open_clip's OpenAI normalisation, which the pocket model uses too
 STD = (0.26862954, 0.26130258, 0.27577711)
 TRAIN_STREAM, VAL_STREAM = 1, 2  # world seeds are (stream, seed): training and validation never overlap
@@ -183,7 +178,7 @@ def multi_positive_loss(image_emb, text_emb, positives, logit_scale):
 def encode_patches(model, images: torch.Tensor, surgery_blocks: int = 0):
     """Global embedding, projected patch tokens and (with ``surgery_blocks``) value-value patch tokens, with
     gradients: :func:`clipos_lab.backbone.forward_tokens`, which inference uses too."""
-    from .backbone import forward_tokens
+    from ..backbone import forward_tokens
 
     return forward_tokens(model.visual, images, surgery_blocks)
 
@@ -349,35 +344,3 @@ def export(out_dir: str | os.PathLike, weights_path: str | os.PathLike = POCKET_
     thin = [row for row in state["log"] if row["step"] % 10 == 0 or row["val_top1"] != ""]
     write_log(thin, weights_path.parent / f"training_log_{Path(out_dir).name}.csv")
     return digest
-
-
-def verify_pocket_weights(weights_path: str | os.PathLike = POCKET_WEIGHTS) -> str:
-    """Check the shipped weights against their recorded sha256; returns the digest.
-
-    Raises a clear error when the file is missing (e.g. a clone without it) or altered (e.g. a git-lfs pointer
-    or a partial copy), rather than letting a broken model draw noise.
-    """
-    from .backbone import BackboneError, WeightsNotFoundError
-
-    weights_path = Path(weights_path)
-    sha_path = weights_path.with_name(weights_path.name + ".sha256")
-    if not weights_path.is_file():
-        raise WeightsNotFoundError(f"pocket model weights {weights_path} are missing: restore them from the "
-                                   "repository (git checkout -- assets/pocket) or retrain with "
-                                   "`python -m clipos_lab pocket train`")
-    if not sha_path.is_file():
-        raise BackboneError(f"checksum file {sha_path} is missing: restore it from the repository")
-    expected = sha_path.read_text().split()[0]
-    actual = sha256_of(weights_path)
-    if actual != expected:
-        raise BackboneError(f"pocket model weights {weights_path} do not match their checksum ({actual[:12]}... != "
-                            f"{expected[:12]}...): the file is corrupt or was changed; restore it from the repository")
-    return actual
-
-
-def sha256_of(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()

@@ -47,8 +47,8 @@ def beside_markdown(summary: Iterable[dict]) -> str:
 
     One line per (method, score, shots) of ``summary``; methods without a published number show a dash.
     """
-    from .metrics import format_mean_std
-    from .summary_rows import average_cells
+    from ..evaluation.metrics import format_mean_std
+    from ..evaluation.tables import average_cells
 
     ours = average_cells(summary, ("AUROC", "FPR95"))
     lines = [f"_Ours: this run (mean ± std over seeds, %). Published: {SOURCE}._", "",

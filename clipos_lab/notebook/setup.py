@@ -14,7 +14,7 @@ import copy
 import time
 import warnings
 from contextlib import contextmanager
-from typing import Callable, Sequence
+from typing import Callable
 
 from . import paths
 
@@ -58,7 +58,7 @@ def load_backbone(model: str = "pocket", pretrained: str = "", checkpoint: str =
 
     ``checkpoint`` may be relative to the current folder or to the repository.
     """
-    from .backbone import Backbone
+    from ..backbone import Backbone
 
     ckpt = paths.resolve_input(checkpoint) if checkpoint else None
     backbone = Backbone.load(model=model or "pocket", pretrained=pretrained or None, checkpoint=ckpt, **kwargs)
@@ -97,7 +97,7 @@ def parse_names(value) -> list[str]:
 
 def benchmark_spec(spec: str = "default"):
     """A :class:`~clipos_lab.data.BenchmarkSpec` from ``"default"`` (the shipped world) or a YAML path."""
-    from .data import BenchmarkSpec, default_benchmark_path
+    from ..data import BenchmarkSpec, default_benchmark_path
 
     path = default_benchmark_path() if spec in ("", "default", None) else paths.resolve_input(spec)
     return BenchmarkSpec.from_yaml(path)
@@ -158,7 +158,7 @@ def method_averages(summary, default_scores: dict[str, str] | None = None) -> di
     """
     import numpy as np
 
-    from .summary_rows import average_cells
+    from ..evaluation.tables import average_cells
 
     table: dict = {}
     for (method, score, shots), rows in average_cells(summary, ("AUROC", "FPR95", "ACC")).items():

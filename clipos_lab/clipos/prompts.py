@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .atomic import atomic_path
+from ..files import atomic_path
 
 PLACEHOLDER = "X"
 

@@ -17,8 +17,8 @@ from typing import Sequence
 import numpy as np
 import yaml
 
+from ..files import atomic_path
 from . import world as W
-from .atomic import atomic_path
 
 SPLITS_SEED = 0
 FIRST_DATA_SEED = 300  # the default benchmark uses seeds 100-103 and its validation split 200-203

@@ -23,15 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
-
+from ..clipos.prompts import PromptConfig
+from ..data import BenchmarkSpec, few_shot, write_manifest
+from ..features import FeatureBank
+from ..files import atomic_path
+from ..methods import METHODS, build_method, is_few_shot
 from . import metrics as M
-from .atomic import atomic_path
-from .data import BenchmarkSpec, few_shot, write_manifest
-from .features import FeatureBank
-from .methods import METHODS, build_method, is_few_shot
-from .prompts import PromptConfig
-from .summary_rows import average_cells, mean_std
+from .tables import average_cells, mean_std
 
 DEFAULT_METHODS = ("MCM", "GL-MCM", "CoOp", "LoCoOp", "CLIP-OS")
 METRICS = ("AUROC", "FPR95", "AUPR_IN", "AUPR_OUT")

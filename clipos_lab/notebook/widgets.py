@@ -14,9 +14,9 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import torch
 
-from . import relevance as R
-from .viz import analysis as A
-from .viz import static as V
+from ..clipos import relevance as R
+from ..viz import analysis as A
+from ..viz import static as V
 
 
 # ------------------------------------------------------------------------------------------- relevance

@@ -1,0 +1,190 @@
+"""Command line: ``python -m clipos_lab <command>``.
+
+    encode     encode a dataset (folder or benchmark spec) into cached FeatureBanks
+    evaluate   zero-shot methods (MCM, GL-MCM) on a benchmark spec
+    benchmark  methods x shots x seeds on a benchmark spec (few-shot included)
+    pocket     train / export / check the shipped pocket model
+    sweep      run a notebook through papermill over a parameter grid, then aggregate
+    splits     write the benchmark specs of random ID/OOD class splits of the pocket world
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _add_backbone_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("backbone")
+    g.add_argument("--model", default="pocket", help="open_clip model name, or 'pocket' (default, offline)")
+    g.add_argument("--pretrained", default=None, help="open_clip pretrained tag, e.g. openai (needs the hub cache)")
+    g.add_argument("--checkpoint", default=None, help="local weights file (no hub access)")
+    g.add_argument("--config", default=None, help="open_clip model config JSON")
+    g.add_argument("--random-weights", action="store_true", help="seeded random weights (tests, speed only)")
+    g.add_argument("--surgery-blocks", type=int, default=None, help="value-value path depth (default: half)")
+    g.add_argument("--device", default="cpu")
+
+
+def _backbone(args):
+    from .backbone import Backbone
+
+    return Backbone.load(args.model, pretrained=args.pretrained, checkpoint=args.checkpoint, config=args.config,
+                         random_weights=args.random_weights, surgery_blocks=args.surgery_blocks, device=args.device)
+
+
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.replace(",", " ").split()]
+
+
+def _spec_path(value: str | None) -> str:
+    from .data import default_benchmark_path
+
+    if value == "splits":
+        return str(default_benchmark_path().parent / "world-splits")
+    return str(default_benchmark_path()) if value in (None, "default") else value
+
+
+def cmd_encode(args) -> int:
+    from .data import BenchmarkSpec, FolderDataset
+    from .features import FeatureBank
+
+    backbone = _backbone(args)
+    target = Path(args.source)
+    if target.suffix in (".yaml", ".yml") or args.source == "default":
+        spec = BenchmarkSpec.from_yaml(_spec_path(args.source))
+        spec.validate()
+        datasets = {"id": spec.id_dataset(), "id_train": spec.id_train_dataset(), **spec.ood_datasets()}
+    else:
+        datasets = {target.name: FolderDataset(target)}
+    for name, ds in datasets.items():
+        bank = FeatureBank.encode(ds, backbone, batch_size=args.batch_size, progress=not args.no_progress,
+                                  cache=args.cache_dir or True)
+        print(f"{name}: {len(bank)} images, {bank.meta.get('n_skipped', 0)} skipped, "
+              f"cache {bank.meta.get('cache_path', '(loaded)')}")
+    return 0
+
+
+def cmd_benchmark(args, zero_shot_only: bool = False) -> int:
+    from .clipos.prompts import PromptConfig
+    from .evaluation.runner import run_benchmark, run_suite
+    from .methods import ZERO_SHOT
+
+    backbone = _backbone(args)
+    methods = args.methods.split(",") if args.methods else (list(ZERO_SHOT) if zero_shot_only else None)
+    kwargs = {"methods": methods} if methods else {}
+    prompt = PromptConfig(progress=False, **({"epochs": args.epochs} if getattr(args, "epochs", None) else {}))
+    kwargs.update(shots=_ints(args.shots), seeds=_ints(args.seeds), prompt=prompt, out_dir=args.out,
+                  progress=not args.no_progress, cache=args.cache_dir or True)
+    spec = Path(_spec_path(args.spec))
+    if spec.is_dir():  # a suite: every YAML spec in the folder
+        specs = sorted(spec.glob("*.yaml"))
+        if not specs:
+            raise FileNotFoundError(f"benchmark folder {spec} has no *.yaml specs")
+        suite = run_suite(specs, backbone, **kwargs)
+        print(suite.summary_markdown())
+        print(f"\nwrote {args.out}/<spec>/ for {len(specs)} specs and {args.out}/suite_summary.csv, "
+              "suite_summary.md")
+        return 0
+    result = run_benchmark(str(spec), backbone, **kwargs)
+    print(result.summary_markdown())
+    print(f"\nwrote {args.out}/results.csv, summary.csv, summary.md, metrics.json "
+          f"({result.timings['total_s']:.1f} s, of which encoding {result.timings['encode_s']:.1f} s)")
+    return 0
+
+
+def cmd_pocket(args) -> int:
+    from .pocket import train as pocket
+
+    if args.action == "train":
+        cfg = pocket.TrainConfig(**json.loads(args.options)) if args.options else None
+        row = pocket.train(args.out, cfg, progress=not args.no_progress, max_steps_this_sitting=args.max_steps)
+        print(json.dumps(row, indent=1))
+    elif args.action == "export":
+        print(pocket.export(args.out))
+    elif args.action == "check":
+        print(pocket.verify_pocket_weights())
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    from .sweep import run_sweep
+
+    result = run_sweep(args.sweep, out_dir=args.out, kernel=args.kernel)
+    print(result)
+    return 1 if result.failed else 0
+
+
+def cmd_splits(args) -> int:
+    from .pocket.splits import write_split_specs
+
+    for path in write_split_specs(args.out, n_splits=args.n, n_id=args.n_id, seed=args.seed):
+        print(path)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m clipos_lab", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("encode", help="encode a dataset folder or every dataset of a benchmark spec")
+    p.add_argument("source", help="image folder (one sub-folder per class), a benchmark YAML, or 'default'")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--cache-dir", default=None, help="feature cache folder (default $CLIPOS_CACHE_DIR)")
+    p.add_argument("--no-progress", action="store_true")
+    _add_backbone_args(p)
+    p.set_defaults(func=cmd_encode)
+
+    for name, helptext in (("evaluate", "zero-shot MCM / GL-MCM on a benchmark spec"),
+                           ("benchmark", "methods x shots x seeds on a benchmark spec")):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("spec", nargs="?", default="default",
+                       help="benchmark YAML, a folder of them (a suite), 'default' (the pocket world) or "
+                            "'splits' (its five random class splits, a suite)")
+        p.add_argument("--methods", default=None, help="comma-separated method names")
+        p.add_argument("--shots", default="1,2")
+        p.add_argument("--seeds", default="1,2,3")
+        p.add_argument("--epochs", type=int, default=None, help="prompt-learning epochs (default 50)")
+        p.add_argument("--out", default=f"outputs/{name}", help="output folder")
+        p.add_argument("--cache-dir", default=None)
+        p.add_argument("--no-progress", action="store_true")
+        _add_backbone_args(p)
+        p.set_defaults(func=(lambda a: cmd_benchmark(a, zero_shot_only=True)) if name == "evaluate"
+                       else cmd_benchmark)
+
+    p = sub.add_parser("pocket", help="train, export or check the pocket model")
+    p.add_argument("action", choices=["train", "export", "check"])
+    p.add_argument("--out", default="runs/pocket", help="training folder (checkpoint.pt, training_log.csv)")
+    p.add_argument("--options", default=None, help='JSON of TrainConfig fields, e.g. \'{"steps": 3600}\'')
+    p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (resume later)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_pocket)
+
+    p = sub.add_parser("sweep", help="papermill over a parameter grid, then aggregate")
+    p.add_argument("sweep", help="sweep YAML (see notebooks/params/)")
+    p.add_argument("--out", default=None, help="output folder (default: the sweep file's `output`)")
+    p.add_argument("--kernel", default="python3")
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("splits", help="write benchmark specs of random ID/OOD class splits of the pocket world")
+    p.add_argument("--out", default="assets/benchmarks/world-splits", help="folder for world-split<k>.yaml")
+    p.add_argument("--n", type=int, default=5, help="number of splits")
+    p.add_argument("--n-id", type=int, default=6, help="ID shapes per split (the rest are near-OOD)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the permutations")
+    p.set_defaults(func=cmd_splits)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError, RuntimeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

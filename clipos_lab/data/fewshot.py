@@ -1,0 +1,96 @@
+"""Few-shot sampling and manifests: which images were the shots, written so a run can be replayed exactly."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..files import atomic_path
+from .datasets import ImageDataset
+from .errors import DataError
+
+
+def few_shot(dataset: ImageDataset, shots: int, seed: int) -> tuple[ImageDataset, list[dict]]:
+    """Pick ``shots`` samples per class with ``numpy.random.default_rng(seed)``, classes in label order.
+
+    Returns the subset and a manifest of the picks (``class``, ``label``, ``id``), which
+    :func:`replay_manifest` turns back into the same subset even after the dataset has grown.
+    """
+    if isinstance(shots, bool) or not isinstance(shots, (int, np.integer)) or shots < 1:
+        raise DataError(f"shots must be a whole number >= 1, got {shots!r}")
+    rng = np.random.default_rng(seed)
+    labels = dataset.labels
+    picks = []
+    for label, classname in enumerate(dataset.classnames):
+        members = np.flatnonzero(labels == label)
+        if len(members) < shots:
+            raise DataError(f"class '{classname}' has {len(members)} images but shots={shots}: lower shots or add "
+                            f"images to that class of '{dataset.name}'")
+        picks += sorted(rng.choice(members, size=shots, replace=False).tolist())
+    subset = dataset.subset(picks, name=f"{dataset.name}-{shots}shot-seed{seed}")
+    manifest = [{"class": dataset.classnames[s.label], "label": s.label, "id": s.id} for s in subset.samples]
+    return subset, manifest
+
+
+_MANIFEST_FIELDS = ("class", "label", "id")
+
+
+def write_manifest(manifest: Sequence[dict], path: str | os.PathLike) -> Path:
+    """Write a few-shot manifest as ``.json`` or ``.csv`` (chosen by the suffix)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".json", ".csv"):
+        raise DataError(f"manifest {path}: use a .json or .csv file name")
+    rows = [{k: row[k] for k in _MANIFEST_FIELDS} for row in manifest]
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", encoding="utf-8", newline="") as fh:
+            if suffix == ".json":
+                json.dump(rows, fh, indent=1)
+            else:
+                writer = csv.DictWriter(fh, fieldnames=_MANIFEST_FIELDS)
+                writer.writeheader()
+                writer.writerows(rows)
+    return path
+
+
+def read_manifest(path: str | os.PathLike) -> list[dict]:
+    """Read a manifest written by :func:`write_manifest`."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"manifest {path} does not exist")
+    with open(path, encoding="utf-8", newline="") as fh:
+        try:
+            rows = json.load(fh) if path.suffix.lower() == ".json" else list(csv.DictReader(fh))
+        except json.JSONDecodeError as e:
+            raise DataError(f"manifest {path} is not valid JSON: {e}") from e
+    if not isinstance(rows, list) or not all(isinstance(r, dict) and set(_MANIFEST_FIELDS) <= set(r) for r in rows):
+        raise DataError(f"manifest {path} must be a list of rows with the fields {list(_MANIFEST_FIELDS)}")
+    try:
+        return [{"class": str(r["class"]), "label": int(r["label"]), "id": str(r["id"])} for r in rows]
+    except ValueError as e:
+        raise DataError(f"manifest {path}: labels must be integers ({e})") from e
+
+
+def replay_manifest(dataset: ImageDataset, manifest_or_path: Sequence[dict] | str | os.PathLike) -> ImageDataset:
+    """The subset of ``dataset`` a manifest names, in manifest order."""
+    manifest = (read_manifest(manifest_or_path) if isinstance(manifest_or_path, (str, os.PathLike))
+                else manifest_or_path)
+    where = {s.id: i for i, s in enumerate(dataset.samples)}
+    indices = []
+    for row in manifest:
+        i = where.get(row["id"])
+        if i is None:
+            raise DataError(f"manifest id '{row['id']}' is not in dataset '{dataset.name}': is it the dataset the "
+                            f"manifest was written for?")
+        if int(row["label"]) != dataset.samples[i].label:
+            raise DataError(f"manifest id '{row['id']}' has label {row['label']} but dataset '{dataset.name}' "
+                            f"says {dataset.samples[i].label}: the class order has changed")
+        indices.append(i)
+    return dataset.subset(indices, name=f"{dataset.name}-replay")
+
+

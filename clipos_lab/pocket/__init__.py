@@ -1,0 +1,7 @@
+"""The pocket world and the pocket model: the offline stand-in for web data and a real CLIP.
+
+* :mod:`.world`: a procedural world of shapes, colours, textures and captions, every image a pure function of
+  its seed;
+* :mod:`.train`: the recipe that trains a small open_clip ViT on it (the shipped weights are in ``assets/``);
+* :mod:`.splits`: random class splits of the world, the harder benchmark suite.
+"""

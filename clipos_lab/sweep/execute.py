@@ -1,0 +1,203 @@
+"""Running a sweep: one papermill execution per grid cell, resumable, each in its own run folder."""
+
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ..files import atomic_path
+from .report import SweepResult, _Renderer, aggregate
+from .spec import _ANSI, RESERVED, Sweep, _canonical, cell_slugs, load_sweep
+
+
+@dataclass
+class RunRecord:
+    """One grid cell: where it ran, how it went, and (if ok) its metrics.json."""
+
+    slug: str
+    folder: Path
+    cell: dict
+    status: str = "pending"
+    error: str | None = None
+    seconds: float | None = None
+    executed: bool = False  # run by this call (False: kept from an earlier run)
+    metrics: dict | None = None
+    html: Path | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+def _write_json(path: Path, data: dict) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=1, default=str) + "\n")
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _comparable(params: dict) -> str:
+    return _canonical({k: v for k, v in params.items() if k != RESERVED})
+
+
+def _finished(record: RunRecord, params: dict, notebook: Path) -> bool:
+    """True when an earlier run of exactly this cell succeeded and its metrics are still readable."""
+    status = _read_json(record.folder / "status.json")
+    if not isinstance(status, dict) or status.get("status") != "ok":
+        return False
+    if Path(str(status.get("notebook", ""))).name != notebook.name:
+        return False
+    if _comparable(status.get("parameters") or {}) != _comparable(json.loads(_canonical(params))):
+        return False
+    metrics = _read_json(record.folder / "metrics.json")
+    if not isinstance(metrics, dict):
+        return False
+    record.status, record.metrics, record.seconds = "ok", metrics, status.get("seconds")
+    return True
+
+
+class _NothingWritten(Exception):
+    """Papermill failed before writing any notebook; keep no empty notebook.ipynb."""
+
+
+def _describe(err: BaseException) -> tuple[str, str]:
+    """A one-line error for tables and the full text (ANSI colours removed) for status.json."""
+    ename, evalue = getattr(err, "ename", None), getattr(err, "evalue", None)
+    if ename:  # PapermillExecutionError: the notebook's own exception
+        where = f" (notebook cell In [{err.exec_count}])" if getattr(err, "exec_count", None) else ""
+        first = f"{ename}: {evalue}{where}"
+    else:
+        first = f"{type(err).__name__}: {err}"
+    first = _ANSI.sub("", first).strip().splitlines()[0] if first.strip() else type(err).__name__
+    return first, _ANSI.sub("", str(err)).strip()
+
+
+def _execute(sweep: Sweep, record: RunRecord, params: dict, kernel: str | None) -> None:
+    """Run the notebook for one cell and record the outcome in status.json (ok only once metrics.json exists)."""
+    import papermill as pm
+
+    folder = record.folder
+    folder.mkdir(parents=True, exist_ok=True)
+    metrics_path = folder / "metrics.json"
+    metrics_path.unlink(missing_ok=True)  # a stale file must not pass for this run's result
+    base = {"parameters": params, "cell": record.cell, "notebook": str(sweep.notebook), "kernel": kernel,
+            "sweep": str(sweep.path)}
+    _write_json(folder / "status.json", {"status": "running", **base, "started": _now()})
+    start = time.perf_counter()
+    error: BaseException | None = None
+    final = folder / "notebook.ipynb"
+    try:
+        with atomic_path(final) as tmp:
+            try:
+                with warnings.catch_warnings(), _package_on_kernel_path():
+                    warnings.filterwarnings("ignore", message=r".*does not end in one of")  # the temporary name
+                    pm.execute_notebook(str(sweep.notebook), str(tmp), parameters=params, kernel_name=kernel,
+                                        progress_bar=False, cwd=str(sweep.notebook.parent),
+                                        execution_timeout=sweep.timeout)
+            except Exception as err:  # noqa: BLE001 - any failure of one cell is recorded, the sweep goes on
+                error = err
+                if tmp.stat().st_size == 0:
+                    raise _NothingWritten from err
+            _fix_output_path(tmp, final)
+    except _NothingWritten:
+        pass
+    record.seconds = round(time.perf_counter() - start, 3)
+    record.executed = True
+    if error is None:
+        metrics = _read_json(metrics_path)
+        if not metrics_path.exists():
+            error = RuntimeError(f"the notebook finished but wrote no metrics.json into OUTPUT_DIR ({folder})")
+        elif not isinstance(metrics, dict):
+            error = RuntimeError("metrics.json is not a JSON object")
+        else:
+            record.metrics = metrics
+    status = {**base, "seconds": record.seconds, "finished": _now()}
+    if error is None:
+        record.status, record.error = "ok", None
+        _write_json(folder / "status.json", {"status": "ok", **status})
+    else:
+        record.status, (record.error, detail) = "failed", _describe(error)
+        _write_json(folder / "status.json", {"status": "failed", "error": record.error, "detail": detail, **status})
+
+
+@contextlib.contextmanager
+def _package_on_kernel_path():
+    """Let the kernel import this very clipos_lab: it starts in the notebook's folder, which may not be the
+    checkout, and the package may not be pip-installed (PYTHONPATH is inherited by the kernel process)."""
+    root = str(Path(__file__).resolve().parents[2])  # the folder holding this checkout of clipos_lab
+    old = os.environ.get("PYTHONPATH")
+    if root in (old or "").split(os.pathsep):
+        yield
+        return
+    os.environ["PYTHONPATH"] = os.pathsep.join([root, old]) if old else root
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = old
+
+
+def _fix_output_path(tmp: Path, final: Path) -> None:
+    """Papermill stamps the temporary name into the notebook's metadata; record the real one instead."""
+    import nbformat
+
+    try:
+        nb = nbformat.read(str(tmp), as_version=4)
+        if "papermill" in nb.metadata:
+            nb.metadata.papermill["output_path"] = str(final)
+            nbformat.write(nb, str(tmp))
+    except Exception:  # noqa: BLE001 - cosmetic only
+        pass
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+
+# ---------------------------------------------------------------- entry point
+
+def run_sweep(sweep: str | os.PathLike, out_dir: str | os.PathLike | None = None, kernel: str | None = "python3",
+              *, render: bool = True, log: bool = True) -> SweepResult:
+    """Run (or resume) a sweep file and aggregate it; ``str(result)`` is the Markdown table.
+
+    ``kernel=None`` uses the kernel named in the notebook. Progress goes to stderr unless ``log=False``.
+    """
+    spec = load_sweep(sweep, out_dir)
+    say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if log else (lambda msg: None)
+    renderer = _Renderer(say) if render else None
+    cells = spec.cells()
+    runs = []
+    for i, (cell, slug) in enumerate(zip(cells, cell_slugs(cells)), 1):
+        record = RunRecord(slug, spec.output / "runs" / slug, cell)
+        params = {**spec.parameters, **cell, RESERVED: str(record.folder)}
+        if _finished(record, params, spec.notebook):
+            say(f"[{i}/{len(cells)}] {slug}: ok earlier, skipped")
+        else:
+            say(f"[{i}/{len(cells)}] {slug}: running ...")
+            _execute(spec, record, params, kernel)
+            say(f"[{i}/{len(cells)}] {slug}: {record.status} in {record.seconds:.1f} s"
+                + (f" - {record.error}" if record.error else ""))
+        if renderer is not None:
+            renderer(record)
+        runs.append(record)
+    result = aggregate(spec, runs)
+    say(f"wrote {spec.output / 'sweep.csv'}, sweep.md, index.html ({len(result.failed)} failed)")
+    return result
+
