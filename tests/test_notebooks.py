@@ -25,7 +25,7 @@ NOTEBOOKS = sorted(NB_DIR.glob("[0-9][0-9]_*.ipynb"))
 CI_PARAMS = NB_DIR / "params" / "ci.yaml"
 EXPECTED = ["01_quickstart", "02_relevance_maps", "03_synthetic_outliers_umap", "04_prompt_learning_and_scores",
             "05_benchmark"]
-COMMON = {"MODEL": "pocket", "PRETRAINED": "", "CHECKPOINT": "", "INTERACTIVE": False, "PROGRESS": False}
+COMMON = {"MODEL": "pocket", "PRETRAINED": "", "CHECKPOINT": "", "INTERACTIVE": "auto", "PROGRESS": "auto"}
 TYPES = {"str": str, "int": int, "float": float, "bool": bool}
 # NAME: type = literal  # help   (papermill reads type and help from exactly this shape; no "=" in the help)
 PARAM_LINE = re.compile(r"^(?P<name>[A-Z][A-Z0-9_]*): (?P<type>str|int|float|bool) = (?P<value>[^#]+?)  # "

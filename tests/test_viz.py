@@ -172,13 +172,52 @@ def test_static_figures_are_returned_and_saved(tmp_path):
     assert "higher = more ID" in figs["hist.png"].texts[0].get_text()
 
 
-def test_summary_bars_from_runner_rows(tmp_path):
-    rows = [{"method": "MCM", "score": "MCM", "shots": 0, "ood": "Average", "metric": m, "mean": 0.5, "std": 0.1,
-             "n_seeds": 3} for m in ("AUROC", "FPR95")]
-    rows.append({"method": "MCM", "score": "MCM", "shots": 0, "ood": "ID", "metric": "ACC", "mean": 0.8, "std": 0,
-                 "n_seeds": 3})
-    viz.summary_bars(rows, path=tmp_path / "bars.png")
-    assert (tmp_path / "bars.png").is_file()
+def _summary_rows():
+    rows = []
+    for method, auroc, fpr in (("MCM", 0.84, 0.52), ("CoOp", 0.86, 0.47), ("CLIP-OS", 0.88, 0.41)):
+        for ood, shift in (("Average", 0.0), ("near-ood", -0.05), ("textures", 0.05)):
+            rows.append({"method": method, "score": "MCM", "shots": 0 if method == "MCM" else 1, "ood": ood,
+                         "metric": "AUROC", "mean": auroc + shift, "std": 0.01, "n_seeds": 3})
+            rows.append({"method": method, "score": "MCM", "shots": 0 if method == "MCM" else 1, "ood": ood,
+                         "metric": "FPR95", "mean": fpr - shift, "std": 0.02, "n_seeds": 3})
+        rows.append({"method": method, "score": "MCM", "shots": 0 if method == "MCM" else 1, "ood": "ID",
+                     "metric": "ACC", "mean": 0.8, "std": 0, "n_seeds": 3})
+    return rows
+
+
+def test_summary_dots_fit_their_axes_and_show_each_ood_set(tmp_path):
+    fig = viz.summary_dots(_summary_rows(), path=tmp_path / "dots.png")
+    assert (tmp_path / "dots.png").is_file()
+    auroc_ax, fpr_ax = fig.axes[:2]
+    assert "AUROC" in auroc_ax.get_title() and "FPR95" in fpr_ax.get_title()  # side by side, AUROC first
+    lo, hi = auroc_ax.get_xlim()
+    assert 0.7 < lo < 0.79 and 0.93 < hi < 0.96  # fitted to 0.79..0.93, not 0..1: a 2-point gap is visible
+    labels = [t.get_text() for t in auroc_ax.get_yticklabels()]
+    assert labels == ["MCM [MCM] zero-shot", "CoOp [MCM] 1-shot", "CLIP-OS [MCM] 1-shot"]
+    legend = [t.get_text() for t in fig.axes[1].get_legend().get_texts()]
+    assert legend == ["near-ood", "textures", "OOD average"]
+
+
+def test_overlay_draws_maps_over_a_grey_image_with_level_lines():
+    fig = Figure()
+    ax = fig.add_subplot()
+    image = np.zeros((16, 16, 3), dtype=np.uint8)
+    image[..., 0] = 255  # a red object: a colour map over it must not blend with the red
+    heat = np.zeros((4, 4))
+    heat[1:3, 1:3] = 1.0
+    viz.overlay(ax, image, heatmap=heat)
+    base = ax.get_images()[0].get_array()
+    assert base.ndim == 2  # the underlay is grey (one channel), not the red picture
+    assert ax.collections, "no contour lines drawn"
+
+
+def test_typical_example_is_the_median_by_localisation():
+    lift = np.array([0.3, np.nan, -0.1, 0.1, 0.2])
+    assert viz.analysis.median_index(lift) == 4  # median of the finite values is 0.15; 0.1 and 0.2 tie, first wins
+    assert viz.analysis.median_index([np.nan]) == 0
+    ds, bank, text = _fake_world(3)
+    index, why = widgets.typical_example(bank, ds, text, k=1)
+    assert 0 <= index < len(bank) and bank.ids[index] in why and "median" in why
 
 
 def test_plotly_scatter_writes_offline_html(tmp_path):
@@ -213,12 +252,17 @@ def test_relevance_explorer_static_prints_and_returns_a_figure(tmp_path, capsys)
     assert numbers["class"] == "square" and numbers["rule"] == "topk"
 
 
-def test_relevance_explorer_interactive_builds_widgets(capsys):
+def test_relevance_explorer_interactive_prints_only_inside_and_follows_its_controls(capsys):
     ipywidgets = pytest.importorskip("ipywidgets")
     ds, bank, text = _fake_world()
-    box = widgets.relevance_explorer(bank, ds, text, interactive=True)
+    box = widgets.relevance_explorer(bank, ds, text, interactive=True, index=0)
     assert isinstance(box, ipywidgets.VBox)
-    assert "rho=" in capsys.readouterr().out  # the numbers are printed outside the widget too
+    first = capsys.readouterr().out  # outside a kernel the Output widget's prints land on stdout
+    assert first.count("rho=") == 1 and bank.ids[0] in first  # drawn once: no second copy outside the widget
+    slider = box.children[0].children[0]
+    slider.value = 2
+    second = capsys.readouterr().out
+    assert second.count("rho=") == 1 and bank.ids[2] in second
 
 
 def test_threshold_explorer_static_and_interactive(tmp_path, capsys):
@@ -231,6 +275,112 @@ def test_threshold_explorer_static_and_interactive(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "TPR" in printed and "FPR" in printed and "ood accepted" in printed
     assert isinstance(widgets.threshold_explorer(id_s, ood_s, images=lookup, interactive=True), ipywidgets.VBox)
+    # the figure keeps its size whatever the gallery holds
+    sizes = {tuple(widgets.threshold_view(id_s, ood_s, t, images=lookup)[0].get_size_inches()) for t in (0.0, 0.6, 2)}
+    assert len(sizes) == 1
+
+
+def test_score_explorer_switches_method_score_and_threshold(capsys):
+    pytest.importorskip("ipywidgets")
+    rng = np.random.default_rng(0)
+    scores = {"MCM": {"MCM": {"ID": rng.normal(1, 0.1, 40), "ood": rng.normal(0, 0.1, 30)}},
+              "CLIP-OS": {"MCM": {"ID": rng.normal(5, 0.1, 40), "ood": rng.normal(4, 0.1, 30)},
+                          "1-p(unknown)": {"ID": rng.normal(0.9, 0.01, 40), "ood": rng.normal(0.2, 0.01, 30)}}}
+    box = widgets.score_explorer(scores, interactive=True)
+    method_w, score_w = box.children[0].children
+    slider = box.children[1]
+    assert score_w.options == ("MCM",) and slider.max < 2
+    capsys.readouterr()
+    method_w.value = "CLIP-OS"
+    assert set(score_w.options) == {"MCM", "1-p(unknown)"} and slider.min > 3  # range of the new score
+    assert slider.value == pytest.approx(viz.threshold_at_tpr(scores["CLIP-OS"]["MCM"]["ID"], 0.95))
+    assert capsys.readouterr().out.count("Figure(") == 1  # one redraw per pick
+    score_w.value = "1-p(unknown)"
+    assert slider.max < 1.1
+
+
+def test_results_explorer_static_and_interactive(tmp_path):
+    ipywidgets = pytest.importorskip("ipywidgets")
+    from types import SimpleNamespace
+
+    rng = np.random.default_rng(1)
+    run = lambda names: {"id": {n: rng.normal(1, 0.2, 20) for n in names},
+                         **{o: {n: rng.normal(0, 0.2, 15) for n in names} for o in ("near-ood", "textures")}}
+    result = SimpleNamespace(scores={("MCM", 0, 0): run(["MCM"]), ("CLIP-OS", 1, 1): run(["MCM", "1-p(unknown)"]),
+                                     ("CLIP-OS", 1, 2): run(["MCM", "1-p(unknown)"])},
+                             summary=_summary_rows())
+    fig = widgets.results_explorer(result, {"CLIP-OS": "1-p(unknown)"}, path=tmp_path / "h.png")
+    assert isinstance(fig, Figure) and (tmp_path / "h.png").is_file()
+    box = widgets.results_explorer(result, {"CLIP-OS": "1-p(unknown)"}, interactive=True)
+    method_w, score_w, ood_w = box.children[0].children
+    assert ood_w.options == ("Average", "near-ood", "textures")
+    method_w.value = "CLIP-OS"
+    assert score_w.value == "1-p(unknown)" and set(score_w.options) == {"MCM", "1-p(unknown)"}
+
+
+def test_embedding_explorer_hover_shows_the_two_parents(monkeypatch):
+    pytest.importorskip("anywidget")
+    import ipywidgets
+    from plotly.callbacks import Points
+
+    from clipos_lab.clipos import synthesis
+
+    ds, bank, _ = _fake_world()
+    outliers = synthesis.synthesize(bank.global_, bank.labels, 3, alpha=2.0, seed=0)
+    coords = {"ID: a": np.zeros((4, 2)), "outliers": np.ones((3, 2))}
+    drawn = []
+    monkeypatch.setattr(widgets.V, "image_grid", lambda images, titles, **kw: drawn.append(titles) or Figure())
+    lookup = widgets.ImageLookup({"few-shot": (ds, bank)})
+    box = widgets.embedding_explorer(coords, None, "map", outlier_group="outliers", outliers=outliers,
+                                     source_image=lambda row: lookup("few-shot", row), source_ids=bank.ids,
+                                     classnames=bank.classnames, interactive=True)
+    assert isinstance(box, ipywidgets.VBox)
+    trace = box.children[0].data[1]
+    trace._dispatch_on_hover(Points(point_inds=[2], xs=[1.0], ys=[1.0], trace_name="outliers", trace_index=1), None)
+    p = outliers.provenance(2)
+    assert len(drawn) == 1 and f"lam = {p['lam']:.2f}" in drawn[0][0] and bank.ids[p["second"]] in drawn[0][1]
+    assert isinstance(widgets.embedding_explorer(coords, title="map"), Figure)  # static mode
+
+
+def test_mode_auto_is_static_without_a_front_end(monkeypatch):
+    monkeypatch.delenv("CLIPOS_INTERACTIVE", raising=False)
+    assert notebook.resolve_mode("auto") is False  # pytest: no IPython kernel, hence no widgets
+    assert notebook.resolve_mode(True) is True and notebook.resolve_mode("false") is False
+    monkeypatch.setenv("CLIPOS_INTERACTIVE", "1")
+    assert notebook.resolve_mode("auto") is True and notebook.resolve_mode(False) is False  # explicit value wins
+    with pytest.raises(ValueError, match="INTERACTIVE"):
+        notebook.resolve_mode("sometimes")
+    assert list(notebook.progress_bar(range(3), enabled=False)) == [0, 1, 2]
+
+
+def test_main_score_and_at_temperature():
+    from clipos_lab.methods import build_method
+    from clipos_lab.methods.base import at_temperature, main_score
+
+    assert main_score("GL-MCM", ["MCM", "GL-MCM"]) == "GL-MCM"
+    assert main_score("1-p(unknown)", ["MCM", "GL-MCM"]) == "MCM"
+    assert main_score("x", ["GL-MCM"]) == "GL-MCM"
+    ds, bank, text = _fake_world()
+    mcm = build_method("MCM")
+    mcm.classnames_, mcm.text_, mcm.scale_ = list(bank.classnames), torch.nn.functional.normalize(text, dim=-1), 1.0
+    sharp = at_temperature(mcm, 0.01)
+    assert mcm.scale_ == 1.0 and sharp.scale_ == pytest.approx(100.0)  # the original is untouched
+    assert not np.allclose(sharp.score(bank)["MCM"], mcm.score(bank)["MCM"])
+    assert (sharp.predict(bank) == mcm.predict(bank)).all()
+    with pytest.raises(ValueError):
+        at_temperature(mcm, 0)
+
+
+def test_tables_are_dataframes_with_an_average():
+    from clipos_lab.notebook import tables
+
+    rng = np.random.default_rng(2)
+    scores = {"MCM": {"MCM": {"ID": rng.normal(1, 1, 30), "a": rng.normal(0, 1, 20), "b": rng.normal(1, 1, 20)}}}
+    frame = tables.ood_metrics_frame(scores, accuracy={"MCM": 0.5})
+    assert list(frame.columns) == ["AUROC", "FPR95", "ID acc"]
+    avg = tables.averages(frame)
+    assert avg.loc[("MCM", "MCM"), "AUROC"] == pytest.approx(frame["AUROC"].drop("Average", level="ood").mean())
+    assert tables.nested(frame)["MCM"]["MCM"]["a"]["AUROC"] == pytest.approx(frame.loc[("MCM", "MCM", "a"), "AUROC"])
 
 
 def test_reference_numbers_are_labelled_and_only_for_paper_specs():

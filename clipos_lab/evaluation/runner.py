@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from tqdm.auto import tqdm
+
 from ..clipos.prompts import PromptConfig
 from ..data import BenchmarkSpec, few_shot, write_manifest
 from ..features import FeatureBank
@@ -94,6 +96,8 @@ def run_benchmark(spec: BenchmarkSpec | str | os.PathLike, backbone, methods: Se
     out = Path(out_dir) if out_dir is not None else None
     result = BenchmarkResult([], [])
     fit_seconds: dict[str, float] = {}
+    n_fits = sum(not is_few_shot(m) for m in methods) + len(shots) * len(seeds) * sum(map(is_few_shot, methods))
+    bar = tqdm(total=n_fits, disable=not progress, desc="fit + score", leave=False)
 
     def evaluate(name: str, method, n_shots: int, seed: int):
         id_scores = method.score(banks.id_test)
@@ -110,6 +114,8 @@ def run_benchmark(spec: BenchmarkSpec | str | os.PathLike, backbone, methods: Se
                                 "ood": "ID", "metric": "ACC", "value": float(acc)})
         if keep_fitted:
             result.fitted[(name, n_shots, seed)] = method
+        bar.set_postfix_str(f"{name} {n_shots}-shot seed {seed}" if n_shots else name, refresh=False)
+        bar.update(1)
 
     for name in [m for m in methods if not is_few_shot(m)]:
         start = time.perf_counter()
@@ -130,6 +136,7 @@ def run_benchmark(spec: BenchmarkSpec | str | os.PathLike, backbone, methods: Se
                 fit_seconds[name] = fit_seconds.get(name, 0.0) + time.perf_counter() - start
                 if out is not None and save_prompts:
                     method.save(out / "prompts" / f"{_slug(name)}-shots{n_shots}-seed{seed}.safetensors")
+    bar.close()
     result.summary = summarise(result.rows)
     result.timings = {"encode_s": banks.encode_seconds, "total_s": time.perf_counter() - t0,
                       "fit_and_score_s": fit_seconds}

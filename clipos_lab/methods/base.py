@@ -8,6 +8,7 @@ pixels, so every image is encoded once. ``score`` returns every score a method c
 
 from __future__ import annotations
 
+import copy
 from typing import Sequence
 
 import numpy as np
@@ -67,3 +68,28 @@ class Method:
     def predict(self, bank) -> np.ndarray:
         """The ID class of each image (the unknown class, if any, is not a candidate)."""
         return self.logits(bank.global_)[:, : self.n_id_].argmax(-1).numpy()
+
+
+def main_score(method, available) -> str:
+    """The score a method is reported with: its ``default_score`` when ``available`` has it, else "MCM", else the
+    first available one. ``method`` is a Method (class or instance) or a score name; ``available`` any iterable
+    of score names (e.g. the keys of :meth:`Method.score`)."""
+    names = list(available)
+    if not names:
+        raise ValueError("main_score: no score names to choose from")
+    default = method if isinstance(method, str) else getattr(method, "default_score", "MCM")
+    return next(s for s in (default, "MCM", names[0]) if s in names)
+
+
+def at_temperature(method: Method, temperature: float) -> Method:
+    """A copy of fitted ``method`` whose MCM and GL-MCM use softmax temperature ``temperature`` (cosines divided
+    by it); the original is untouched. Prompt methods keep 1 - p(unknown) at their logit scale."""
+    if not temperature > 0:
+        raise ValueError(f"temperature={temperature} must be positive")
+    method._check_fitted()
+    twin = copy.copy(method)
+    if hasattr(twin, "score_temperature"):  # prompt methods: the score's temperature is its own option
+        twin.score_temperature = float(temperature)
+    else:  # zero-shot MCM / GL-MCM: the temperature is the method's only scale
+        twin.temperature, twin.scale_ = float(temperature), 1.0 / float(temperature)
+    return twin

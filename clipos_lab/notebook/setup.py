@@ -1,6 +1,9 @@
 """Glue the notebooks share, so that their cells stay short and contain no algorithm.
 
-* :func:`setup`: inline matplotlib (static figures also when ``MPLBACKEND=Agg``), quiet warnings, a summary line;
+* :func:`setup`: inline matplotlib (static figures also when ``MPLBACKEND=Agg``), quiet warnings, a summary line,
+  and the notebook's :class:`Mode`: ``INTERACTIVE`` / ``PROGRESS`` = ``"auto"`` resolve to on in a live front end
+  (JupyterLab, VS Code, Colab) and off under papermill / nbmake (:func:`live_front_end`);
+* :func:`progress_bar` / :meth:`Mode.bar`: tqdm bars (widgets in JupyterLab) that stay out of executed notebooks;
 * :func:`load_backbone`: the notebook parameters ``MODEL`` / ``PRETRAINED`` / ``CHECKPOINT`` to a Backbone;
 * :func:`parse_list`: ``"1,2"`` / ``1`` / ``[1, 2]`` (papermill passes any of these) to a list;
 * :func:`benchmark_spec` and :func:`resize_world`: a benchmark spec from a parameter, optionally shrunk;
@@ -11,9 +14,11 @@
 from __future__ import annotations
 
 import copy
+import os
 import time
 import warnings
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Callable
 
 from . import paths
@@ -27,8 +32,85 @@ def in_ipython() -> bool:
     return get_ipython() is not None
 
 
-def setup(interactive: bool = False, progress: bool = False, quiet: bool = True) -> dict:
-    """Prepare a notebook kernel; returns a small description of the environment (also printed).
+FRONT_END_ENV = ("JPY_SESSION_NAME", "VSCODE_PID", "COLAB_RELEASE_TAG")
+"""Set in a kernel's environment by a live front end: jupyter_server (JupyterLab, Notebook) names the session's
+notebook in ``JPY_SESSION_NAME``; VS Code and Colab leave their own marks. Kernels started by papermill or nbmake
+(through nbclient) have none of them."""
+
+
+def live_front_end() -> bool:
+    """Whether this code runs in a Jupyter kernel that a person is looking at (widgets can render there).
+
+    ``CLIPOS_INTERACTIVE=1`` / ``0`` in the environment overrides the guess, e.g. for a front end we do not know.
+    """
+    forced = os.environ.get("CLIPOS_INTERACTIVE", "").strip().lower()
+    if forced in ("1", "true", "yes", "on"):
+        return True
+    if forced in ("0", "false", "no", "off"):
+        return False
+    if not in_ipython():
+        return False
+    from IPython import get_ipython
+
+    if type(get_ipython()).__name__ != "ZMQInteractiveShell":  # a terminal IPython has no widget front end
+        return False
+    return any(os.environ.get(name) for name in FRONT_END_ENV)
+
+
+def resolve_mode(value, name: str = "INTERACTIVE") -> bool:
+    """A notebook switch to a bool: ``"auto"`` means :func:`live_front_end`; ``True``/``False`` (or the strings
+    papermill passes, ``"true"``, ``"0"``, ...) are taken as given."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text == "auto":
+        return live_front_end()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"{name}={value!r}: expected \"auto\", True or False")
+
+
+@dataclass(frozen=True)
+class Mode:
+    """How a notebook shows things, resolved once by :func:`setup`.
+
+    ``interactive``: widgets and plotly figures (a live front end); else static matplotlib figures only.
+    ``progress``: progress bars (tqdm.auto, a widget in JupyterLab); off under papermill so that bars never end up
+    in an executed notebook.
+    """
+
+    interactive: bool = False
+    progress: bool = False
+
+    def show(self, static=None, live=None):
+        """Display one figure per idea: the live (plotly / widget) one in interactive mode when given, else the
+        static one. Returns nothing, so a cell ending in ``mode.show(...)`` does not display twice."""
+        from IPython.display import display
+
+        chosen = live if (self.interactive and live is not None) else static
+        if chosen is not None:
+            display(chosen)
+
+    def bar(self, iterable=None, **kwargs):
+        """:func:`progress_bar` with this mode's ``progress`` switch."""
+        return progress_bar(iterable, enabled=self.progress, **kwargs)
+
+
+def progress_bar(iterable=None, enabled: bool = True, **kwargs):
+    """A tqdm bar (a widget in JupyterLab, text in a terminal), or the bare iterable when disabled.
+
+    ``leave=False`` by default: the bar disappears when done, so finished cells keep only their results.
+    """
+    from tqdm.auto import tqdm
+
+    kwargs.setdefault("leave", False)
+    return tqdm(iterable, disable=not enabled, **kwargs)
+
+
+def setup(interactive="auto", progress="auto", quiet: bool = True) -> Mode:
+    """Prepare a notebook kernel and resolve its ``INTERACTIVE`` / ``PROGRESS`` switches (see :class:`Mode`).
 
     Matplotlib figures are always drawn inline (papermill and nbmake may run with ``MPLBACKEND=Agg``, which
     would otherwise swallow them). ``quiet`` silences library warnings that are noise in a walkthrough.
@@ -46,11 +128,12 @@ def setup(interactive: bool = False, progress: bool = False, quiet: bool = True)
         warnings.filterwarnings("ignore", category=UserWarning, module="umap")
         warnings.filterwarnings("ignore", category=FutureWarning)
         warnings.filterwarnings("ignore", message=".*n_jobs value.*")
-    info = {"interactive": bool(interactive), "progress": bool(progress), "torch_threads": torch.get_num_threads(),
-            "repo_root": str(paths.repo_root())}
-    mode = "interactive (widgets + plotly)" if interactive else "static (matplotlib figures, no widget state)"
-    print(f"clipos_lab notebook: {mode}; torch threads: {info['torch_threads']}; repo: {info['repo_root']}")
-    return info
+        warnings.filterwarnings("ignore", message=".*IProgress not found.*")
+    mode = Mode(resolve_mode(interactive, "INTERACTIVE"), resolve_mode(progress, "PROGRESS"))
+    how = "interactive (widgets + plotly)" if mode.interactive else "static (matplotlib figures, no widget state)"
+    print(f"clipos_lab notebook: {how}; progress bars {'on' if mode.progress else 'off'}; torch threads "
+          f"{torch.get_num_threads()}; repo {paths.repo_root()}")
+    return mode
 
 
 def load_backbone(model: str = "pocket", pretrained: str = "", checkpoint: str = "", **kwargs):
@@ -159,6 +242,7 @@ def method_averages(summary, default_scores: dict[str, str] | None = None) -> di
     import numpy as np
 
     from ..evaluation.tables import average_cells
+    from ..methods.base import main_score
 
     table: dict = {}
     for (method, score, shots), rows in average_cells(summary, ("AUROC", "FPR95", "ACC")).items():
@@ -169,8 +253,7 @@ def method_averages(summary, default_scores: dict[str, str] | None = None) -> di
             cell["n_seeds"] = r["n_seeds"]
     out = {}
     for method, by_score in table.items():
-        wanted = (default_scores or {}).get(method)
-        score = wanted if wanted in by_score else ("MCM" if "MCM" in by_score else next(iter(by_score)))
+        score = main_score((default_scores or {}).get(method, "MCM"), by_score)
         shots = by_score[score]
         avg = {m: float(np.mean([c[m] for c in shots.values() if m in c])) for m in ("AUROC", "FPR95", "ACC")
                if any(m in c for c in shots.values())}
@@ -178,5 +261,5 @@ def method_averages(summary, default_scores: dict[str, str] | None = None) -> di
     return out
 
 
-__all__ = ["Stopwatch", "benchmark_spec", "in_ipython", "load_backbone", "method_averages",
-           "parse_list", "parse_names", "resize_world", "setup"]
+__all__ = ["Mode", "Stopwatch", "benchmark_spec", "in_ipython", "live_front_end", "load_backbone", "method_averages",
+           "parse_list", "parse_names", "progress_bar", "resize_world", "resolve_mode", "setup"]

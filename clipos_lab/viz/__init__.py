@@ -39,7 +39,7 @@ from .static import (
                        score_histogram_grid,
                        score_histograms,
                        small_multiples,
-                       summary_bars,
+                       summary_dots,
                        threshold_figure,
                        upsample,
                        value_histogram,
@@ -48,5 +48,5 @@ from .static import (
 __all__ = ["PROJECTIONS", "distance_to_ood", "embedding_scatter", "format_distance", "format_threshold_stats",
            "image_grid", "loss_curves", "map_grid", "mask_iou", "mask_localisation", "mmd_rbf", "nearest_cosine",
            "overlay", "patch_box_cover", "project", "provenance_labels", "relevance_panel", "roc_curves", "save",
-           "score_histogram_grid", "score_histograms", "small_multiples", "summary_bars", "threshold_at_tpr",
+           "score_histogram_grid", "score_histograms", "small_multiples", "summary_dots", "threshold_at_tpr",
            "threshold_figure", "threshold_stats", "upsample", "value_histogram", "worst_mistakes"]

@@ -99,5 +99,28 @@ def mask_localisation(masks, boxes: Sequence, grid: tuple[int, int], image_size)
             "chance_in_box": float(np.mean(chance)) if chance else float("nan"), "n_images": len(precision)}
 
 
-__all__ = ["format_threshold_stats", "mask_iou", "mask_localisation", "patch_box_cover", "threshold_at_tpr",
+def localisation_per_image(masks, boxes: Sequence, grid: tuple[int, int], image_size) -> np.ndarray:
+    """Per image, the share of its ID-relevant patches on the object minus the object's share of all patches
+    (0 = no better than a random mask; NaN where an image has no box or an empty mask)."""
+    m = torch.as_tensor(masks).bool().numpy()
+    lift = np.full(len(m), np.nan)
+    for i, (row, box) in enumerate(zip(m, boxes)):
+        if box is not None and box[2] > box[0] and box[3] > box[1] and row.any():
+            cover = patch_box_cover(grid, image_size, box)
+            lift[i] = float(cover[row].mean() - cover.mean())
+    return lift
+
+
+def median_index(values) -> int:
+    """The position of the value nearest the median of the finite ``values`` (ties: the first): a typical
+    example, neither the best nor the worst."""
+    v = np.asarray(values, dtype=float)
+    finite = np.isfinite(v)
+    if not finite.any():
+        return 0
+    return int(np.nanargmin(np.where(finite, np.abs(v - np.median(v[finite])), np.nan)))
+
+
+__all__ = ["format_threshold_stats", "localisation_per_image", "mask_iou", "mask_localisation", "median_index",
+           "patch_box_cover", "threshold_at_tpr",
            "threshold_stats", "worst_mistakes"]

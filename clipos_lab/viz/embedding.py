@@ -35,13 +35,14 @@ def pca_2d(x: torch.Tensor) -> np.ndarray:
 
 
 def project(features: Mapping[str, object], method: str = "umap", seed: int = 0, n_neighbors: int = 15,
-            min_dist: float = 0.1) -> dict[str, np.ndarray]:
+            min_dist: float = 0.1, progress: bool = False) -> dict[str, np.ndarray]:
     """One joint 2-D projection of several feature groups; returns group name -> ``(n, 2)`` coordinates.
 
     ``method="umap"`` (umap-learn) keeps local neighbourhoods; ``n_neighbors`` is lowered below the number of
     points, tiny sets (< 200 points) use ``init="random"`` (the spectral start needs a connected graph), and
     ``random_state=seed`` makes the layout reproducible. ``method="pca"`` is an exact linear projection: quick,
     deterministic, and distances along its axes mean something. Sets of fewer than 5 points always use PCA.
+    ``progress`` shows UMAP's layout epochs as a tqdm bar (a widget in JupyterLab).
     """
     if method not in PROJECTIONS:
         raise ValueError(f"unknown projection {method!r}; choose one of {', '.join(PROJECTIONS)}")
@@ -59,7 +60,7 @@ def project(features: Mapping[str, object], method: str = "umap", seed: int = 0,
 
         reducer = umap.UMAP(n_components=2, n_neighbors=max(2, min(n_neighbors, n - 1)), min_dist=min_dist,
                             metric="euclidean", init="random" if n < 200 else "spectral", random_state=seed,
-                            n_jobs=1)
+                            n_jobs=1, tqdm_kwds={"disable": not progress, "leave": False, "desc": "UMAP layout"})
         coords = np.asarray(reducer.fit_transform(x.numpy()), dtype=float)
     out, start = {}, 0
     for name, size in zip(names, sizes):

@@ -70,21 +70,36 @@ def upsample(patch_map, size: tuple[int, int] | int, mode: str = "bilinear") -> 
     return F.interpolate(m[None, None], size=size, mode=mode, **kwargs)[0, 0].numpy()
 
 
-def overlay(ax, image, heatmap=None, mask=None, box=None, alpha: float = 0.5, cmap: str = "jet",
-            vmin: float | None = 0.0, vmax: float | None = 1.0, title: str | None = None, shade: bool = False):
+def overlay(ax, image, heatmap=None, mask=None, box=None, alpha: float = 0.6, cmap: str = "viridis",
+            vmin: float | None = 0.0, vmax: float | None = 1.0, title: str | None = None, shade: bool = False,
+            contours: bool = True):
     """Draw ``image`` on ``ax`` with an optional patch heatmap (bilinear), mask outline and box.
 
+    Under a heatmap the image is shown in grey, so the map's colours never blend with the object's own colour;
+    the default colormap is perceptual (viridis), and ``contours`` draws the map's level lines (quartiles of the
+    colour range; 0 for a diverging map) in black so the shape of the map reads even where colours are close.
     ``mask`` (``(H, W)`` bool, True = ID-relevant) is outlined in white; ``shade=True`` also dims the patches
     outside it. ``box`` ``(x0, y0, x1, y1)`` in pixels (e.g. the world's ground-truth object box) is drawn dashed.
     Returns the heatmap's image artist (for a colorbar) or None.
     """
     img = to_rgb_array(image)
     rows, cols = img.shape[:2]
-    ax.imshow(img, extent=(0, cols, rows, 0))
+    extent = (0, cols, rows, 0)
+    if heatmap is None:
+        ax.imshow(img, extent=extent)
+    else:
+        ax.imshow(img.astype(np.float32).mean(-1), cmap="gray", vmin=0, vmax=255 if img.max() > 1 else 1,
+                  extent=extent)
     artist = None
     if heatmap is not None:
-        artist = ax.imshow(upsample(heatmap, (rows, cols)), cmap=cmap, alpha=alpha, vmin=vmin, vmax=vmax,
-                           extent=(0, cols, rows, 0), interpolation="nearest")
+        up = upsample(heatmap, (rows, cols))
+        artist = ax.imshow(up, cmap=cmap, alpha=alpha, vmin=vmin, vmax=vmax, extent=extent,
+                           interpolation="nearest")
+        if contours and np.ptp(up) > 1e-6:
+            lo, hi = (vmin if vmin is not None else up.min()), (vmax if vmax is not None else up.max())
+            levels = [0.0] if lo < 0 < hi else [lo + q * (hi - lo) for q in (0.5, 0.75)]
+            ax.contour(np.arange(cols) + 0.5, np.arange(rows) + 0.5, up, levels=levels, colors="black",
+                       linewidths=0.8)
     if mask is not None:
         m = upsample(_numpy(mask).astype(np.float32), (rows, cols), mode="nearest")
         if shade:
@@ -107,8 +122,8 @@ def overlay(ax, image, heatmap=None, mask=None, box=None, alpha: float = 0.5, cm
 
 # ----------------------------------------------------------------------------------------------- images
 def image_grid(images: Sequence, titles: Sequence[str] | None = None, heatmaps: Sequence | None = None,
-               masks: Sequence | None = None, boxes: Sequence | None = None, ncols: int = 6, alpha: float = 0.5,
-               cmap: str = "jet", suptitle: str | None = None, cell: float = 1.9,
+               masks: Sequence | None = None, boxes: Sequence | None = None, ncols: int = 6, alpha: float = 0.6,
+               cmap: str = "viridis", suptitle: str | None = None, cell: float = 1.9,
                path: str | os.PathLike | None = None) -> Figure:
     """A grid of images, each optionally with a relevance heatmap, mask outline and box (see :func:`overlay`)."""
     n = len(images)
@@ -165,7 +180,7 @@ def relevance_panel(image, raw, surgery=None, discrepancy=None, mask=None, box=N
 
 
 def map_grid(images: Sequence, rows: Mapping[str, Sequence | None], masks: Mapping[str, Sequence] | None = None,
-             col_titles: Sequence[str] | None = None, cmap: str = "jet", vmin: float | None = 0.0,
+             col_titles: Sequence[str] | None = None, cmap: str = "viridis", vmin: float | None = 0.0,
              vmax: float | None = 1.0, styles: Mapping[str, dict] | None = None, boxes: Sequence | None = None,
              suptitle: str | None = None, cell: float = 1.8, path: str | os.PathLike | None = None) -> Figure:
     """Rows of variants (e.g. PUC k = 1, 3, 5) over columns of images: each cell an overlay of that variant's map.
@@ -341,32 +356,63 @@ def threshold_figure(id_scores, ood_scores, threshold: float, score_name: str = 
     return save(fig, path)
 
 
-def summary_bars(summary: Sequence[Mapping], scores: Mapping[str, str] | None = None,
-                 metrics: Sequence[str] = ("AUROC", "FPR95", "ACC"), title: str | None = None,
-                 path: str | os.PathLike | None = None) -> Figure:
-    """Benchmark summary (runner rows) as bars: one panel per metric, one bar per (method, score, shots).
+def _fitted_limits(values, lower_bound: float = 0.0, upper_bound: float = 1.0, pad: float = 0.12):
+    """x-limits that hug ``values`` (so a difference of a point is visible), clipped to the metric's range."""
+    v = np.asarray([x for x in values if np.isfinite(x)], dtype=float)
+    if not len(v):
+        return lower_bound, upper_bound
+    lo, hi = float(v.min()), float(v.max())
+    span = max(hi - lo, 0.01)
+    return max(lower_bound, lo - pad * span), min(upper_bound, hi + pad * span)
 
-    Values are OOD-set averages (ACC: ID accuracy), mean over seeds with the std as error bar. ``scores``
-    restricts each method to one score (method -> score name); default: every score. AUROC and ACC: higher is
-    better; FPR95: lower is better.
+
+def summary_dots(summary: Sequence[Mapping], scores: Mapping[str, str] | None = None,
+                 metrics: Sequence[str] = ("AUROC", "FPR95"), title: str | None = None,
+                 path: str | os.PathLike | None = None) -> Figure:
+    """Benchmark results (runner summary rows) as dot plots that show differences between methods.
+
+    One panel per metric, side by side (AUROC: higher is better, FPR95: lower is better); one row per
+    (method, score, shots). The black dot is the OOD-set average (mean over seeds, bar = std over seeds), the
+    small coloured markers the individual OOD sets. Axes are fitted to the values shown, not to [0, 1].
+    ``scores`` keeps one score per method (method -> score name); default: every score.
     """
-    cells = {key: {m: (r["mean"], r["std"]) for m, r in cell.items()}
-             for key, cell in average_cells(summary, metrics).items()
-             if scores is None or scores.get(key[0], key[1]) == key[1]}
-    labels = [f"{m} | {s} | {k}-shot" if k else f"{m} | {s} | zero-shot" for m, s, k in cells]
-    fig, axes = _figure(1, len(metrics), (3.2, 0.35 * max(len(labels), 3) + 1.2))
-    y = np.arange(len(labels))
+    rows: dict[tuple, dict] = {}
+    oods: list[str] = []
+    for r in summary:
+        if r["metric"] not in metrics or r["metric"] == "ACC":
+            continue
+        key = (r["method"], r["score"], r["shots"])
+        if scores is not None and scores.get(key[0], key[1]) != key[1]:
+            continue
+        rows.setdefault(key, {}).setdefault(r["metric"], {})[r["ood"]] = (r["mean"], r.get("std", 0.0))
+        if r["ood"] != "Average" and r["ood"] not in oods:
+            oods.append(r["ood"])
+    keys = list(rows)
+    labels = [f"{m} [{s}] {k}-shot" if k else f"{m} [{s}] zero-shot" for m, s, k in keys]
+    fig, axes = _figure(1, len(metrics), (3.6, 0.32 * max(len(keys), 3) + 1.3), sharey=True)
+    y = np.arange(len(keys))
     for ax, metric in zip(axes[0], metrics):
-        vals = [cells[key].get(metric, (np.nan, 0.0)) for key in cells]
-        ax.barh(y, [v[0] for v in vals], xerr=[v[1] for v in vals], color=[f"C{i % 10}" for i in range(len(vals))],
-                alpha=0.8, capsize=2)
-        ax.set_yticks(y, labels if ax is axes[0, 0] else [""] * len(labels), fontsize=7)
-        ax.invert_yaxis()
-        ax.set_xlim(0, 1)
+        shown = []
+        for j, name in enumerate(oods):
+            colour, marker = OOD_STYLES[j % len(OOD_STYLES)]
+            vals = [rows[k].get(metric, {}).get(name, (np.nan, 0))[0] for k in keys]
+            shown += vals
+            ax.scatter(vals, y, s=18, marker=marker, color=colour, alpha=0.75, label=name, zorder=2)
+        avg = [rows[k].get(metric, {}).get("Average", (np.nan, 0.0)) for k in keys]
+        means, stds = np.array([a[0] for a in avg], float), np.array([a[1] for a in avg], float)
+        shown += list(means - stds) + list(means + stds)
+        ax.errorbar(means, y, xerr=stds, fmt="o", color="black", ms=6, capsize=3, lw=1.2, label="OOD average",
+                    zorder=3)
+        ax.set_xlim(*_fitted_limits(shown))
+        ax.grid(axis="x", alpha=0.3)
+        ax.set_yticks(y, labels, fontsize=7)
         better = "lower is better" if metric.startswith("FPR") else "higher is better"
         ax.set_title(f"{metric} ({better})", fontsize=9)
-    fig.suptitle(title or "benchmark summary: OOD-average, mean ± std over seeds (score: higher = more ID)",
-                 fontsize=10)
+        ax.tick_params(axis="x", labelsize=7)
+    axes[0, 0].invert_yaxis()
+    axes[0, -1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
+    fig.suptitle(title or "OOD average (black, ± std over seeds) and each OOD set; axes fitted to the values",
+                 fontsize=9)
     return save(fig, path)
 
 
@@ -455,4 +501,4 @@ def small_multiples(coords: Mapping[str, np.ndarray], panels: Mapping[str, Seque
 
 __all__ = ["embedding_scatter", "group_kind", "group_styles", "image_grid", "loss_curves", "map_grid", "overlay",
            "relevance_panel", "roc_curves", "save", "score_histogram_grid", "score_histograms", "small_multiples",
-           "summary_bars", "threshold_figure", "to_rgb_array", "upsample", "value_histogram"]
+           "summary_dots", "threshold_figure", "to_rgb_array", "upsample", "value_histogram"]
