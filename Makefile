@@ -1,6 +1,7 @@
 # Two commands that work on a fresh machine (Python 3.11 with pip and venv):
-#   make benchmark   set up, then run the default benchmark (pocket model + procedural world)
-#   make test        set up, then run the whole test suite (unit tests, notebooks, sweep)
+#   make benchmark   set up, then rank the methods on the random class splits of the pocket world (a suite)
+#   make test        set up, then run the whole test suite (unit tests, notebooks, sweep, JupyterLab in Chromium)
+# Also: make benchmark-quick (the single default split, a first example), make test-browser (only the browser test)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
@@ -8,7 +9,7 @@ OUT    ?= outputs/benchmark
 export NUMBA_CACHE_DIR ?= $(CURDIR)/.cache/numba
 export MPLBACKEND ?= Agg
 
-.PHONY: setup benchmark benchmark-splits test lab clean-outputs
+.PHONY: setup benchmark benchmark-quick benchmark-splits browser test test-browser lab clean-outputs
 
 setup: $(VENV)/.installed
 
@@ -20,13 +21,26 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 benchmark: setup
-	$(BIN)/python -m clipos_lab benchmark default --out $(OUT)
+	$(BIN)/python -m clipos_lab benchmark splits --out $(OUT)
 
-benchmark-splits: setup
-	$(BIN)/python -m clipos_lab benchmark splits --out outputs/splits
+benchmark-splits: benchmark
 
-test: setup
+benchmark-quick: setup
+	$(BIN)/python -m clipos_lab benchmark default --out outputs/benchmark-quick
+
+# Debian's Chromium for tests/test_browser.py (Playwright drives the system binary; it downloads no browser)
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium for the browser test"; \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium \
+	  || echo "could not install chromium: tests/test_browser.py will be skipped"; }
+
+test: setup browser
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile --nbmake tests notebooks
+
+test-browser: setup browser
+	$(BIN)/python -m pytest -q tests/test_browser.py
 
 lab: setup
 	$(BIN)/jupyter lab notebooks/

@@ -1,0 +1,222 @@
+"""Notebooks as a person meets them: JupyterLab in headless Chromium, interactive mode left on "auto".
+
+The test starts its own JupyterLab (free port, random token, a temporary root folder holding copies of 02 and 04
+with the small parameters of notebooks/params/ci.yaml), opens each notebook in the system's Chromium (Debian
+``chromium``; `make test` installs it when missing) driven by Playwright, runs all cells, then checks that
+
+* the interactive mode switched itself on (a widget exists, although INTERACTIVE is "auto"),
+* no cell failed and no widget failed to render ("Error displaying widget") or stayed loading,
+* moving one control (02: the image slider; 04: the method picker) changes the explorer's output.
+
+Screenshots go to ``$CLIPOS_SCREENSHOTS`` when set (to look at what a student sees).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+NB_DIR = ROOT / "notebooks"
+BROWSERS = ("chromium", "chromium-browser", "google-chrome")
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+def _browser() -> str | None:
+    return next((p for p in map(shutil.which, BROWSERS) if p), None)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    """A JupyterLab server on a temporary root with small copies of 02 and 04; yields (base url, token, root)."""
+    if _browser() is None:
+        pytest.skip("no Chromium on this machine: `make test` installs it (apt-get install -y chromium)")
+    pytest.importorskip("playwright.sync_api")
+    root = tmp_path_factory.mktemp("lab")
+    params = yaml.safe_load((NB_DIR / "params" / "ci.yaml").read_text())
+    for name in ("INTERACTIVE", "PROGRESS"):  # keep the notebooks' own "auto": the test checks that it detects Lab
+        params.pop(name, None)
+    for stem in ("02_relevance_maps", "04_prompt_learning_and_scores"):
+        nb = nbformat.read(str(NB_DIR / f"{stem}.ipynb"), as_version=4)
+        names = {line.split(":")[0] for c in nb.cells if "parameters" in c.metadata.get("tags", [])
+                 for line in c.source.splitlines() if ":" in line}
+        mine = {k: v for k, v in params.items() if k in names}
+        mine["OUTPUT_DIR"] = str(root / "outputs" / stem)
+        at = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
+        injected = nbformat.v4.new_code_cell("\n".join(f"{k} = {v!r}" for k, v in mine.items()))
+        injected.metadata["tags"] = ["injected-parameters"]  # what papermill would add: small sizes for a quick run
+        nb.cells.insert(at + 1, injected)
+        nbformat.write(nb, str(root / f"{stem}.ipynb"))
+    settings = root / ".settings"  # every cell rendered (no windowing), so the test can read every prompt; no news
+    for name, value in (("notebook-extension/tracker", {"windowingMode": "none"}),
+                        ("apputils-extension/notification", {"fetchNews": "false", "checkForUpdates": False})):
+        path = settings / "@jupyterlab" / f"{name}.jupyterlab-settings"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(value))
+    port, token = _free_port(), secrets.token_hex(16)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+           "HF_HUB_OFFLINE": "1", "JUPYTER_CONFIG_DIR": str(root / ".jupyter"), "JUPYTER_RUNTIME_DIR": str(root / ".runtime"),
+           "JUPYTERLAB_SETTINGS_DIR": str(settings), "JUPYTERLAB_WORKSPACES_DIR": str(root / ".workspaces"),
+           "CLIPOS_INTERACTIVE": ""}
+    env.pop("MPLBACKEND", None)  # Lab kernels draw inline anyway; keep the environment a student would have
+    log = open(root / "lab.log", "w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
+         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}", "--ServerApp.open_browser=False",
+         "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+         *(["--allow-root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else [])],  # CI containers run as root
+        cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2)
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"JupyterLab did not start:\n{(root / 'lab.log').read_text()[-3000:]}")
+                time.sleep(0.5)
+        yield base, token, root
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def page(lab):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=_browser(), headless=True,
+                                    args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        pg = context.new_page()
+        pg.set_default_timeout(60_000)
+        yield pg
+        browser.close()
+
+
+def _shot(pg, name: str):
+    folder = os.environ.get("CLIPOS_SCREENSHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        pg.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=False)
+
+
+def _run_all(pg, lab, stem: str, timeout_s: float = 600):
+    base, token, root = lab
+    pg.goto(f"{base}/lab/tree/{stem}.ipynb?token={token}")
+    pg.locator(".jp-Notebook .jp-Cell").first.wait_for()
+    pg.locator(".jp-Notebook-ExecutionIndicator[data-status='idle'], .jp-Toolbar-kernelStatus").first.wait_for()
+    time.sleep(2)  # the kernel connects
+    pg.get_by_role("menuitem", name="Run", exact=True).click()
+    pg.get_by_role("menuitem", name=re.compile(r"^Run All Cells")).click()
+    n_code = len(nbformat.read(str(root / f"{stem}.ipynb"), as_version=4).cells)
+    deadline = time.monotonic() + timeout_s
+    prompts = pg.locator(".jp-CodeCell .jp-InputArea-prompt")
+    while True:
+        texts = prompts.all_inner_texts()
+        done = [t for t in texts if re.search(r"\[\d+\]", t)]
+        if texts and len(done) == len(texts) and not any("*" in t for t in texts):
+            break
+        if pg.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr'] >> text=Traceback"
+                      ).count() or pg.locator(".jp-RenderedText[data-mime-type='application/vnd.jupyter.error']"
+                                              ).count():
+            break
+        if time.monotonic() > deadline:
+            _shot(pg, f"{stem}-timeout")
+            raise AssertionError(f"{stem}: cells still running after {timeout_s:.0f} s ({len(done)}/{len(texts)} "
+                                 f"done of {n_code} cells)")
+        time.sleep(1)
+    time.sleep(3)  # widget views render after the kernel goes idle
+
+
+def _check_clean(pg, stem: str):
+    errors = pg.locator(".jp-RenderedText[data-mime-type='application/vnd.jupyter.error']")
+    assert errors.count() == 0, f"{stem}: a cell failed:\n{errors.first.inner_text()[:3000]}"
+    body = pg.locator(".jp-Notebook").inner_text()
+    assert "Error displaying widget" not in body, f"{stem}: a widget failed to render"
+    assert "Loading widget" not in body, f"{stem}: a widget never rendered"
+    assert "clipos_lab notebook: interactive" in body, f"{stem}: INTERACTIVE='auto' did not switch widgets on in Lab"
+
+
+def _explorer_output(pg):
+    return pg.locator(".jp-OutputArea-output .widget-output").last
+
+
+def _wait_changed(locator, before: str, timeout_s: float = 60) -> str:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        now = locator.inner_text()
+        if now.strip() and now != before:
+            return now
+        time.sleep(0.5)
+    raise AssertionError(f"the explorer's output did not change:\n{before[:500]}")
+
+
+def test_relevance_maps_in_jupyterlab(lab, page):
+    _run_all(page, lab, "02_relevance_maps")
+    _check_clean(page, "02")
+    out = _explorer_output(page)
+    out.scroll_into_view_if_needed()
+    before = out.inner_text()
+    assert "rho=" in before and "patches ID-relevant" in before
+    _shot(page, "02-explorer-before")
+    readout = page.locator(".widget-slider .widget-readout").last  # the explorer's image slider
+    old = readout.inner_text().strip()
+    readout.click()
+    page.keyboard.press("Control+A")
+    page.keyboard.type(str((int(old) + 1) % 4))
+    page.keyboard.press("Enter")
+    after = _wait_changed(out, before)
+    assert "rho=" in after
+    time.sleep(2)
+    _shot(page, "02-explorer-after")
+    _check_clean(page, "02")
+    cells = page.locator(".jp-Notebook").inner_text()
+    assert cells.count("patches ID-relevant") == 1, "the explorer's numbers are printed outside the widget too"
+
+
+def test_prompt_learning_in_jupyterlab(lab, page):
+    _run_all(page, lab, "04_prompt_learning_and_scores")
+    _check_clean(page, "04")
+    assert page.locator(".js-plotly-plot").count() >= 1, "04 shows no plotly figure in interactive mode"
+    out = _explorer_output(page)
+    out.scroll_into_view_if_needed()
+    before = out.inner_text()
+    assert "TPR" in before and "FPR" in before
+    _shot(page, "04-explorer-before")
+    picker = page.locator(".widget-dropdown select").first  # method
+    options = picker.locator("option").all_inner_texts()
+    current = picker.input_value()
+    picker.select_option(next(o for o in options if o != current))
+    after = _wait_changed(out, before)
+    assert "TPR" in after
+    time.sleep(2)
+    _shot(page, "04-explorer-after")
+    _check_clean(page, "04")
