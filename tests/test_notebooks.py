@@ -110,6 +110,27 @@ def test_no_path_depends_on_the_working_directory(path):
     assert "paths.output_dir(OUTPUT_DIR)" in code
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_imported_name_is_used(path):
+    cells = [c.source for c in _read(path).cells if c.cell_type == "code"]
+    imported = []
+    for cell in cells:
+        for node in ast.walk(ast.parse(cell)):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                imported += [(a.asname or a.name).split(".")[0] for a in node.names]
+    used = {n.id for cell in cells for n in ast.walk(ast.parse(cell)) if isinstance(n, ast.Name)}
+    assert not [n for n in imported if n not in used], f"{path.name} imports names it never uses"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_display_mode_comes_from_setup(path):
+    code = "\n".join(c.source for c in _read(path).cells if c.cell_type == "code")
+    assert "mode = notebook.setup(INTERACTIVE, PROGRESS)" in code
+    body = code.split("mode = notebook.setup(INTERACTIVE, PROGRESS)", 1)[1]
+    # after setup, only the resolved mode decides: "auto" is never compared by hand
+    assert "INTERACTIVE" not in body and "PROGRESS" not in body, f"{path.name}: use mode.interactive / mode.progress"
+
+
 def test_ci_params_are_parameters_of_the_notebooks():
     ci = yaml.safe_load(CI_PARAMS.read_text())
     known = set().union(*(_parameters(p) for p in NOTEBOOKS))

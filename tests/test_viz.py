@@ -188,14 +188,24 @@ def _summary_rows():
 def test_summary_dots_fit_their_axes_and_show_each_ood_set(tmp_path):
     fig = viz.summary_dots(_summary_rows(), path=tmp_path / "dots.png")
     assert (tmp_path / "dots.png").is_file()
-    auroc_ax, fpr_ax = fig.axes[:2]
-    assert "AUROC" in auroc_ax.get_title() and "FPR95" in fpr_ax.get_title()  # side by side, AUROC first
-    lo, hi = auroc_ax.get_xlim()
-    assert 0.7 < lo < 0.79 and 0.93 < hi < 0.96  # fitted to 0.79..0.93, not 0..1: a 2-point gap is visible
-    labels = [t.get_text() for t in auroc_ax.get_yticklabels()]
+    titles = [ax.get_title() for ax in fig.axes]
+    assert len(fig.axes) == 6  # AUROC and FPR95 rows x (average, near-ood, textures) columns
+    assert titles[0].startswith("AUROC, OOD average") and titles[3].startswith("FPR95, OOD average")
+    assert titles[1] == "AUROC, near-ood" and titles[5] == "FPR95, textures"
+    lo, hi = fig.axes[0].get_xlim()
+    assert 0.8 < lo < 0.83 and 0.89 < hi < 0.92  # fitted to 0.83..0.89 (± std), not 0..1: a gap of 2 points shows
+    lo, hi = fig.axes[2].get_xlim()  # textures: 0.89..0.93, fitted on its own
+    assert 0.86 < lo < 0.88 and hi < 0.96
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
     assert labels == ["MCM [MCM] zero-shot", "CoOp [MCM] 1-shot", "CLIP-OS [MCM] 1-shot"]
-    legend = [t.get_text() for t in fig.axes[1].get_legend().get_texts()]
-    assert legend == ["near-ood", "textures", "OOD average"]
+
+
+def test_fitted_limits_stay_inside_the_metric_range():
+    from clipos_lab.viz.static import _fitted_limits
+
+    lo, hi = _fitted_limits([1.0, 1.0, 1.0])
+    assert hi == 1.0 and lo == pytest.approx(0.98)  # a saturated panel keeps a readable width
+    assert _fitted_limits([0.0, 0.001]) [0] == 0.0
 
 
 def test_overlay_draws_maps_over_a_grey_image_with_level_lines():

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from ..evaluation.tables import average_cells
 
@@ -356,14 +357,22 @@ def threshold_figure(id_scores, ood_scores, threshold: float, score_name: str = 
     return save(fig, path)
 
 
-def _fitted_limits(values, lower_bound: float = 0.0, upper_bound: float = 1.0, pad: float = 0.12):
-    """x-limits that hug ``values`` (so a difference of a point is visible), clipped to the metric's range."""
+def _fitted_limits(values, lower_bound: float = 0.0, upper_bound: float = 1.0, pad: float = 0.12,
+                   min_width: float = 0.02):
+    """x-limits that hug ``values`` (so a difference of a point is visible), at least ``min_width`` wide and
+    inside the metric's range [``lower_bound``, ``upper_bound``]."""
     v = np.asarray([x for x in values if np.isfinite(x)], dtype=float)
     if not len(v):
         return lower_bound, upper_bound
     lo, hi = float(v.min()), float(v.max())
-    span = max(hi - lo, 0.01)
-    return max(lower_bound, lo - pad * span), min(upper_bound, hi + pad * span)
+    span = max(hi - lo, min_width)
+    mid = (lo + hi) / 2
+    lo, hi = min(lo - pad * span, mid - min_width / 2), max(hi + pad * span, mid + min_width / 2)
+    if hi > upper_bound:
+        lo, hi = max(lower_bound, lo - (hi - upper_bound)), upper_bound
+    if lo < lower_bound:
+        lo, hi = lower_bound, min(upper_bound, hi + (lower_bound - lo))
+    return lo, hi
 
 
 def summary_dots(summary: Sequence[Mapping], scores: Mapping[str, str] | None = None,
@@ -371,12 +380,12 @@ def summary_dots(summary: Sequence[Mapping], scores: Mapping[str, str] | None = 
                  path: str | os.PathLike | None = None) -> Figure:
     """Benchmark results (runner summary rows) as dot plots that show differences between methods.
 
-    One panel per metric, side by side (AUROC: higher is better, FPR95: lower is better); one row per
-    (method, score, shots). The black dot is the OOD-set average (mean over seeds, bar = std over seeds), the
-    small coloured markers the individual OOD sets. Axes are fitted to the values shown, not to [0, 1].
-    ``scores`` keeps one score per method (method -> score name); default: every score.
+    One row of panels per metric (AUROC: higher is better, FPR95: lower is better), one column for the OOD-set
+    average and one per OOD set; one line per (method, score, shots), a dot at the mean over seeds with the std
+    over seeds as error bar. Every panel's axis is fitted to its own values, not to [0, 1], so that a difference
+    of a point is visible. ``scores`` keeps one score per method (method -> score name); default: every score.
     """
-    rows: dict[tuple, dict] = {}
+    cells: dict[tuple, dict] = {}
     oods: list[str] = []
     for r in summary:
         if r["metric"] not in metrics or r["metric"] == "ACC":
@@ -384,34 +393,31 @@ def summary_dots(summary: Sequence[Mapping], scores: Mapping[str, str] | None = 
         key = (r["method"], r["score"], r["shots"])
         if scores is not None and scores.get(key[0], key[1]) != key[1]:
             continue
-        rows.setdefault(key, {}).setdefault(r["metric"], {})[r["ood"]] = (r["mean"], r.get("std", 0.0))
+        cells.setdefault(key, {})[(r["ood"], r["metric"])] = (r["mean"], r.get("std", 0.0))
         if r["ood"] != "Average" and r["ood"] not in oods:
             oods.append(r["ood"])
-    keys = list(rows)
+    keys = list(cells)
     labels = [f"{m} [{s}] {k}-shot" if k else f"{m} [{s}] zero-shot" for m, s, k in keys]
-    fig, axes = _figure(1, len(metrics), (3.6, 0.32 * max(len(keys), 3) + 1.3), sharey=True)
+    columns = ["Average", *oods]
+    fig, axes = _figure(len(metrics), len(columns), (2.5, 0.26 * max(len(keys), 3) + 0.9), sharey=True)
     y = np.arange(len(keys))
-    for ax, metric in zip(axes[0], metrics):
-        shown = []
-        for j, name in enumerate(oods):
-            colour, marker = OOD_STYLES[j % len(OOD_STYLES)]
-            vals = [rows[k].get(metric, {}).get(name, (np.nan, 0))[0] for k in keys]
-            shown += vals
-            ax.scatter(vals, y, s=18, marker=marker, color=colour, alpha=0.75, label=name, zorder=2)
-        avg = [rows[k].get(metric, {}).get("Average", (np.nan, 0.0)) for k in keys]
-        means, stds = np.array([a[0] for a in avg], float), np.array([a[1] for a in avg], float)
-        shown += list(means - stds) + list(means + stds)
-        ax.errorbar(means, y, xerr=stds, fmt="o", color="black", ms=6, capsize=3, lw=1.2, label="OOD average",
-                    zorder=3)
-        ax.set_xlim(*_fitted_limits(shown))
-        ax.grid(axis="x", alpha=0.3)
-        ax.set_yticks(y, labels, fontsize=7)
-        better = "lower is better" if metric.startswith("FPR") else "higher is better"
-        ax.set_title(f"{metric} ({better})", fontsize=9)
-        ax.tick_params(axis="x", labelsize=7)
+    for r, metric in enumerate(metrics):
+        for c, ood in enumerate(columns):
+            ax = axes[r, c]
+            colour = "black" if ood == "Average" else OOD_STYLES[(c - 1) % len(OOD_STYLES)][0]
+            vals = np.array([cells[k].get((ood, metric), (np.nan, 0.0)) for k in keys], dtype=float)
+            ax.errorbar(vals[:, 0], y, xerr=vals[:, 1], fmt="o", color=colour, ms=5, capsize=2.5, lw=1.0,
+                        clip_on=False)
+            ax.set_xlim(*_fitted_limits(np.concatenate([vals[:, 0] - vals[:, 1], vals[:, 0] + vals[:, 1]])))
+            ax.grid(axis="x", alpha=0.3)
+            ax.tick_params(axis="x", labelsize=7)
+            ax.xaxis.set_major_locator(MaxNLocator(4))
+            better = "lower is better" if metric.startswith("FPR") else "higher is better"
+            ax.set_title(f"{metric}, {'OOD average' if ood == 'Average' else ood}" + (f"\n({better})" if c == 0
+                                                                                        else ""), fontsize=8)
+        axes[r, 0].set_yticks(y, labels, fontsize=7)
     axes[0, 0].invert_yaxis()
-    axes[0, -1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
-    fig.suptitle(title or "OOD average (black, ± std over seeds) and each OOD set; axes fitted to the values",
+    fig.suptitle(title or "mean over seeds ± std; each panel's axis fitted to its values (score: higher = more ID)",
                  fontsize=9)
     return save(fig, path)
 
