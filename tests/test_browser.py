@@ -128,25 +128,28 @@ def _shot(pg, name: str):
         pg.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=False)
 
 
+def _panel(pg):
+    """The notebook in the active tab (other tabs stay in the page, hidden)."""
+    return pg.locator(".jp-NotebookPanel:not(.lm-mod-hidden)")
+
+
 def _run_all(pg, lab, stem: str, timeout_s: float = 600):
     base, token, root = lab
     pg.goto(f"{base}/lab/tree/{stem}.ipynb?token={token}")
-    pg.locator(".jp-Notebook .jp-Cell").first.wait_for()
+    _panel(pg).locator(".jp-Notebook .jp-Cell").first.wait_for()
     pg.locator(".jp-Notebook-ExecutionIndicator[data-status='idle'], .jp-Toolbar-kernelStatus").first.wait_for()
     time.sleep(2)  # the kernel connects
     pg.get_by_role("menuitem", name="Run", exact=True).click()
     pg.get_by_role("menuitem", name=re.compile(r"^Run All Cells")).click()
     n_code = len(nbformat.read(str(root / f"{stem}.ipynb"), as_version=4).cells)
     deadline = time.monotonic() + timeout_s
-    prompts = pg.locator(".jp-CodeCell .jp-InputArea-prompt")
+    prompts = _panel(pg).locator(".jp-CodeCell .jp-InputArea-prompt")
     while True:
         texts = prompts.all_inner_texts()
         done = [t for t in texts if re.search(r"\[\d+\]", t)]
         if texts and len(done) == len(texts) and not any("*" in t for t in texts):
             break
-        if pg.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr'] >> text=Traceback"
-                      ).count() or pg.locator(".jp-RenderedText[data-mime-type='application/vnd.jupyter.error']"
-                                              ).count():
+        if _panel(pg).locator(".jp-RenderedText[data-mime-type='application/vnd.jupyter.error']").count():
             break
         if time.monotonic() > deadline:
             _shot(pg, f"{stem}-timeout")
@@ -157,16 +160,16 @@ def _run_all(pg, lab, stem: str, timeout_s: float = 600):
 
 
 def _check_clean(pg, stem: str):
-    errors = pg.locator(".jp-RenderedText[data-mime-type='application/vnd.jupyter.error']")
+    errors = _panel(pg).locator(".jp-RenderedText[data-mime-type='application/vnd.jupyter.error']")
     assert errors.count() == 0, f"{stem}: a cell failed:\n{errors.first.inner_text()[:3000]}"
-    body = pg.locator(".jp-Notebook").inner_text()
+    body = _panel(pg).locator(".jp-Notebook").inner_text()
     assert "Error displaying widget" not in body, f"{stem}: a widget failed to render"
     assert "Loading widget" not in body, f"{stem}: a widget never rendered"
     assert "clipos_lab notebook: interactive" in body, f"{stem}: INTERACTIVE='auto' did not switch widgets on in Lab"
 
 
 def _explorer_output(pg):
-    return pg.locator(".jp-OutputArea-output .widget-output").last
+    return _panel(pg).locator(".jp-OutputArea-output .widget-output").last
 
 
 def _wait_changed(locator, before: str, timeout_s: float = 60) -> str:
@@ -187,7 +190,7 @@ def test_relevance_maps_in_jupyterlab(lab, page):
     before = out.inner_text()
     assert "rho=" in before and "patches ID-relevant" in before
     _shot(page, "02-explorer-before")
-    readout = page.locator(".widget-slider .widget-readout").last  # the explorer's image slider
+    readout = _panel(page).locator(".widget-slider .widget-readout").last  # the explorer's image slider
     old = readout.inner_text().strip()
     readout.click()
     page.keyboard.press("Control+A")
@@ -198,20 +201,20 @@ def test_relevance_maps_in_jupyterlab(lab, page):
     time.sleep(2)
     _shot(page, "02-explorer-after")
     _check_clean(page, "02")
-    cells = page.locator(".jp-Notebook").inner_text()
+    cells = _panel(page).locator(".jp-Notebook").inner_text()
     assert cells.count("patches ID-relevant") == 1, "the explorer's numbers are printed outside the widget too"
 
 
 def test_prompt_learning_in_jupyterlab(lab, page):
     _run_all(page, lab, "04_prompt_learning_and_scores")
     _check_clean(page, "04")
-    assert page.locator(".js-plotly-plot").count() >= 1, "04 shows no plotly figure in interactive mode"
+    assert _panel(page).locator(".js-plotly-plot").count() >= 1, "04 shows no plotly figure in interactive mode"
     out = _explorer_output(page)
     out.scroll_into_view_if_needed()
     before = out.inner_text()
     assert "TPR" in before and "FPR" in before
     _shot(page, "04-explorer-before")
-    picker = page.locator(".widget-dropdown select").first  # method
+    picker = _panel(page).locator(".widget-dropdown select").first  # method
     options = picker.locator("option").all_inner_texts()
     current = picker.input_value()
     picker.select_option(next(o for o in options if o != current))

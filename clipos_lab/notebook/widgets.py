@@ -242,7 +242,7 @@ def score_explorer(scores: Mapping[str, Mapping[str, Mapping[str, object]]], ima
         id_s = np.asarray(per_set[id_key], dtype=float).ravel()
         ood = {k: v for k, v in per_set.items() if k != id_key}
         t = A.threshold_at_tpr(id_s, 0.95) if t is None else float(t)
-        label = s if len(methods) == 1 and m == s else f"{m} {s}"
+        label = s if m == s else f"{m} {s}"  # "MCM", not "MCM MCM"
         fig, lines, _ = threshold_view(id_s, ood, t, label, images, id_key=id_key, n_gallery=n_gallery,
                                        path=save_to)
         return fig, lines, t
