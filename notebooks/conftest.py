@@ -15,3 +15,4 @@ os.environ["PYTHONPATH"] = os.pathsep.join(_paths)
 os.environ.setdefault("NUMBA_CACHE_DIR", os.path.join(os.path.expanduser("~"), ".cache", "clipos_lab_numba"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ.setdefault("CLIPOS_INTERACTIVE", "0")  # INTERACTIVE="auto" stays static even if pytest runs in a Lab kernel

@@ -105,7 +105,11 @@ def _execute(sweep: Sweep, record: RunRecord, params: dict, kernel: str | None) 
             try:
                 with warnings.catch_warnings(), _package_on_kernel_path():
                     warnings.filterwarnings("ignore", message=r".*does not end in one of")  # the temporary name
-                    pm.execute_notebook(str(sweep.notebook), str(tmp), parameters=params, kernel_name=kernel,
+                    # static figures, no bars, even when the sweep is started from a JupyterLab kernel
+                    static = {k: False for k in ("INTERACTIVE", "PROGRESS") if k in pm.inspect_notebook(
+                        str(sweep.notebook))}
+                    pm.execute_notebook(str(sweep.notebook), str(tmp), parameters={**static, **params},
+                                        kernel_name=kernel,
                                         progress_bar=False, cwd=str(sweep.notebook.parent),
                                         execution_timeout=sweep.timeout)
             except Exception as err:  # noqa: BLE001 - any failure of one cell is recorded, the sweep goes on
