@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -79,7 +80,8 @@ def cmd_benchmark(args, zero_shot_only: bool = False) -> int:
                   progress=not args.no_progress, cache=args.cache_dir or True)
     spec = Path(_spec_path(args.spec))
     if spec.is_dir():  # a suite: every YAML spec in the folder
-        specs = sorted(spec.glob("*.yaml"))
+        specs = sorted(spec.glob("*.yaml"), key=lambda p: [int(t) if t.isdigit() else t  # split2 before split10
+                                                            for t in re.split(r"(\d+)", p.name)])
         if not specs:
             raise FileNotFoundError(f"benchmark folder {spec} has no *.yaml specs")
         suite = run_suite(specs, backbone, **kwargs)
@@ -117,9 +119,10 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_splits(args) -> int:
-    from .pocket.splits import write_split_specs
+    from .pocket.splits import N_SPLITS, write_split_specs
 
-    for path in write_split_specs(args.out, n_splits=args.n, n_id=args.n_id, seed=args.seed):
+    n = N_SPLITS if args.n is None else args.n
+    for path in write_split_specs(args.out, n_splits=n, n_id=args.n_id, seed=args.seed):
         print(path)
     return 0
 
@@ -142,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=helptext)
         p.add_argument("spec", nargs="?", default="default",
                        help="benchmark YAML, a folder of them (a suite), 'default' (the pocket world) or "
-                            "'splits' (its five random class splits, a suite)")
+                            "'splits' (its ten random class splits, a suite)")
         p.add_argument("--methods", default=None, help="comma-separated method names")
         p.add_argument("--shots", default="1,2")
         p.add_argument("--seeds", default="1,2,3")
@@ -170,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("splits", help="write benchmark specs of random ID/OOD class splits of the pocket world")
     p.add_argument("--out", default="assets/benchmarks/world-splits", help="folder for world-split<k>.yaml")
-    p.add_argument("--n", type=int, default=5, help="number of splits")
+    p.add_argument("--n", type=int, default=None, help="number of splits (default: the 10 shipped ones)")
     p.add_argument("--n-id", type=int, default=6, help="ID shapes per split (the rest are near-OOD)")
     p.add_argument("--seed", type=int, default=0, help="seed of the permutations")
     p.set_defaults(func=cmd_splits)

@@ -4,7 +4,7 @@ import yaml
 from clipos_lab.cli import main
 from clipos_lab.data import BenchmarkSpec, default_benchmark_path
 from clipos_lab.pocket import world as W
-from clipos_lab.pocket.splits import random_class_splits, split_specs, write_split_specs
+from clipos_lab.pocket.splits import N_SPLITS, random_class_splits, split_specs, write_split_specs
 
 SHIPPED = default_benchmark_path().parent / "world-splits"
 
@@ -26,8 +26,8 @@ def test_impossible_split_requests_are_clear_errors():
 
 
 def test_shipped_split_specs_are_what_the_generator_writes():
-    shipped = sorted(SHIPPED.glob("world-split*.yaml"))
-    assert [p.name for p in shipped] == [f"world-split{k}.yaml" for k in range(1, 6)]
+    shipped = sorted(SHIPPED.glob("world-split*.yaml"), key=lambda p: int(p.stem.removeprefix("world-split")))
+    assert [p.name for p in shipped] == [f"world-split{k}.yaml" for k in range(1, N_SPLITS + 1)]
     for path, spec in zip(shipped, split_specs()):
         assert yaml.safe_load(path.read_text()) == spec
         loaded = BenchmarkSpec.from_yaml(path)
@@ -47,6 +47,10 @@ def test_split_images_never_reuse_the_default_or_validation_seeds():
     split_seeds = [entry_seeds(spec) for spec in split_specs()]
     assert all(not seeds & used for seeds in split_seeds)
     assert len(set().union(*split_seeds)) == sum(len(s) for s in split_seeds)  # splits share no seed either
+
+
+def test_more_splits_keep_the_first_ones():
+    assert random_class_splits(N_SPLITS)[:5] == random_class_splits(5)  # adding splits never redraws the old ones
 
 
 def test_splits_command_writes_loadable_specs(tmp_path):
