@@ -133,17 +133,37 @@ def _panel(pg):
     return pg.locator(".jp-NotebookPanel:not(.lm-mod-hidden)")
 
 
+def _kernel_idle(pg, timeout_s: float = 180):
+    """Wait until the status bar reports the notebook's kernel idle (accepting a kernel dialog if one shows)."""
+    deadline = time.monotonic() + timeout_s
+    status = pg.locator("#jp-main-statusbar").filter(has_text=re.compile(r"\|\s*Idle"))
+    while time.monotonic() < deadline:
+        dialog = pg.locator(".jp-Dialog .jp-mod-accept")
+        if dialog.count():
+            dialog.first.click()
+        if status.count():
+            return
+        time.sleep(0.5)
+    raise AssertionError("the notebook's kernel never became idle")
+
+
 def _run_all(pg, lab, stem: str, timeout_s: float = 600):
     base, token, root = lab
-    pg.goto(f"{base}/lab/tree/{stem}.ipynb?token={token}")
+    pg.goto(f"{base}/lab/tree/{stem}.ipynb?reset&token={token}")  # reset: only this notebook open
     _panel(pg).locator(".jp-Notebook .jp-Cell").first.wait_for()
-    pg.locator(".jp-Notebook-ExecutionIndicator[data-status='idle'], .jp-Toolbar-kernelStatus").first.wait_for()
-    time.sleep(2)  # the kernel connects
-    pg.get_by_role("menuitem", name="Run", exact=True).click()
-    pg.get_by_role("menuitem", name=re.compile(r"^Run All Cells")).click()
-    n_code = len(nbformat.read(str(root / f"{stem}.ipynb"), as_version=4).cells)
-    deadline = time.monotonic() + timeout_s
+    _kernel_idle(pg)
     prompts = _panel(pg).locator(".jp-CodeCell .jp-InputArea-prompt")
+    for attempt in range(3):  # a click that lands while Lab is still settling can be lost: check that cells start
+        pg.get_by_role("menuitem", name="Run", exact=True).click()
+        pg.get_by_role("menuitem", name=re.compile(r"^Run All Cells")).click()
+        started = time.monotonic() + 30
+        while time.monotonic() < started and not any(re.search(r"\[(\*|\d+)\]", t)
+                                                      for t in prompts.all_inner_texts()):
+            time.sleep(0.5)
+        if any(re.search(r"\[(\*|\d+)\]", t) for t in prompts.all_inner_texts()):
+            break
+    n_cells = len(nbformat.read(str(root / f"{stem}.ipynb"), as_version=4).cells)
+    deadline = time.monotonic() + timeout_s
     while True:
         texts = prompts.all_inner_texts()
         done = [t for t in texts if re.search(r"\[\d+\]", t)]
@@ -154,7 +174,7 @@ def _run_all(pg, lab, stem: str, timeout_s: float = 600):
         if time.monotonic() > deadline:
             _shot(pg, f"{stem}-timeout")
             raise AssertionError(f"{stem}: cells still running after {timeout_s:.0f} s ({len(done)}/{len(texts)} "
-                                 f"done of {n_code} cells)")
+                                 f"code cells done, {n_cells} cells)")
         time.sleep(1)
     time.sleep(3)  # widget views render after the kernel goes idle
 

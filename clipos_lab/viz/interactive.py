@@ -48,7 +48,7 @@ def embedding_scatter(coords: Mapping[str, np.ndarray], hover: Mapping[str, Sequ
         st = styles[name]
         colour = st["color"] if not st["color"].startswith("C") else _TAB10[int(st["color"][1:]) % 10]
         text = list(hover[name]) if hover and name in hover else [name] * len(xy)
-        fig.add_trace(go.Scattergl(
+        fig.add_trace(go.Scatter(  # SVG: hover works without WebGL (headless browsers, remote desktops)
             x=xy[:, 0], y=xy[:, 1], mode="markers", name=f"{name} ({len(xy)})", text=text,
             hovertemplate="%{text}<extra></extra>",
             marker={"symbol": _SYMBOLS.get(st["marker"], "circle"), "size": 9 if st["marker"] == "x" else 7,
