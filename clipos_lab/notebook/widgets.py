@@ -410,13 +410,14 @@ def results_explorer(result, default_scores: Mapping[str, str] | None = None, in
         fig = make_subplots(rows=1, cols=3, column_widths=[0.25, 0.25, 0.5], horizontal_spacing=0.09,
                             subplot_titles=("AUROC (higher is better)", "FPR95 (lower is better)",
                                             f"{m} [{s}]: ID vs {'all OOD sets' if ood == 'Average' else ood}"))
-        labels, colours = [], []
+        labels, colours, shown = [], [], {"AUROC": [], "FPR95": []}
         for other in methods:  # each method with this score where it has it, else its main score
             s_other = s if s in scores_of(other) else pick(other)
             labels.append(f"{other} [{s_other}]")
             colours.append("#d62728" if other == m else "#4d4d4d")
             for col, metric in ((1, "AUROC"), (2, "FPR95")):
                 mean, std = cells.get((other, s_other, runs[other][0], ood, metric), (np.nan, 0.0))
+                shown[metric] += [mean - std, mean + std]
                 fig.add_trace(go.Scatter(x=[mean], y=[labels[-1]], error_x={"type": "data", "array": [std]},
                                          mode="markers", marker={"color": colours[-1], "size": 10},
                                          showlegend=False, hovertemplate=f"{metric} %{{x:.4f}} ± {std:.4f}"
@@ -433,6 +434,8 @@ def results_explorer(result, default_scores: Mapping[str, str] | None = None, in
         fig.update_yaxes(autorange="reversed", row=1, col=1)
         fig.update_yaxes(showticklabels=False, autorange="reversed", row=1, col=2)
         fig.update_xaxes(title_text=f"{s} (higher = more ID)", row=1, col=3)
+        for col, metric in ((1, "AUROC"), (2, "FPR95")):  # axes fitted to the values, as in viz.summary_dots
+            fig.update_xaxes(range=list(V._fitted_limits(shown[metric])), row=1, col=col)
         for a in fig.layout.annotations:
             a.font.size = 11
         return fig
