@@ -212,6 +212,16 @@ def brute_closest(pos, neg, target=0.95):
             return best[1]
 
 
+def brute_last_at_most(pos, neg, target=0.95):
+    """FPR at the lowest threshold whose recall is still <= target."""
+    pos, neg = np.asarray(pos, float), np.asarray(neg, float)
+    out = 0.0
+    for t in sorted(set(pos) | set(neg), reverse=True):
+        if np.mean(pos >= t) <= target:
+            out = float(np.mean(neg >= t))
+    return out
+
+
 def test_fpr95_rules_differ_on_a_hand_built_curve():
     # 10 ID scores 10..1; OOD 1 ties with the lowest ID score, OOD 0.5 below everything.
     # ROC points (recall, FPR): ..., (0.9, 0) at t=2, (1.0, 0.5) at t=1, (1.0, 1.0) at t=0.5.
@@ -229,7 +239,8 @@ def test_fpr95_closest_ties_go_to_the_most_false_positives():
     i, o = list(range(20, 0, -1)), [1.5, 1.4, 0.0]
     assert M.fpr95(i, o, rule="closest") == pytest.approx(2 / 3)
     assert M.fpr95(i, o, rule="first") == 0.0
-    assert M.fpr95(i, o, rule="interpolate") == 0.0  # recall exactly 0.95: the first point, as interp1d does
+    # recall exactly 0.95 at three points: linear interpolation over a repeated x reads the last one
+    assert M.fpr95(i, o, rule="interpolate") == pytest.approx(2 / 3)
 
 
 def test_fpr95_closest_never_looks_past_full_recall():
@@ -248,8 +259,8 @@ def test_fpr95_closest_matches_its_definition_on_random_draws(n):
         assert M.fpr95_ood_positive(i, o, rule="closest") == pytest.approx(brute_closest(-o, -i))
         first = M.fpr95(i, o, rule="first")
         assert first == pytest.approx(brute_fpr95_id(i, o))
-        # interpolation lies between the point before the first >= 0.95 and that point: never above "first"
-        assert M.fpr95(i, o, rule="interpolate") <= first + 1e-12
+        # interpolation never exceeds the FPR of the last point with recall <= 0.95 or of the first with >= 0.95
+        assert M.fpr95(i, o, rule="interpolate") <= max(first, brute_last_at_most(i, o)) + 1e-12
 
 
 def test_fpr95_rule_is_checked_and_named_in_tables():

@@ -12,10 +12,11 @@ Conventions
     the reported FPR is always at a recall of 95% or more.
   - ``"closest"`` (MCM / LoCoOp's ``get_measures``): the ROC point whose recall is closest to 0.95, which can
     lie below 0.95; among points of equal distance the one with the most false positives.
-  - ``"interpolate"`` (CLIPN): the ROC curve linearly interpolated at recall 0.95.
+  - ``"interpolate"`` (CLIPN): the ROC curve linearly interpolated at recall 0.95; where several thresholds
+    give a recall of exactly 0.95, the last of them (most false positives), as ``np.interp`` (which scipy's
+    ``interp1d`` calls for 1-D data) reads a repeated x.
 
-  All three agree when some threshold gives a recall of exactly 0.95; with few ID samples they can differ by
-  tens of points, so tables name the rule.
+  With few ID samples the rules can differ by tens of points, so tables name the rule.
 * ``fpr95_ood_positive`` (OpenOOD / pytorch-ood convention): OOD is positive
   with the negated score; fraction of ID samples flagged as OOD at the
   threshold that catches at least 95% of OOD samples (same rules). The two differ in
@@ -31,7 +32,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 FPR95_RULES = {
     "first": "first threshold with recall >= 0.95 (ours)",
     "closest": "ROC point with recall closest to 0.95, ties to more false positives (MCM / LoCoOp get_measures)",
-    "interpolate": "ROC interpolated linearly at recall 0.95 (CLIPN)",
+    "interpolate": "ROC interpolated linearly at recall 0.95, ties to more false positives (CLIPN)",
 }
 DEFAULT_FPR95_RULE = "first"
 
@@ -91,8 +92,9 @@ def _fpr_at_tpr(y: np.ndarray, s: np.ndarray, tpr: float, rule: str = DEFAULT_FP
     if rule == "first":
         return float(fprs[first])
     if rule == "interpolate":
-        if tprs[first] == tpr:
-            return float(fprs[first])
+        exact = np.flatnonzero(tprs == tpr)
+        if exact.size:  # a flat stretch at exactly tpr: linear interpolation (np.interp) reads its last point
+            return float(fprs[exact[-1]])
         lo = first - 1  # tprs[lo] < tpr < tprs[first]: a straight line between the two points
         frac = (tpr - tprs[lo]) / (tprs[first] - tprs[lo])
         return float(fprs[lo] + frac * (fprs[first] - fprs[lo]))
