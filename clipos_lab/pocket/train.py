@@ -34,7 +34,6 @@ interrupted at any step and resumed continues exactly the same run.
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
@@ -47,6 +46,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from ..evaluation.tables import write_csv
 from ..files import atomic_path
 from ..resources import POCKET_CONFIG, POCKET_NAME, POCKET_WEIGHTS, sha256_of
 from . import world as W
@@ -317,13 +317,8 @@ def train(out_dir: str | os.PathLike, cfg: TrainConfig | None = None, progress: 
 
 def write_log(log: list[dict], path: str | os.PathLike) -> None:
     """The training log as CSV (one row per step), written atomically."""
-    if not log:
-        return
-    with atomic_path(path) as tmp:
-        with open(tmp, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(log[0]))
-            writer.writeheader()
-            writer.writerows(log)
+    if log:
+        write_csv(log, path, columns=list(log[0]))
 
 
 def export(out_dir: str | os.PathLike, weights_path: str | os.PathLike = POCKET_WEIGHTS) -> str:
