@@ -25,7 +25,8 @@ from ..clipos.prompts import PromptConfig
 from ..data import BenchmarkSpec, few_shot, write_manifest
 from ..features import FeatureBank
 from ..files import write_json
-from ..methods import METHODS, build_method, is_few_shot
+from ..methods import build_method, is_few_shot
+from ..methods import methods as registered_methods
 from . import metrics as M
 from . import tables as T
 
@@ -80,9 +81,9 @@ def run_benchmark(spec: BenchmarkSpec | str | os.PathLike, backbone, methods: Se
     """Fit and score every method; write ``results.csv``, ``summary.csv``, ``summary.md``, ``metrics.json``."""
     if isinstance(spec, (str, os.PathLike)):
         spec = BenchmarkSpec.from_yaml(spec)
-    unknown = [m for m in methods if m not in METHODS]
+    unknown = [m for m in methods if m not in registered_methods()]
     if unknown:
-        raise ValueError(f"unknown methods {unknown}; choose from {METHODS}")
+        raise ValueError(f"unknown methods {unknown}; choose from {registered_methods()}")
     if any(int(s) < 1 for s in shots):
         raise ValueError(f"shots={list(shots)}: every entry must be at least 1")
     prompt = prompt or PromptConfig(progress=False)
