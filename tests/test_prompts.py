@@ -113,9 +113,15 @@ def test_scores_use_the_score_temperature_and_unknown_keeps_the_logit_scale(tiny
     assert type(method).load(tmp_path / "p.safetensors", tiny_backbone).score_temperature == temperature
 
 
-def test_bad_score_temperature_is_refused():
+def test_bad_options_are_refused_at_fit_and_unknown_ones_at_build(tiny_backbone):
+    method = build_method("CoOp", score_temperature=0.0)  # scikit-learn style: __init__ only stores
+    assert method.score_temperature == 0.0
     with pytest.raises(ValueError, match="score_temperature"):
-        build_method("CoOp", score_temperature=0.0)
+        method.fit(tiny_backbone, None)
+    with pytest.raises(ValueError, match="puc_k"):
+        build_method("CLIP-OS", puc_k=0).fit(tiny_backbone, None)
+    with pytest.raises(ValueError, match="does not take these options.*synthesis"):
+        build_method("CoOp", synthesis=True)  # CoOp's signature has no synthesis switch
 
 
 # ------------------------------------------------------------------------------- LoCoOp as its reference trains
@@ -195,4 +201,4 @@ def test_locoop_defaults_follow_the_reference_and_zero_shot_selection_stays_avai
     assert once.relevance_ is not None and once.relevance_.rule == "topk"
     assert all("n_irrelevant" not in row for row in once.history_)
     with pytest.raises(ValueError, match="selection='each'"):
-        build_method("LoCoOp", selection="each")
+        build_method("LoCoOp", selection="each").fit(tiny_backbone, bank)
