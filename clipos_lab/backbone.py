@@ -4,9 +4,9 @@ For a batch of images: the global embedding, every patch token projected into th
 same way the global token is (``ln_post`` then ``proj``), the patch tokens of CLIP Surgery's value-value
 attention path over the last ``surgery_blocks`` blocks, and the *local features* GL-MCM and LoCoOp compute:
 the last block run with each token attending only to itself (its own value), i.e. for the block's input ``x``,
-``v = x + out_proj(W_v ln_1(x))``, ``v = v + mlp(ln_2(v))``, then ``ln_post`` and ``proj``. For text: the model's own tokenizer and the pieces
-prompt learning needs (token embeddings, the text transformer, EOT pooling, projection), reached through the
-model's public modules, without patching open_clip.
+``v = x + out_proj(W_v ln_1(x))``, ``v = v + mlp(ln_2(v))``, then ``ln_post`` and ``proj``. For text: the
+model's own tokenizer and the pieces prompt learning needs (token embeddings, the text transformer, EOT pooling,
+projection), reached through the model's public modules, without patching open_clip.
 
 Sources of weights, tried in this order and never mixed:
 

@@ -1,9 +1,10 @@
 """FeatureBank: every image encoded once, kept on disk, and reused by every method.
 
-The image encoder is frozen in all methods, so a dataset's global features, patch tokens, value-value
-(surgery) tokens and value-path local features (GL-MCM / LoCoOp) are computed once and cached under a key made of everything that could change them: the
-model, its weights, the preprocessing, the surgery depth, the storage dtype and every file's identity (path,
-size, modification time) or generator parameters. Training and scoring then never run the image encoder.
+The image encoder is frozen in all methods, so a dataset's global features, patch tokens, value-value (surgery)
+tokens and value-path local features (GL-MCM / LoCoOp) are computed once and cached under a key made of everything
+that could change them: the model, its weights, the preprocessing, the surgery depth, the storage dtype and every
+file's identity (path, size, modification time) or generator parameters. Training and scoring then never run the
+image encoder.
 
 Cache files are safetensors written atomically; a truncated or otherwise unreadable file is reported and
 rebuilt, never trusted. Location: ``$CLIPOS_CACHE_DIR``, else ``$XDG_CACHE_HOME/clipos_lab``, else

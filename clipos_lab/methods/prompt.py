@@ -57,7 +57,6 @@ from ..clipos.prompts import PromptConfig, PromptLearner, TrainingData, locoop_e
 from .base import Method, check_local_tokens
 from .zeroshot import DEFAULT_TEMPLATES, class_embeddings
 
-
 SELECTIONS = ("per-step", "zero-shot")
 
 
