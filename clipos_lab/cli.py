@@ -143,10 +143,9 @@ def cmd_anomaly(args) -> int:
 
 
 def _anomaly_spec_path(value: str) -> Path:
-    from .resources import BENCHMARKS
+    from .anomaly.data import shipped_spec
 
-    shipped = BENCHMARKS / f"{value}.yaml"
-    return shipped if value in ("world-anomaly", "world-anomaly-validation", "paper-mvtec") else Path(value)
+    return shipped_spec(value) or Path(value)
 
 
 def build_parser() -> argparse.ArgumentParser:

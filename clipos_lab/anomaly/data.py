@@ -252,6 +252,16 @@ def mvtec_category(root: str | os.PathLike, category: str) -> AnomalyCategory:
 
 
 # ------------------------------------------------------------------------------------------------------ specs
+SHIPPED_SPECS = ("world-anomaly", "world-anomaly-validation", "paper-mvtec")
+
+
+def shipped_spec(name: str) -> Path | None:
+    """The path of a shipped anomaly spec by name (``world-anomaly``, ...), else ``None``."""
+    from ..resources import BENCHMARKS
+
+    return BENCHMARKS / f"{name}.yaml" if name in SHIPPED_SPECS else None
+
+
 _SPEC_KEYS = {
     "world": {"type", "products", "defects", "n_train", "n_good", "n_per_defect", "seed", "image_size"},
     "mvtec": {"type", "root", "categories", "get"},
@@ -295,6 +305,18 @@ class AnomalySpec:
         unknown = sorted(set(self.data) - _SPEC_KEYS[kind])
         if unknown:
             raise DataError(f"anomaly spec '{self.name}': unknown keys {unknown}; allowed {sorted(_SPEC_KEYS[kind])}")
+
+    def restricted(self, categories: Sequence[str] | None = None, n_good: int = 0, n_per_defect: int = 0,
+                   n_train: int = 0) -> "AnomalySpec":
+        """A copy with only ``categories`` and (world specs) other test / pool sizes; 0 keeps the spec's."""
+        data = dict(self.data)
+        if categories:
+            data["products" if data.get("type") == "world" else "categories"] = list(categories)
+        if data.get("type") == "world":
+            for key, value in (("n_good", n_good), ("n_per_defect", n_per_defect), ("n_train", n_train)):
+                if value:
+                    data[key] = int(value)
+        return AnomalySpec(self.name, data, self.path, self.base_dir)
 
     def categories(self) -> list[AnomalyCategory]:
         """Build every category now (a missing folder fails before anything is encoded)."""
