@@ -21,9 +21,9 @@ import numpy as np
 import pandas as pd
 
 from ..data import few_shot, write_manifest
-from ..evaluation.runner import _slug, _write_csv
-from ..evaluation.tables import mean_std
-from ..files import atomic_path, write_json
+from ..evaluation import tables as T
+from ..evaluation.runner import _slug
+from ..files import write_json
 from . import metrics as AM
 from .base import AnomalyMethod, AnomalyScores
 from .data import AnomalyCategory, AnomalySpec
@@ -142,52 +142,54 @@ def run_anomaly(spec: AnomalySpec | str | os.PathLike, backbone, methods: Sequen
 
 def category_means(rows: list[dict]) -> list[dict]:
     """Rows with ``category = "mean"``: per method, shots, seed, defect and metric, the mean over categories."""
-    frame = pd.DataFrame(rows)
     keys = ["method", "shots", "seed", "defect", "metric"]
-    means = frame.groupby(keys, sort=False)["value"].mean().reset_index()
+    means = T.frame(rows).groupby(keys, sort=False)["value"].mean().reset_index()
     means.insert(3, "category", "mean")
     return means[["method", "shots", "seed", "category", "defect", "metric", "value"]].to_dict("records")
 
 
 def summarise(rows: list[dict]) -> list[dict]:
-    """Mean and std over seeds per method, shots, category, defect and metric."""
-    keys = ["method", "shots", "category", "defect", "metric"]
-    out = []
-    for key, group in pd.DataFrame(rows).groupby(keys, sort=False):
-        mean, std = mean_std(group["value"])
-        out.append({**dict(zip(keys, key)), "mean": mean, "std": std, "n_seeds": len(group)})
-    return out
+    """Mean and std over seeds per method, shots, category, defect and metric (first-seen order)."""
+    grouped = T.frame(rows).groupby(SUMMARY_KEYS, sort=False)["value"]
+    return T.records(grouped.agg(mean="mean", std=lambda v: T.mean_std(v)[1], n_seeds="size").reset_index())
+
+
+SUMMARY_KEYS = ["method", "shots", "category", "defect", "metric"]
+
+
+def summary_table(summary: list[dict], category: str | None = None) -> pd.DataFrame:
+    """One row per (method, shots): ``"mean ± std"`` (in %) of each metric over the whole test set of
+    ``category`` (default: the mean over categories, or the only one)."""
+    df = T.frame(summary)
+    if category is None:
+        category = "mean" if (df["category"] == "mean").any() else df["category"].iloc[0]
+    cells = df[(df["category"] == category) & (df["defect"] == "all")].copy()
+    cells["text"] = [T.mean_std_text(m, s, percent=True) for m, s in zip(cells["mean"], cells["std"])]
+    table = cells.pivot_table(index=["method", "shots"], columns="metric", values="text", aggfunc="first",
+                              sort=False)
+    return table.reindex(columns=[m for m in AM.METRICS if m in table.columns]).reset_index()
 
 
 def summary_markdown(summary: list[dict], category: str | None = None) -> str:
-    """One line per (method, shots): the metrics over the whole test set of ``category`` (default: the mean
-    over categories, or the only one), mean ± std over seeds, in %."""
-    frame = pd.DataFrame(summary)
-    if category is None:
-        category = "mean" if (frame["category"] == "mean").any() else frame["category"].iloc[0]
-    cells = frame[(frame["category"] == category) & (frame["defect"] == "all")]
-    metrics = [m for m in AM.METRICS if m in set(cells["metric"])]
-    lines = [f"Anomaly detection, category {category} ({CONVENTION}); mean ± std over seeds, in %.", "",
-             "| method | shots | " + " | ".join(metrics) + " |", "|---|---|" + "---|" * len(metrics)]
-    for (method, shots), group in cells.groupby(["method", "shots"], sort=False):
-        by = {r["metric"]: f"{100 * r['mean']:.1f} ± {100 * r['std']:.1f}" for _, r in group.iterrows()}
-        lines.append(f"| {method} | {shots} | " + " | ".join(by.get(m, "") for m in metrics) + " |")
-    return "\n".join(lines)
+    df = T.frame(summary)
+    shown = category or ("mean" if (df["category"] == "mean").any() else df["category"].iloc[0])
+    caption = (f"Anomaly detection, category {shown} ({CONVENTION}); mean ± std over seeds, in %; "
+               "shots 0 = zero-shot.")
+    return T.to_markdown(summary_table(summary, category), caption)
 
 
 def defect_table(summary: list[dict], metric: str = "image_AUROC", category: str = "mean") -> pd.DataFrame:
     """Rows (method, shots), columns defect types: the seed-mean of ``metric``."""
-    frame = pd.DataFrame(summary)
-    cells = frame[(frame["category"] == category) & (frame["metric"] == metric)]
+    df = T.frame(summary)
+    cells = df[(df["category"] == category) & (df["metric"] == metric)]
     return cells.pivot_table(index=["method", "shots"], columns="defect", values="mean", sort=False)
 
 
 def write_outputs(result: AnomalyResult, out: Path, spec, backbone, method_options: dict, options: dict) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    _write_csv(result.rows, out / "results.csv")
-    _write_csv(result.summary, out / "summary.csv")
-    with atomic_path(out / "summary.md") as tmp:
-        Path(tmp).write_text(result.summary_markdown() + "\n")
+    T.write_csv(result.rows, out / "results.csv")
+    T.write_csv(result.summary, out / "summary.csv")
+    T.write_text(result.summary_markdown(), out / "summary.md")
     write_json({"benchmark": spec.name, "model": backbone.name, "weights": backbone.weights_id,
                 "convention": CONVENTION, "method_options": options, "timings": result.timings,
                 "summary": result.summary}, out / "metrics.json")
