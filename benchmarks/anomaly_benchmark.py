@@ -52,7 +52,7 @@ def main() -> None:
         image, pixel = four.loc["image_AUROC", "mean"], four.loc["pixel_AUROC", "mean"]
         verdict = "met" if image >= 0.9 and pixel >= 0.9 else "NOT met"
         print(f"\nbar: 4-shot patch memory image AUROC {image:.3f}, pixel AUROC {pixel:.3f} (>= 0.90 each): {verdict}")
-    print(f"\nms per test image (scoring incl. maps, features cached): "
+    print("\nms per test image (scoring incl. maps, features cached): "
           + ", ".join(f"{m} {v:.2f}" for m, v in result.timings["ms_per_image"].items()))
 
     print("\ngrid limit: pixel metrics of the grid oracle on the same test masks (mean over products)")

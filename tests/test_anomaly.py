@@ -307,3 +307,5 @@ def test_runner_and_cli_write_the_tables(tmp_path, monkeypatch, capsys, pocket_b
     assert (tmp_path / "out" / "manifests" / "star-shots1-seed3.json").is_file()
     assert main(["anomaly", str(spec), "--methods", "nope", "--no-progress"]) == 2
     assert "unknown anomaly methods" in capsys.readouterr().err
+    assert main(["anomaly", str(spec), "--methods", "mutual", "--shots", "4", "--no-progress"]) == 2
+    assert "need shots 0" in capsys.readouterr().err

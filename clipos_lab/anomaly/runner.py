@@ -87,6 +87,9 @@ def run_anomaly(spec: AnomalySpec | str | os.PathLike, backbone, methods: Sequen
     built = {m: build_anomaly_method(m, **method_options.get(m, {})) for m in methods}  # options checked early
     zero = [m for m in methods if built[m].zero_shot]
     few = [m for m in methods if not built[m].zero_shot]
+    if not (zero and 0 in shots) and not (few and any(s > 0 for s in shots)):
+        raise ValueError(f"nothing to run: zero-shot methods {zero} need shots 0, few-shot methods {few} need "
+                         f"shots >= 1 (got shots={shots})")
     layers = sorted({layer for m in built.values() for layer in m.layers if layer != "surgery"}, key=str) or [-1]
     out = Path(out_dir) if out_dir is not None else None
     t0 = time.perf_counter()
@@ -122,7 +125,8 @@ def run_anomaly(spec: AnomalySpec | str | os.PathLike, backbone, methods: Sequen
             for seed in seeds:
                 _, manifest = few_shot(category.train, n_shots, int(seed))
                 if out is not None:
-                    write_manifest(manifest, out / "manifests" / f"{_slug(category.name)}-shots{n_shots}-seed{seed}.json")
+                    manifest_name = f"{_slug(category.name)}-shots{n_shots}-seed{seed}.json"
+                    write_manifest(manifest, out / "manifests" / manifest_name)
                 normal = train_bank.select_ids([m["id"] for m in manifest])
                 for name in few:
                     method = build_anomaly_method(name, **method_options.get(name, {}))

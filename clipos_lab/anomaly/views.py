@@ -81,7 +81,8 @@ def explorer(images, masks, maps: Mapping[str, np.ndarray], image_scores: Mappin
         _panel(axes[0, 1], image, heat=m, mask=mask, title=f"{name} map", vmin=lo, vmax=hi)
         predicted = m >= t
         _panel(axes[0, 2], image, mask=mask, predicted=predicted, title=f"threshold {t:.3g}")
-        line = f"{ids[i]}: {name} image score {float(image_scores[name][i]):.3f}; {int(predicted.sum())} px above {t:.3g}"
+        line = (f"{ids[i]}: {name} image score {float(image_scores[name][i]):.3f}; "
+                f"{int(predicted.sum())} px above {t:.3g}")
         if mask is not None and mask.any():
             inter = int((predicted & mask).sum())
             line += f"; IoU with the defect {inter / max(1, int((predicted | mask).sum())):.2f}"
