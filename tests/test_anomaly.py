@@ -309,3 +309,20 @@ def test_runner_and_cli_write_the_tables(tmp_path, monkeypatch, capsys, pocket_b
     assert "unknown anomaly methods" in capsys.readouterr().err
     assert main(["anomaly", str(spec), "--methods", "mutual", "--shots", "4", "--no-progress"]) == 2
     assert "need shots 0" in capsys.readouterr().err
+
+
+def test_single_picture_heat_map_matches_the_cached_path(tmp_path, monkeypatch, pocket_backbone):
+    from clipos_lab.anomaly import encode_tokens, tokens_of_images
+
+    monkeypatch.setenv("CLIPOS_CACHE_DIR", str(tmp_path / "cache"))
+    cat = world_category("star", n_train=2, n_good=1, n_per_defect=1, defects=["stain"], seed=4)
+    normal = tokens_of_images([cat.train.load(i) for i in range(2)], pocket_backbone)
+    picture = tokens_of_images([cat.test.load(1)], pocket_backbone)
+    single = PatchMemory().fit(normal).score(picture)
+    cached = PatchMemory().fit(encode_tokens(cat.train, pocket_backbone, (-3, -2, -1)))
+    batch = cached.score(encode_tokens(cat.test, pocket_backbone, (-3, -2, -1)))
+    assert single.maps.shape == (1, 64, 64)
+    # the cache stores float16 tokens: same map up to that rounding
+    assert np.allclose(single.maps[0], batch.maps[1], atol=2e-3)
+    with pytest.raises(ValueError, match="at least one image"):
+        tokens_of_images([], pocket_backbone)

@@ -12,9 +12,9 @@ from .metrics import anomaly_metrics, aupro, f1_max, image_auroc, pixel_auroc
 from .mutual import MutualScoring
 from .prompts import StatePrompts
 from .runner import METHODS, AnomalyResult, build_anomaly_method, run_anomaly
-from .tokens import TokenBank, encode_tokens
+from .tokens import TokenBank, encode_tokens, tokens_of_images
 
 __all__ = ["AnomalyCategory", "AnomalyDataset", "AnomalyMethod", "AnomalyResult", "AnomalyScores", "AnomalySpec",
            "METHODS", "MutualScoring", "PatchMemory", "StatePrompts", "TokenBank", "WorldDefectDataset",
            "anomaly_metrics", "aupro", "build_anomaly_method", "encode_tokens", "f1_max", "image_auroc",
-           "mvtec_category", "pixel_auroc", "run_anomaly", "world_category"]
+           "mvtec_category", "pixel_auroc", "run_anomaly", "tokens_of_images", "world_category"]

@@ -176,3 +176,21 @@ def _load(path: Path) -> TokenBank:
         return TokenBank(json.loads(header["ids"]), fh.get_tensor("labels"), fh.get_tensor("global"), layers,
                          fh.get_tensor("surgery") if "surgery" in names else None,
                          tuple(json.loads(header["grid"])), int(header["image_size"]), json.loads(header["meta"]))
+
+
+def tokens_of_images(images, backbone, layers: Sequence[int | str] = (-3, -2, -1)) -> TokenBank:
+    """Tokens of a few PIL images given directly (no dataset, no cache): for a heat map of a single picture.
+
+    ``method.fit(tokens_of_images(normal_pictures, backbone), backbone, "bottle").score(tokens_of_images([img],
+    backbone))`` gives that picture's score and map without building a dataset.
+    """
+    images = list(images)
+    if not images:
+        raise ValueError("tokens_of_images needs at least one image")
+    depth = len(backbone.visual.transformer.resblocks)
+    wanted = sorted(k for k in resolve_layers(layers, depth) if k != "surgery")
+    batch = torch.stack([backbone.preprocess(img.convert("RGB")) for img in images])
+    g, out, s = forward_layers(backbone, batch, wanted)
+    return TokenBank([f"image{i}" for i in range(len(images))], torch.zeros(len(images), dtype=torch.long),
+                     g.cpu(), {k: v.cpu() for k, v in out.items()}, None if s is None else s.cpu(), backbone.grid,
+                     backbone.image_size, {"model": backbone.name, "weights": backbone.weights_id, "depth": depth})
