@@ -11,6 +11,10 @@ A scene is one of three kinds:
 * ``background``: a background texture with no object at all (texture-OOD);
 * ``clutter``: several small shapes scattered over a background (a mixed-scene OOD set).
 
+Apart from these, :func:`render_product` draws *products* for anomaly detection: one shape in a fixed colour on
+a fixed background, optionally with a defect (stain, bite, scratch, hole) and its exact pixel mask. It has its
+own random streams, so it changes no image of the three scene kinds.
+
 Every scene records what was drawn (:class:`Scene`), including each object's pixel box, so captions and
 spatial claims (does a relevance map peak inside the object?) can be checked against the truth.
 """
