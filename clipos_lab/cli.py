@@ -127,9 +127,11 @@ def cmd_splits(args) -> int:
 
 
 def cmd_anomaly(args) -> int:
+    from .anomaly.data import AnomalySpec
     from .anomaly.runner import DEFAULT_METHODS, run_anomaly
 
-    spec = str(_anomaly_spec_path(args.spec))
+    spec = AnomalySpec.from_yaml(_anomaly_spec_path(args.spec))
+    spec.categories()  # a missing folder fails here, before the backbone loads
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else list(DEFAULT_METHODS)
     options = json.loads(args.options) if args.options else None
     if options is not None and not isinstance(options, dict):
