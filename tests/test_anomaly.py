@@ -326,3 +326,19 @@ def test_single_picture_heat_map_matches_the_cached_path(tmp_path, monkeypatch, 
     assert np.allclose(single.maps[0], batch.maps[1], atol=2e-3)
     with pytest.raises(ValueError, match="at least one image"):
         tokens_of_images([], pocket_backbone)
+
+
+@pytest.mark.parametrize("masks", [True, False], ids=["with-masks", "without-masks"])
+def test_runner_on_an_mvtec_style_folder(tmp_path, monkeypatch, pocket_backbone, masks):
+    from clipos_lab.anomaly import run_anomaly
+
+    monkeypatch.setenv("CLIPOS_CACHE_DIR", str(tmp_path / "cache"))
+    _mvtec_tree(tmp_path / "data", masks=masks)
+    spec = tmp_path / "mine.yaml"
+    spec.write_text(yaml.safe_dump({"name": "mine", "data": {"type": "mvtec", "root": "data"}}))  # relative
+    result = run_anomaly(spec, pocket_backbone, methods=["patch-memory", "mutual"], shots=[0, 1], seeds=[1],
+                         progress=False)
+    metrics = {r["metric"] for r in result.rows}
+    expected = set(AM.METRICS) if masks else {"image_AUROC", "image_F1max"}
+    assert metrics == expected
+    assert {r["category"] for r in result.rows} == {"widget"} and {r["defect"] for r in result.rows} == {"all", "crack"}
