@@ -342,3 +342,13 @@ def test_runner_on_an_mvtec_style_folder(tmp_path, monkeypatch, pocket_backbone,
     expected = set(AM.METRICS) if masks else {"image_AUROC", "image_F1max"}
     assert metrics == expected
     assert {r["category"] for r in result.rows} == {"widget"} and {r["defect"] for r in result.rows} == {"all", "crack"}
+
+
+def test_shipped_world_specs_build_and_validation_uses_other_images():
+    test = AnomalySpec.from_yaml(BENCHMARKS / "world-anomaly.yaml")
+    validation = AnomalySpec.from_yaml(BENCHMARKS / "world-anomaly-validation.yaml")
+    assert validation.data["seed"] != test.data["seed"]
+    cats = test.categories()
+    assert [c.name for c in cats] == ["circle", "square", "triangle", "star", "heart", "cross"]
+    assert len(cats[0].test) == 40 + 4 * 15 and len(cats[0].train) == 16
+    assert len(validation.categories()) == 6
