@@ -219,9 +219,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_progress_logs() -> None:
+    """The library logs its progress (``clipos_lab.*`` loggers); the command line shows it on stderr."""
+    logger = logging.getLogger("clipos_lab")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")  # the library logs progress; we show it
+    _show_progress_logs()
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError, RuntimeError) as err:

@@ -84,3 +84,17 @@ def test_text_embeddings_are_cached_by_the_backbone(tiny_backbone):
     after_first = len(tiny_backbone._text_cache)
     MCM().fit(tiny_backbone, classnames=["zebra", "yak"])
     assert after_first == before + 2 and len(tiny_backbone._text_cache) == after_first
+
+
+def test_public_api_names_resolve_lazily_without_shadowing_subpackages():
+    import clipos_lab
+
+    assert clipos_lab.build_method is build_method
+    assert clipos_lab.run_benchmark.__module__ == "clipos_lab.evaluation.runner"
+    for name in clipos_lab.__all__:
+        assert getattr(clipos_lab, name) is not None
+    import clipos_lab.methods as package
+
+    assert clipos_lab.methods is package  # the subpackage, not a function of the same name
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        clipos_lab.nope  # noqa: B018
