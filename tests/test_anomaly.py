@@ -249,6 +249,10 @@ def test_mvtec_bad_inputs_get_clear_errors(tmp_path):
     (root / "ground_truth" / "crack" / "001_mask.png").unlink()
     with pytest.raises(DataError, match="no mask for .*001.png"):
         mvtec_category(tmp_path, "widget")
+    (root / "test" / "good" / "000.png").rename(root / "000.png")
+    (root / "test" / "good").rmdir()
+    with pytest.raises(DataError, match=r"test/good does not exist: the test set needs normal images"):
+        mvtec_category(tmp_path, "widget")
     for f in (root / "train" / "good").iterdir():
         f.unlink()
     (root / "train" / "good").rmdir()

@@ -186,8 +186,10 @@ class MVTecDataset(AnomalyDataset):
             raise DataError(f"{split_dir} does not exist: an MVTec-style category needs train/good and test/<type> "
                             "folders")
         types = sorted(p.name for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
-        if GOOD not in types and split == "train":
-            raise DataError(f"{split_dir / GOOD} does not exist: the normal training images go in train/good/")
+        if GOOD not in types:
+            why = ("the normal training images go there" if split == "train" else
+                   "the test set needs normal images: every metric compares them with the defective ones")
+            raise DataError(f"{split_dir / GOOD} does not exist: {why}")
         classnames = [GOOD] + [t for t in types if t != GOOD]
         self._masks: dict[str, Path | None] = {}
         samples = []
