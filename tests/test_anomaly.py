@@ -313,6 +313,8 @@ def test_runner_and_cli_write_the_tables(tmp_path, monkeypatch, capsys, pocket_b
     assert "unknown anomaly methods" in capsys.readouterr().err
     assert main(["anomaly", str(spec), "--methods", "mutual", "--shots", "4", "--no-progress"]) == 2
     assert "need shots 0" in capsys.readouterr().err
+    assert main(["anomaly", str(spec), "--options", '{"mutual": {"radius": 3}}', "--no-progress"]) == 2
+    assert "its options are ['layers', 'radii', 'fraction'" in capsys.readouterr().err
 
 
 def test_single_picture_heat_map_matches_the_cached_path(tmp_path, monkeypatch, pocket_backbone):

@@ -11,6 +11,7 @@ std over seeds; outputs mirror the OOD runner's: ``results.csv``, ``summary.csv`
 
 from __future__ import annotations
 
+import inspect
 import os
 import time
 from dataclasses import dataclass, field
@@ -40,7 +41,11 @@ CONVENTION = "higher score = more anomalous; anomalous images / defect pixels po
 def build_anomaly_method(name: str, **options) -> AnomalyMethod:
     if name not in METHODS:
         raise ValueError(f"unknown anomaly method {name!r}; choose from {list(METHODS)}")
-    return METHODS[name](**options)
+    try:
+        return METHODS[name](**options)
+    except TypeError as err:  # an option the method does not have
+        known = [p for p in inspect.signature(METHODS[name]).parameters]
+        raise ValueError(f"bad options {options} for {name}: {err}; its options are {known}") from err
 
 
 @dataclass
