@@ -8,6 +8,7 @@ The pipeline reads in this order (one folder per step; ``docs/`` describes the m
     clipos/      CLIP-OS stage by stage: relevance -> synthesis -> prompts
     methods/     MCM, GL-MCM, CoOp, LoCoOp, CLIP-OS behind fit / score / predict
     evaluation/  scores, metrics, the benchmark runner, tables
+    anomaly/     anomaly maps: patch memory, mutual scoring, state prompts (docs/anomaly.md)
 
 The names below are the public API; they are imported on first use, so ``import clipos_lab`` stays fast::
 
@@ -30,6 +31,8 @@ _API = {
     "PromptConfig": "clipos.prompts",
     "run_benchmark": "evaluation.runner", "run_suite": "evaluation.runner", "ood_metrics": "evaluation.metrics",
     "run_sweep": "sweep",
+    "AnomalySpec": "anomaly", "run_anomaly": "anomaly", "PatchMemory": "anomaly", "MutualScoring": "anomaly",
+    "StatePrompts": "anomaly",
 }
 
 __all__ = sorted(_API)
