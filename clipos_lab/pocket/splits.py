@@ -1,7 +1,7 @@
 """Random ID/OOD class splits of the pocket world: several benchmarks instead of one hand-picked split.
 
 On the default split (``world-default.yaml``) zero-shot MCM already reaches 98.7 AUROC, so method differences
-there are a few tenths of a point. Which shapes are ID decides most of the difficulty: over the first five shipped
+there are a few tenths of a point. Which shapes are ID decides most of the difficulty: over the ten shipped
 splits, zero-shot MCM's OOD-average AUROC ranges from 94.4 to 98.8. Open-set recognition therefore
 reports the mean over several random class splits, and so does this module. The splits are drawn by a seeded
 permutation, never chosen by looking at results, and their specs have the same layout as the default one:
@@ -21,7 +21,7 @@ from ..files import atomic_path
 from . import world as W
 
 SPLITS_SEED = 0
-N_SPLITS = 10  # shipped in assets/benchmarks/world-splits: with 5, only a 5/5 record beat a coin toss (p = 0.03)
+N_SPLITS = 10  # shipped in assets/benchmarks/world-splits; with 5, only a 5/5 win record beats a coin toss (p = 0.03)
 FIRST_DATA_SEED = 300  # the default benchmark uses seeds 100-103 and its validation split 200-203
 
 
