@@ -19,14 +19,19 @@ import csv
 import json
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
+import torch
+
 from ..clipos.prompts import PromptConfig
-from ..data import BenchmarkSpec, few_shot, write_manifest
+from ..data import BenchmarkSpec, DataError, few_shot, write_manifest
 from ..features import FeatureBank
-from ..files import atomic_path
+from ..files import RunFolder, atomic_path, check_name
 from ..methods import METHODS, build_method, is_few_shot
 from . import metrics as M
 from .tables import average_cells, mean_std
@@ -71,27 +76,106 @@ def encode_banks(spec: BenchmarkSpec, backbone, batch_size: int = 64, cache=True
         train_ds = train_ds.subset([i for i, s in enumerate(train_ds.samples) if s.id in readable])
     banks = Banks(enc(id_ds), train_bank, {name: enc(ds) for name, ds in ood_ds.items()}, train_ds)
     banks.encode_seconds = time.perf_counter() - start
+    check_banks(banks)
     return banks
+
+
+class OverlapWarning(UserWarning):
+    """An OOD set shares images with the ID test set, so its AUROC is pulled towards 50."""
+
+
+def check_banks(banks: Banks) -> None:
+    """Refuse features that are not finite (naming the cache file); warn when an OOD set repeats ID images."""
+    named = {"ID test": banks.id_test, "ID training pool": banks.id_train,
+             **{f"OOD set '{k}'": b for k, b in banks.ood.items()}}
+    for what, bank in named.items():
+        bad = ~torch.isfinite(bank.global_.float()).all(dim=-1)
+        if bool(bad.any()):
+            where = bank.meta.get("cache_path") or "not cached"
+            raise DataError(f"{what} has {int(bad.sum())} of {len(bank)} feature vectors with NaN or inf (e.g. "
+                            f"{bank.ids[int(bad.nonzero()[0])]!r}; cache file: {where}): delete that file to encode "
+                            f"again, and check the model weights if it comes back")
+    id_rows = {row.numpy().tobytes() for row in banks.id_test.global_}
+    for name, bank in banks.ood.items():
+        shared = sum(row.numpy().tobytes() in id_rows for row in bank.global_)
+        if shared == len(bank) and len(bank) == len(banks.id_test):
+            warnings.warn(f"OOD set '{name}' is identical to the ID test set ({shared} images): its AUROC will be "
+                          f"about 50; check the spec", OverlapWarning, stacklevel=3)
+        elif shared:
+            warnings.warn(f"{shared} of {len(bank)} images of OOD set '{name}' are also ID test images: they count "
+                          f"as OOD and as ID; check the spec", OverlapWarning, stacklevel=3)
 
 
 def run_benchmark(spec: BenchmarkSpec | str | os.PathLike, backbone, methods: Sequence[str] = DEFAULT_METHODS,
                   shots: Sequence[int] = (1, 2), seeds: Sequence[int] = (1, 2, 3), prompt: PromptConfig | None = None,
                   method_options: dict | None = None, out_dir: str | os.PathLike | None = None, cache=True,
                   progress: bool = True, batch_size: int = 64, save_prompts: bool = True,
-                  banks: Banks | None = None, keep_fitted: bool = False) -> BenchmarkResult:
-    """Fit and score every method; write ``results.csv``, ``summary.csv``, ``summary.md``, ``metrics.json``."""
+                  banks: Banks | None = None, keep_fitted: bool = False, overwrite: bool = False) -> BenchmarkResult:
+    """Fit and score every method; write ``results.csv``, ``summary.csv``, ``summary.md``, ``metrics.json``.
+
+    ``out_dir`` is written as a whole (see :class:`~clipos_lab.files.RunFolder`): with ``run.json`` listing every
+    file, never mixed with an earlier run, and an earlier run there is replaced only with ``overwrite=True``.
+    """
     if isinstance(spec, (str, os.PathLike)):
         spec = BenchmarkSpec.from_yaml(spec)
+    check_run_arguments(methods, shots, seeds, batch_size)
+    check_name(spec.name, "benchmark name")
+    if out_dir is None:
+        return _run_benchmark(spec, backbone, methods, shots, seeds, prompt, method_options, None, cache, progress,
+                              batch_size, save_prompts, banks, keep_fitted)
+    run = RunFolder(out_dir, BENCHMARK_OUTPUTS, overwrite=overwrite)  # refuses before any work
+    try:
+        result = _run_benchmark(spec, backbone, methods, shots, seeds, prompt, method_options, run.path, cache,
+                                progress, batch_size, save_prompts, banks, keep_fitted)
+        run.commit(_run_info(spec, backbone, methods=list(methods), shots=list(shots), seeds=list(seeds)))
+    except BaseException:
+        run.discard()
+        raise
+    return result
+
+
+BENCHMARK_OUTPUTS = ["results.csv", "summary.csv", "summary.md", "metrics.json", "manifests", "prompts"]
+
+
+def check_run_arguments(methods: Sequence[str], shots: Sequence[int], seeds: Sequence[int],
+                        batch_size: int = 64) -> None:
+    """Every argument problem at once, before any image is encoded."""
+    problems = []
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
-        raise ValueError(f"unknown methods {unknown}; choose from {METHODS}")
-    if any(int(s) < 1 for s in shots):
-        raise ValueError(f"shots={list(shots)}: every entry must be at least 1")
+        problems.append(f"unknown methods {unknown}; choose from {METHODS}")
+    if not list(methods):
+        problems.append("methods is empty: name at least one method")
+    for what, values, low in (("shots", shots, 1), ("seeds", seeds, 0)):
+        values = list(values)
+        if any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low for v in values):
+            problems.append(f"{what}={values}: every entry must be a whole number >= {low}")
+        elif len(set(values)) != len(values):
+            repeated = sorted({v for v in values if values.count(v) > 1})
+            problems.append(f"{what}={values} repeats {repeated}: each value once (a repeated seed would be averaged "
+                            f"as if it were an independent run)")
+    few_shot_methods = [m for m in methods if m in METHODS and is_few_shot(m)]
+    if few_shot_methods and (not list(shots) or not list(seeds)):
+        problems.append(f"few-shot methods {few_shot_methods} need at least one shots value and one seed "
+                        f"(got shots={list(shots)}, seeds={list(seeds)})")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        problems.append(f"batch_size={batch_size!r} must be a whole number >= 1")
+    if problems:
+        raise ValueError("; ".join(problems))
+
+
+def _run_info(spec, backbone, **extra) -> dict:
+    return {"benchmark": spec.name, "spec": str(spec.path) if getattr(spec, "path", None) else None,
+            "model": backbone.name, "weights": backbone.weights_id, **extra,
+            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+def _run_benchmark(spec, backbone, methods, shots, seeds, prompt, method_options, out, cache, progress, batch_size,
+                   save_prompts, banks, keep_fitted) -> BenchmarkResult:
     prompt = prompt or PromptConfig(progress=False)
     method_options = method_options or {}
     t0 = time.perf_counter()
     banks = banks or encode_banks(spec, backbone, batch_size=batch_size, cache=cache, progress=progress)
-    out = Path(out_dir) if out_dir is not None else None
     result = BenchmarkResult([], [])
     fit_seconds: dict[str, float] = {}
 
@@ -152,21 +236,34 @@ SUITE_RIVALS = ("MCM", "CoOp", "LoCoOp")
 
 
 def run_suite(specs: Sequence[BenchmarkSpec | str | os.PathLike], backbone, out_dir: str | os.PathLike | None = None,
-              **kwargs) -> SuiteResult:
+              overwrite: bool = False, **kwargs) -> SuiteResult:
     """:func:`run_benchmark` on every spec (outputs in ``<out_dir>/<spec name>/``), then the across-spec summary
-    (``suite_summary.csv`` / ``.md`` in ``out_dir``)."""
+    (``suite_summary.csv`` / ``.md`` in ``out_dir``). ``out_dir`` is one run folder, as in :func:`run_benchmark`."""
     specs = [BenchmarkSpec.from_yaml(s) if isinstance(s, (str, os.PathLike)) else s for s in specs]
-    names = [s.name for s in specs]
+    names = [check_name(s.name, "benchmark name") for s in specs]
     if not specs or len(set(names)) != len(names):
         raise ValueError(f"a suite needs at least one spec and distinct spec names, got {names}")
-    out = Path(out_dir) if out_dir is not None else None
-    per_spec = {s.name: run_benchmark(s, backbone, out_dir=None if out is None else out / s.name, **kwargs)
-                for s in specs}
-    result = SuiteResult(per_spec, summarise_suite({n: r.summary for n, r in per_spec.items()}))
-    if out is not None:
-        _write_csv(result.summary, out / "suite_summary.csv")
-        with atomic_path(out / "suite_summary.md") as tmp:
-            Path(tmp).write_text(result.summary_markdown() + "\n")
+    if len({n.lower() for n in names}) != len(names):
+        raise ValueError(f"suite spec names {names} differ only in case; their output folders would collide")
+    check_run_arguments(kwargs.get("methods", DEFAULT_METHODS), kwargs.get("shots", (1, 2)),
+                        kwargs.get("seeds", (1, 2, 3)), kwargs.get("batch_size", 64))
+    run = None if out_dir is None else RunFolder(out_dir, [*names, "suite_summary.csv", "suite_summary.md"],
+                                                 overwrite=overwrite)
+    out = None if run is None else run.path
+    try:
+        per_spec = {s.name: run_benchmark(s, backbone, out_dir=None if out is None else out / s.name, **kwargs)
+                    for s in specs}
+        result = SuiteResult(per_spec, summarise_suite({n: r.summary for n, r in per_spec.items()}))
+        if out is not None:
+            _write_csv(result.summary, out / "suite_summary.csv")
+            with atomic_path(out / "suite_summary.md") as tmp:
+                Path(tmp).write_text(result.summary_markdown() + "\n")
+            run.commit({"suite": names, "model": backbone.name, "weights": backbone.weights_id,
+                        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+    except BaseException:
+        if run is not None:
+            run.discard()
+        raise
     return result
 
 

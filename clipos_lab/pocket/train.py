@@ -88,6 +88,16 @@ class TrainConfig:
         unknown = set(values) - known
         if unknown:
             raise ValueError(f"unknown training options {sorted(unknown)}; known: {sorted(known)}")
+        wrong = []
+        for f in fields(cls):
+            if f.name in values:
+                want, got = type(f.default), values[f.name]
+                ok = isinstance(got, want) and not (isinstance(got, bool) and want is not bool)
+                ok = ok or (want is float and isinstance(got, int) and not isinstance(got, bool))
+                if not ok:
+                    wrong.append(f"{f.name}={got!r} (wants {want.__name__})")
+        if wrong:
+            raise ValueError(f"training options of the wrong type: {', '.join(wrong)}")
         return cls(**values)
 
 
