@@ -100,7 +100,7 @@ def cmd_encode(args) -> int:
                                   cache=args.cache_dir or True)
         folders = getattr(ds, "unreadable_folders", [])
         print(f"{name}: {len(bank)} images, {bank.meta.get('n_skipped', 0)} skipped, "
-              + (f"{len(folders)} unreadable folders ({', '.join(folders[:3])}), " if folders else "")
+              + (f"{len(folders)} sub-folders not read ({', '.join(folders[:3])}), " if folders else "")
               + f"cache {bank.meta.get('cache_path', '(loaded)')}")
     return 0
 

@@ -24,7 +24,7 @@ from PIL import Image
 from ..files import atomic_path
 from ..pocket import world as W
 from .errors import DataError, UnreadableFolderWarning
-from .images import IMAGE_EXTENSIONS, load_image
+from .images import IMAGE_EXTENSIONS, LOADER_VERSION, load_image
 
 ID_SHAPES: tuple[str, ...] = W.SHAPES[:6]
 NEAR_OOD_SHAPES: tuple[str, ...] = W.SHAPES[6:]
@@ -95,7 +95,7 @@ class ImageDataset:
             st = os.stat(sample.path)
         except OSError as err:  # dangling link, symlink loop, unreadable: loading will skip and count it
             return f"{sample.id}|unreadable|{err.errno}"
-        return f"{sample.id}|{st.st_size}|{st.st_mtime_ns}"
+        return f"{sample.id}|{st.st_size}|{st.st_mtime_ns}|{LOADER_VERSION}"
 
 
 class FolderDataset(ImageDataset):

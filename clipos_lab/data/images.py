@@ -16,6 +16,8 @@ from PIL import Image, ImageOps
 from .errors import ImageLoadError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+# changes whenever load_image would give other pixels for the same file; file fingerprints (and so cache keys) hold it
+LOADER_VERSION = "exif-transpose"
 
 
 # what Pillow raises for files that are corrupt, truncated or not images (plugins are not consistent about it)
