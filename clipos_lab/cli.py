@@ -72,7 +72,7 @@ def device_name(text: str) -> str:
     try:
         return check_device(text)
     except Exception as err:  # noqa: BLE001 - torch's parse error or our own: one message naming the option
-        raise argparse.ArgumentTypeError(f"--device {text!r}: {err}") from None
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _spec_path(value: str | None) -> str:

@@ -113,7 +113,7 @@ class FeatureBank:
         key, path = None, None
         if cache is not False:
             key = cache_key(dataset, backbone, surgery, patch_dtype)
-            folder = ensure_writable_dir(default_cache_dir() if cache is True else Path(cache), "feature cache")
+            folder = default_cache_dir() if cache is True else Path(cache)
             name = check_name(str(getattr(dataset, "name", "dataset")), "dataset name")  # never a path outside
             path = folder / f"{name}-{key[:20]}.safetensors"
             if path.exists():
@@ -127,6 +127,7 @@ class FeatureBank:
                     warnings.warn(f"feature cache {path} is unreadable ({type(err).__name__}: {err}); "
                                   "rebuilding it", CacheWarning)
                 path.unlink(missing_ok=True)
+            ensure_writable_dir(folder, "feature cache")  # before the encoding work, not after it
         bank = cls._encode(dataset, backbone, batch_size, surgery, progress, patch_dtype)
         if path is not None:
             bank.meta["key"] = key

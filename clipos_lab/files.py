@@ -214,7 +214,7 @@ class RunFolder:
 
     def __init__(self, target: str | os.PathLike, names: list[str], overwrite: bool = False,
                  option: str = "--overwrite"):
-        self.target = Path(target)
+        self.target = Path(os.path.abspath(expand_path(target)))  # "." has a name and a parent, too
         self.names = [check_name(n, "output name") for n in names] + [RUN_MANIFEST]
         self.overwrite = overwrite
         if self.target.exists() and not self.target.is_dir():
@@ -228,10 +228,15 @@ class RunFolder:
                                                 f"{option} to replace it, or choose another output folder",
                                   str(self.target))
         parent = self.target.parent
-        ensure_writable_dir(parent, "output folder's parent")
         if self.target.exists():
             ensure_writable_dir(self.target, "output folder")
-        self._remove_dead_stagings()
+            try:  # stage beside the target when possible (one rename at the end), else inside it
+                ensure_writable_dir(parent, "output folder's parent")
+            except OSError:
+                parent = self.target
+        else:
+            ensure_writable_dir(parent, "output folder's parent")
+        self._remove_dead_stagings(parent)
         self.path = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.staging-{os.getpid()}-", dir=parent))
 
     # the earlier run: files its manifest lists, else anything under the names this run writes
@@ -255,8 +260,8 @@ class RunFolder:
                 files.add(name)
         return sorted(f for f in files if (self.target / f).exists() or (self.target / f).is_symlink())
 
-    def _remove_dead_stagings(self) -> None:
-        for old in self.target.parent.glob(f".{glob_escape(self.target.name)}.staging-*"):
+    def _remove_dead_stagings(self, parent: Path) -> None:
+        for old in parent.glob(f".{glob_escape(self.target.name)}.staging-*"):
             try:
                 pid = int(old.name.rsplit(".staging-", 1)[1].split("-")[0])
             except (ValueError, IndexError):

@@ -296,7 +296,7 @@ def test_6_pocket_train_options_are_checked(tmp_path, capsys, options, words):
     (["pocket", "train", "--max-steps", "0"], "--max-steps must be at least 1"),
     (["splits", "--n", "0"], "--n must be at least 1"),
     (["splits", "--seed", "-1"], "--seed must be at least 0"),
-    (["encode", "x", "--device", "gpu9"], "--device 'gpu9'"),
+    (["encode", "x", "--device", "gpu9"], "argument --device: device 'gpu9' is not a torch device"),
 ])
 def test_13_numbers_are_checked_where_parsed_and_named(argv, words, capsys):
     with pytest.raises(SystemExit) as exit_:
