@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -239,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     from .files import describe_os_error
 
     args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # the library logs progress; we show it
     try:
         return args.func(args)
     except OSError as err:  # before ValueError: some errors are both; this names the path

@@ -166,7 +166,6 @@ class TrainingData:
 def train_prompts(learner: PromptLearner, data: TrainingData, cfg: PromptConfig, beta: float = 0.0,
                   gamma: float = 0.0) -> list[dict]:
     """SGD + cosine schedule over ``cfg.epochs``; returns the loss history (one row per step)."""
-    torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     params = [p for p in learner.parameters() if p.requires_grad]
     optim = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
