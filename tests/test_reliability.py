@@ -394,7 +394,7 @@ def test_14_sweep_cleans_up_what_a_killed_cell_left(tmp_path, monkeypatch):
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell("OUTPUT_DIR = '.'", metadata={"tags": ["parameters"]})]
     nbformat.write(nb, str(tmp_path / "nb.ipynb"))
-    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump({"notebook": "nb.ipynb", "output": "out",
+    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump({"notebook": "nb.ipynb", "output": str(tmp_path / "out"),
                                                          "grid": {"A": [1]}}))
     sweep = load_sweep(tmp_path / "sweep.yaml")
     folder = sweep.output / "runs" / "A-1"
