@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -51,7 +52,7 @@ class Case:
     check: Callable[[Path, subprocess.CompletedProcess], str | None] | None = None  # None, "silent" or "lost"
     env: dict = field(default_factory=dict)
     needs_new: bool = False
-    kill_after: float | None = None  # SIGKILL the run after this many seconds (a crash mid-way)
+    kill_when: tuple[str, ...] = ()  # SIGKILL the run once one of these globs matches (a crash mid-way)
 
 
 def yaml_dump(data) -> str:
@@ -182,7 +183,7 @@ def out_unchanged(s: Path, proc):
 # ------------------------------------------------------------------------------------------------- cases
 
 def cases() -> list[Case]:
-    bench = ["benchmark", "spec.yaml", "--out", "o", *MODEL]
+    bench = ["benchmark", "spec.yaml", "--out", "o", "--methods", "MCM", *MODEL]  # quick when nothing stops it
     coop = ["--methods", "CoOp", "--epochs", "1"]
     return [
         # lost data, or writes outside their folder
@@ -196,7 +197,8 @@ def cases() -> list[Case]:
               "--out", "out", *MODEL], "error", earlier_run(), out_unchanged),
         Case("benchmark --overwrite killed mid-training (SIGKILL)", "lost",
              ["benchmark", "other.yaml", "--methods", "CoOp", "--shots", "1", "--seeds", "7", "--epochs", "100000",
-              "--out", "out", "--overwrite", *MODEL], "killed", earlier_run(), out_unchanged, kill_after=25),
+              "--out", "out", "--overwrite", *MODEL], "killed", earlier_run(), out_unchanged,
+             kill_when=("out/manifests/shots1-seed7.json", ".out.staging-*/manifests/shots1-seed7.json")),
         Case("OOD set named ../../escape", "lost", bench, "error",
              spec_file(ood={"../../escape": TINY["ood"]["textures"]}), nothing_outside),
         Case("benchmark named ../../../x (a suite folder)", "lost", ["evaluate", "suite", "--out", "a/b/o", *MODEL],
@@ -226,23 +228,23 @@ def cases() -> list[Case]:
         Case("pocket train, options not JSON", "traceback", ["pocket", "train", "--out", "r", "--options", "{x"],
              "error"),
         # silent wrong results
-        Case("--epochs 0", "silent", [*bench, *coop[:2], "--epochs", "0"], "error"),
-        Case("--epochs -1", "silent", [*bench, *coop[:2], "--epochs", "-1"], "error"),
-        Case("--shots '' with CoOp", "silent", [*bench, *coop, "--shots", ""], "error"),
-        Case("--seeds '' with CoOp", "silent", [*bench, *coop, "--seeds", ""], "error"),
-        Case("--seeds 1,1", "silent", [*bench, *coop, "--seeds", "1,1"], "error"),
-        Case("--shots 1,1", "silent", [*bench, *coop, "--shots", "1,1"], "error"),
+        Case("--epochs 0", "silent", [*bench, *coop[:2], "--epochs", "0"], "error", spec_file()),
+        Case("--epochs -1", "silent", [*bench, *coop[:2], "--epochs", "-1"], "error", spec_file()),
+        Case("--shots '' with CoOp", "silent", [*bench, *coop, "--shots", ""], "error", spec_file()),
+        Case("--seeds '' with CoOp", "silent", [*bench, *coop, "--seeds", ""], "error", spec_file()),
+        Case("--seeds 1,1", "silent", [*bench, *coop, "--seeds", "1,1"], "error", spec_file()),
+        Case("--shots 1,1", "silent", [*bench, *coop, "--shots", "1,1"], "error", spec_file()),
         Case("linked sub-folder looping back", "silent", ["encode", "t", *MODEL], "skip", folder_loop),
         Case("OOD set identical to the ID set", "silent", ["evaluate", "spec.yaml", "--out", "o", *MODEL], "ok",
              spec_file(ood={"copy": TINY["id"]}), names_in_stderr("identical")),
         Case("cached features with a NaN", "silent", ["evaluate", "spec.yaml", "--out", "o", *MODEL], "ok",
              nan_cache, nan_named),
         # unclear errors and unchecked values
-        Case("--shots 1.5", "unclear", [*bench, "--shots", "1.5"], "error", check=names_in_stderr("--shots")),
-        Case("--shots abc", "unclear", [*bench, "--shots", "abc"], "error", check=names_in_stderr("--shots")),
+        Case("--shots 1.5", "unclear", [*bench, "--shots", "1.5"], "error", spec_file(), names_in_stderr("--shots")),
+        Case("--shots abc", "unclear", [*bench, "--shots", "abc"], "error", spec_file(), names_in_stderr("--shots")),
         Case("--seeds -5", "unclear", [*bench, *coop, "--seeds", "-5"], "error", spec_file(),
              names_in_stderr("--seeds")),
-        Case("--epochs abc", "unclear", [*bench, "--epochs", "abc"], "error", check=names_in_stderr("--epochs")),
+        Case("--epochs abc", "unclear", [*bench, "--epochs", "abc"], "error", spec_file(), names_in_stderr("--epochs")),
         Case("encode --batch-size 0", "unclear", ["encode", "t", "--batch-size", "0", *MODEL], "error",
              lambda s: images(s / "t"), names_in_stderr("--batch-size")),
         Case("encode --batch-size -2", "unclear", ["encode", "t", "--batch-size", "-2", *MODEL], "error",
@@ -281,15 +283,27 @@ def cases() -> list[Case]:
 PACKAGE = ROOT
 
 
-def run(s: Path, argv: list[str], env: dict | None = None, timeout: float | None = None):
+def run(s: Path, argv: list[str], env: dict | None = None, kill_when: tuple[str, ...] = ()):
     env = {**os.environ, "PYTHONPATH": str(PACKAGE), "CLIPOS_CACHE_DIR": str(s / "cache"),
            "PYTHONWARNINGS": "default", **(env or {})}
     env = {k: str(s / v) if k == "CLIPOS_CACHE_DIR" and not os.path.isabs(v) else v for k, v in env.items()}
-    try:
+    if not kill_when:
         return subprocess.run([sys.executable, "-m", "clipos_lab", *argv], cwd=s, env=env, capture_output=True,
-                              text=True, timeout=timeout)
-    except subprocess.TimeoutExpired as err:  # subprocess.run has killed it with SIGKILL
-        return subprocess.CompletedProcess(argv, -9, err.stdout or "", err.stderr or "")
+                              text=True)
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "clipos_lab", *argv], cwd=s, env=env, stdout=out, stderr=err,
+                                text=True)
+        deadline = time.monotonic() + 600
+        while proc.poll() is None and time.monotonic() < deadline:
+            if any(next(s.glob(g), None) for g in kill_when):  # it has started writing: kill it now
+                time.sleep(0.5)
+                break
+            time.sleep(0.1)
+        proc.kill()
+        proc.wait()
+        out.seek(0)
+        err.seek(0)
+        return subprocess.CompletedProcess(argv, proc.returncode, out.read(), err.read())
 
 
 def outcome(case: Case, s: Path, proc) -> str:
@@ -335,7 +349,7 @@ def main() -> None:
             if case.setup:
                 case.setup(s)
             argv = case.argv if is_new else [a for a in case.argv if a != "--overwrite"]  # older: no such option
-            proc = run(s, argv, case.env, timeout=case.kill_after)
+            proc = run(s, argv, case.env, kill_when=case.kill_when)
             result = outcome(case, s, proc)
         last = (proc.stderr.strip().splitlines() or [""])[-1][:150]
         rows.append({"case": case.name, "group": case.group, "outcome": result, "rc": proc.returncode,
