@@ -363,6 +363,9 @@ def test_13_an_ood_set_identical_to_the_id_set_warns(tiny_backbone, tmp_path):
     with pytest.warns(OverlapWarning, match="'copy' is identical to the ID test set"):
         runner.encode_banks(BenchmarkSpec.from_dict(same, base_dir=tmp_path), tiny_backbone,
                             cache=tmp_path / "cache", progress=False)
+    with pytest.warns(OverlapWarning, match="few-shot pool are also ID test images"):
+        runner.encode_banks(BenchmarkSpec.from_dict({**SPEC, "id_train": SPEC["id"]}, base_dir=tmp_path),
+                            tiny_backbone, cache=tmp_path / "cache", progress=False)
     with warnings.catch_warnings():
         warnings.simplefilter("error", OverlapWarning)
         runner.encode_banks(BenchmarkSpec.from_dict(SPEC, base_dir=tmp_path), tiny_backbone,

@@ -103,6 +103,11 @@ def check_banks(banks: Banks) -> None:
         elif shared:
             warnings.warn(f"{shared} of {len(bank)} images of OOD set '{name}' are also ID test images: they count "
                           f"as OOD and as ID; check the spec", OverlapWarning, stacklevel=3)
+    shared = sum(row.numpy().tobytes() in id_rows for row in banks.id_train.global_)
+    if shared:
+        warnings.warn(f"{shared} of {len(banks.id_train)} images of the few-shot pool are also ID test images: "
+                      f"few-shot methods may train on test images; give `id_train` its own images", OverlapWarning,
+                      stacklevel=3)
 
 
 def run_benchmark(spec: BenchmarkSpec | str | os.PathLike, backbone, methods: Sequence[str] = DEFAULT_METHODS,
