@@ -6,6 +6,7 @@
     pocket     train / export / check the shipped pocket model
     sweep      run a notebook through papermill over a parameter grid, then aggregate
     splits     write the benchmark specs of random ID/OOD class splits of the pocket world
+    anomaly    anomaly maps (patch memory, mutual scoring, state prompts) x shots x seeds on an anomaly spec
 """
 
 from __future__ import annotations
@@ -116,7 +117,8 @@ def cmd_benchmark(args, zero_shot_only: bool = False) -> int:
     kwargs = {"methods": methods} if methods else {}
     prompt = PromptConfig(progress=False, **({"epochs": args.epochs} if args.epochs is not None else {}))
     kwargs.update(shots=args.shots, seeds=args.seeds, prompt=prompt, out_dir=args.out, overwrite=args.overwrite,
-                  progress=not args.no_progress, cache=args.cache_dir or True, batch_size=args.batch_size)
+                  progress=not args.no_progress, cache=args.cache_dir or True, batch_size=args.batch_size,
+                  fpr95_rule=args.fpr95_rule)
     spec = Path(_spec_path(args.spec))
     if spec.is_dir():  # a suite: every YAML spec in the folder
         specs = sorted(spec.glob("*.yaml"))
@@ -173,6 +175,31 @@ def cmd_splits(args) -> int:
     return 0
 
 
+def cmd_anomaly(args) -> int:
+    from .anomaly.data import AnomalySpec
+    from .anomaly.runner import DEFAULT_METHODS, run_anomaly
+
+    spec = AnomalySpec.from_yaml(_anomaly_spec_path(args.spec))
+    spec.categories()  # a missing folder fails here, before the backbone loads
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else list(DEFAULT_METHODS)
+    options = json.loads(args.options) if args.options else None
+    if options is not None and not isinstance(options, dict):
+        raise ValueError('--options must be a JSON object {"method": {"option": value}}')
+    result = run_anomaly(spec, _backbone(args), methods=methods, shots=args.shots, seeds=args.seeds,
+                         method_options=options, out_dir=args.out, cache=args.cache_dir or True,
+                         progress=not args.no_progress)
+    print(result.summary_markdown())
+    print(f"\nwrote {args.out}/results.csv, summary.csv, summary.md, metrics.json "
+          f"({result.timings['total_s']:.1f} s, of which encoding {result.timings['encode_s']:.1f} s)")
+    return 0
+
+
+def _anomaly_spec_path(value: str) -> Path:
+    from .anomaly.data import shipped_spec
+
+    return shipped_spec(value) or Path(value)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m clipos_lab", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -203,6 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--out", default=f"outputs/{name}", help="output folder (one run; see --overwrite)")
         p.add_argument("--overwrite", action="store_true",
                        help="replace an earlier run in --out (without it, such a folder is refused)")
+        p.add_argument("--fpr95-rule", default="first", choices=["first", "closest", "interpolate"],
+                       help="how FPR95 reads the 95%% point: first recall >= 0.95 (ours), closest recall "
+                            "(MCM / LoCoOp), interpolated (CLIPN)")
         p.add_argument("--cache-dir", default=None)
         p.add_argument("--no-progress", action="store_true")
         _add_backbone_args(p)
@@ -232,7 +262,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=whole_number("--seed", 0), default=0, help="seed of the permutations")
     p.add_argument("--overwrite", action="store_true", help="replace split specs that already exist in --out")
     p.set_defaults(func=cmd_splits)
+
+    p = sub.add_parser("anomaly", help="anomaly maps x shots x seeds on an anomaly spec (world or MVTec-style)")
+    p.add_argument("spec", nargs="?", default="world-anomaly",
+                   help="anomaly YAML, or a shipped one: world-anomaly (default), world-anomaly-validation, "
+                        "paper-mvtec")
+    p.add_argument("--methods", default=None, help="comma-separated: patch-memory, mutual, state-prompts (all)")
+    p.add_argument("--shots", type=number_list("--shots", 0), default=[0, 1, 2, 4],
+                   help="0 runs the zero-shot methods; k > 0 the few-shot ones (default 0,1,2,4)")
+    p.add_argument("--seeds", type=number_list("--seeds", 0), default=[1, 2, 3], help="distinct seeds (default 1,2,3)")
+    p.add_argument("--options", default=None,
+                   help='JSON of method options, e.g. \'{"patch-memory": {"layers": [3, 4]}}\'')
+    p.add_argument("--out", default="outputs/anomaly", help="output folder")
+    p.add_argument("--cache-dir", default=None)
+    p.add_argument("--no-progress", action="store_true")
+    _add_backbone_args(p)
+    p.set_defaults(func=cmd_anomaly)
     return parser
+
+
+def _show_progress_logs() -> None:
+    """The library logs its progress (``clipos_lab.*`` loggers); the command line shows it on stderr."""
+    logger = logging.getLogger("clipos_lab")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -240,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     from .files import describe_os_error
 
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")  # the library logs progress; we show it
+    _show_progress_logs()
     try:
         return args.func(args)
     except OSError as err:  # before ValueError: some errors are both; this names the path

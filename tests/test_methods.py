@@ -22,10 +22,10 @@ class FakeTextBackbone:
         return F.normalize(out, dim=-1) if normalize else out
 
 
-def bank_of(global_, patches=None, labels=None, classnames=("a", "b")):
+def bank_of(global_, patches=None, labels=None, classnames=("a", "b"), local=None):
     n = len(global_)
     return FeatureBank(global_, patches, None, torch.zeros(n, dtype=torch.long) if labels is None else labels,
-                       [str(i) for i in range(n)], list(classnames), (1, 1))
+                       [str(i) for i in range(n)], list(classnames), (1, 1), local=local)
 
 
 E = torch.eye(3)
@@ -47,12 +47,20 @@ def test_mcm_temperature_sharpens():
 
 
 def test_glmcm_adds_lambda_times_best_local_mcm():
-    # global feature orthogonal (MCM 1/2); one of two patches equals class b -> local MCM e/(e+1)
-    patches = torch.stack([torch.stack([E[2], E[1]])])
-    bank = bank_of(torch.stack([E[2]]), patches=patches)
+    # global feature orthogonal (MCM 1/2); one of two local features equals class b -> local MCM e/(e+1)
+    local = torch.stack([torch.stack([E[2], E[1]])])
+    patches = torch.stack([torch.stack([E[2], E[2]])])  # final-layer tokens: orthogonal -> local MCM 1/2
+    bank = bank_of(torch.stack([E[2]]), patches=patches, local=local)
     scores = GLMCM(lam=0.5).fit(BACKBONE, classnames=["a", "b"]).score(bank)
     np.testing.assert_allclose(scores["GL-MCM"], [0.5 + 0.5 * math.e / (math.e + 1)], rtol=1e-6)
     np.testing.assert_allclose(scores["MCM"], [0.5], rtol=1e-6)
+    # the ordinary patch tokens stay selectable
+    on_patches = GLMCM(lam=0.5, local_tokens="patches").fit(BACKBONE, classnames=["a", "b"]).score(bank)
+    np.testing.assert_allclose(on_patches["GL-MCM"], [0.5 + 0.5 * 0.5], rtol=1e-6)
+    # a bank without the named tokens reports no GL-MCM; a wrong name is refused
+    assert "GL-MCM" not in GLMCM().fit(BACKBONE, classnames=["a", "b"]).score(bank_of(torch.stack([E[2]]), patches))
+    with pytest.raises(ValueError, match="local_tokens='value'"):
+        GLMCM(local_tokens="value").fit(BACKBONE, classnames=["a", "b"])
 
 
 def test_prompt_ensemble_averages_templates():
@@ -84,3 +92,17 @@ def test_text_embeddings_are_cached_by_the_backbone(tiny_backbone):
     after_first = len(tiny_backbone._text_cache)
     MCM().fit(tiny_backbone, classnames=["zebra", "yak"])
     assert after_first == before + 2 and len(tiny_backbone._text_cache) == after_first
+
+
+def test_public_api_names_resolve_lazily_without_shadowing_subpackages():
+    import clipos_lab
+
+    assert clipos_lab.build_method is build_method
+    assert clipos_lab.run_benchmark.__module__ == "clipos_lab.evaluation.runner"
+    for name in clipos_lab.__all__:
+        assert getattr(clipos_lab, name) is not None
+    import clipos_lab.methods as package
+
+    assert clipos_lab.methods is package  # the subpackage, not a function of the same name
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        clipos_lab.nope  # noqa: B018

@@ -6,7 +6,9 @@ scored on features only. Zero-shot methods do not depend on shots or seeds and a
 
 The tidy table has one row per (method, score, shots, seed, ood, metric); ``summary`` gives mean and std over
 seeds of the OOD-set average, per method, score and shots. Scores are higher = more ID; ID is the positive
-class (FPR95 = OOD accepted at 95% ID recall), as in MCM and LoCoOp.
+class (FPR95 = OOD accepted at 95% ID recall), as in MCM and LoCoOp; ``FPR95_OOD_POS`` is the same with OOD
+positive. ``fpr95_rule`` names how the 95% point is read (:data:`clipos_lab.evaluation.metrics.FPR95_RULES`);
+every table and ``metrics.json`` says which rule and which positive class.
 
 A *suite* is several specs run the same way (e.g. the random class splits of ``clipos_lab.splits``);
 :func:`run_suite` adds a summary over specs: the mean of each spec's seed-averaged metric ± the std across specs,
@@ -36,7 +38,7 @@ from . import metrics as M
 from . import tables as T
 
 DEFAULT_METHODS = ("MCM", "GL-MCM", "CoOp", "LoCoOp", "CLIP-OS")
-METRICS = ("AUROC", "FPR95", "AUPR_IN", "AUPR_OUT")
+METRICS = ("AUROC", "FPR95", "FPR95_OOD_POS", "AUPR_IN", "AUPR_OUT")
 
 
 @dataclass
@@ -55,11 +57,12 @@ class BenchmarkResult:
     rows: list[dict]
     summary: list[dict]
     timings: dict = field(default_factory=dict)
+    fpr95_rule: str = M.DEFAULT_FPR95_RULE
     fitted: dict = field(default_factory=dict)  # (method, shots, seed) -> fitted method, for notebooks
     scores: dict = field(default_factory=dict)  # (method, shots, seed) -> {"id": {...}, ood name: {...}}
 
     def summary_markdown(self) -> str:
-        return T.summary_markdown(self.summary)
+        return T.summary_markdown(self.summary, fpr95_rule=self.fpr95_rule)
 
 
 def encode_banks(spec: BenchmarkSpec, backbone, batch_size: int = 64, cache=True, progress: bool = True) -> Banks:
@@ -114,23 +117,25 @@ def run_benchmark(spec: BenchmarkSpec | str | os.PathLike, backbone, methods: Se
                   shots: Sequence[int] = (1, 2), seeds: Sequence[int] = (1, 2, 3), prompt: PromptConfig | None = None,
                   method_options: dict | None = None, out_dir: str | os.PathLike | None = None, cache=True,
                   progress: bool = True, batch_size: int = 64, save_prompts: bool = True,
-                  banks: Banks | None = None, keep_fitted: bool = False, overwrite: bool = False) -> BenchmarkResult:
+                  banks: Banks | None = None, keep_fitted: bool = False,
+                  fpr95_rule: str = M.DEFAULT_FPR95_RULE, overwrite: bool = False) -> BenchmarkResult:
     """Fit and score every method; write ``results.csv``, ``summary.csv``, ``summary.md``, ``metrics.json``.
 
     ``out_dir`` is written as a whole (see :class:`~clipos_lab.files.RunFolder`): with ``run.json`` listing every
     file, never mixed with an earlier run, and an earlier run there is replaced only with ``overwrite=True``.
     """
+    M.check_fpr95_rule(fpr95_rule)
     if isinstance(spec, (str, os.PathLike)):
         spec = BenchmarkSpec.from_yaml(spec)
     check_run_arguments(methods, shots, seeds, batch_size)
     check_name(spec.name, "benchmark name")
     if out_dir is None:
         return _run_benchmark(spec, backbone, methods, shots, seeds, prompt, method_options, None, cache, progress,
-                              batch_size, save_prompts, banks, keep_fitted)
+                              batch_size, save_prompts, banks, keep_fitted, fpr95_rule)
     run = RunFolder(out_dir, BENCHMARK_OUTPUTS, overwrite=overwrite)  # refuses before any work
     try:
         result = _run_benchmark(spec, backbone, methods, shots, seeds, prompt, method_options, run.path, cache,
-                                progress, batch_size, save_prompts, banks, keep_fitted)
+                                progress, batch_size, save_prompts, banks, keep_fitted, fpr95_rule)
         run.commit(_run_info(spec, backbone, methods=list(methods), shots=list(shots), seeds=list(seeds)))
     except BaseException:
         run.discard()
@@ -176,12 +181,12 @@ def _run_info(spec, backbone, **extra) -> dict:
 
 
 def _run_benchmark(spec, backbone, methods, shots, seeds, prompt, method_options, out, cache, progress, batch_size,
-                   save_prompts, banks, keep_fitted) -> BenchmarkResult:
+                   save_prompts, banks, keep_fitted, fpr95_rule) -> BenchmarkResult:
     prompt = prompt or PromptConfig(progress=False)
     method_options = method_options or {}
     t0 = time.perf_counter()
     banks = banks or encode_banks(spec, backbone, batch_size=batch_size, cache=cache, progress=progress)
-    result = BenchmarkResult([], [])
+    result = BenchmarkResult([], [], fpr95_rule=fpr95_rule)
     fit_seconds: dict[str, float] = {}
 
     def evaluate(name: str, method, n_shots: int, seed: int):
@@ -190,7 +195,8 @@ def _run_benchmark(spec, backbone, methods, shots, seeds, prompt, method_options
         ood_scores = {ood: method.score(bank) for ood, bank in banks.ood.items()}
         result.scores[(name, n_shots, seed)] = {"id": id_scores, **ood_scores}
         for score_name in id_scores:
-            per_ood = {ood: M.ood_metrics(id_scores[score_name], s[score_name]) for ood, s in ood_scores.items()}
+            per_ood = {ood: M.ood_metrics(id_scores[score_name], s[score_name], fpr95_rule)
+                       for ood, s in ood_scores.items()}
             for row in M.results_table(per_ood):
                 for metric in METRICS:
                     result.rows.append({"method": name, "score": score_name, "shots": n_shots, "seed": seed,
@@ -231,10 +237,11 @@ def _run_benchmark(spec, backbone, methods, shots, seeds, prompt, method_options
 class SuiteResult:
     per_spec: dict[str, BenchmarkResult]
     summary: list[dict]  # method, score, shots, metric, mean, std (across specs), n_specs, wins_vs_<rival>
+    fpr95_rule: str = M.DEFAULT_FPR95_RULE
 
     def summary_markdown(self, scores: Sequence[str] = ("MCM", "GL-MCM", "1-p(unknown)")) -> str:
-        return "\n\n".join(suite_markdown(self.summary, score, len(self.per_spec)) for score in scores
-                             if any(r["score"] == score for r in self.summary))
+        return "\n\n".join(suite_markdown(self.summary, score, len(self.per_spec), self.fpr95_rule)
+                             for score in scores if any(r["score"] == score for r in self.summary))
 
 
 SUITE_RIVALS = ("MCM", "CoOp", "LoCoOp")
@@ -258,7 +265,8 @@ def run_suite(specs: Sequence[BenchmarkSpec | str | os.PathLike], backbone, out_
     try:
         per_spec = {s.name: run_benchmark(s, backbone, out_dir=None if out is None else out / s.name, **kwargs)
                     for s in specs}
-        result = SuiteResult(per_spec, summarise_suite({n: r.summary for n, r in per_spec.items()}))
+        result = SuiteResult(per_spec, summarise_suite({n: r.summary for n, r in per_spec.items()}),
+                             kwargs.get("fpr95_rule", M.DEFAULT_FPR95_RULE))
         if out is not None:
             T.write_csv(result.summary, out / "suite_summary.csv")
             T.write_text(result.summary_markdown(), out / "suite_summary.md")
@@ -276,9 +284,10 @@ def summarise_suite(summaries: dict[str, list[dict]]) -> list[dict]:
     return T.suite_summary(summaries, SUITE_RIVALS)
 
 
-def suite_markdown(summary: list[dict], score: str, n_specs: int) -> str:
+def suite_markdown(summary: list[dict], score: str, n_specs: int, fpr95_rule: str = M.DEFAULT_FPR95_RULE) -> str:
     """One line per (method, shots) for ``score``: mean ± std across specs and AUROC wins per spec."""
-    return T.to_markdown(T.suite_table(summary, score, SUITE_RIVALS), T.suite_caption(score, n_specs, SUITE_RIVALS))
+    return T.to_markdown(T.suite_table(summary, score, SUITE_RIVALS),
+                         T.suite_caption(score, n_specs, SUITE_RIVALS, fpr95_rule))
 
 
 def _slug(name: str) -> str:
@@ -292,7 +301,9 @@ def write_outputs(result: BenchmarkResult, out: Path, spec, backbone) -> None:
     T.write_text(result.summary_markdown(), out / "summary.md")
     metrics_json = {
         "benchmark": getattr(spec, "name", ""), "model": backbone.name, "weights": backbone.weights_id,
-        "convention": M.CONVENTION, "timings": result.timings,
+        "convention": M.convention(result.fpr95_rule), "positive_class": "ID",
+        "fpr95_rule": result.fpr95_rule, "fpr95_rule_description": M.FPR95_RULES[result.fpr95_rule],
+        "fpr95_ood_pos_positive_class": "OOD", "timings": result.timings,
         "summary": result.summary,
     }
     write_json(metrics_json, out / "metrics.json")
