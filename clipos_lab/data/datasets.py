@@ -120,7 +120,7 @@ class FolderDataset(ImageDataset):
         samples = []
         self.unreadable_folders: list[str] = []  # sub-folders that could not be listed (their images are missing)
         for label, folder in enumerate(folders):
-            files, problems = _image_files(self.root / folder)
+            files, problems = _walk_image_files(self.root / folder)
             if (self.root / folder).as_posix() in problems:
                 raise DataError(f"cannot read class folder {self.root / folder} "
                                 f"({problems[(self.root / folder).as_posix()]}): fix its permissions or remove it")
@@ -153,7 +153,17 @@ class FolderDataset(ImageDataset):
         return mapping
 
 
-def _image_files(folder: Path) -> tuple[list[Path], dict[str, str]]:
+def _image_files(folder: Path) -> list[Path]:
+    """Image files under ``folder``; sub-folders that could not be read are reported (UnreadableFolderWarning)."""
+    files, problems = _walk_image_files(folder)
+    if problems:
+        warnings.warn(f"{len(problems)} folders under {folder} were not read, so any images in them are left out: "
+                      + "; ".join(f"{p} ({why})" for p, why in list(problems.items())[:5]), UnreadableFolderWarning,
+                      stacklevel=2)
+    return files
+
+
+def _walk_image_files(folder: Path) -> tuple[list[Path], dict[str, str]]:
     """Image files under ``folder`` (sorted, hidden entries left out, linked folders followed once) and the
     sub-folders that could not be listed, with why: nothing is left out without being reported."""
     files, problems = [], {}
