@@ -7,9 +7,9 @@ train     training on cached image features of pocket-world images (``python -m 
 released  loader for CLIPN's released checkpoint layout
 """
 
-from .encoder import NoTextEncoder, attach, load_pocket_no_text, no_text_of, yes_tower_fingerprint
+from .encoder import NoTextEncoder, attach, load_no_text, load_pocket_no_text, no_text_of, yes_tower_fingerprint
 from .released import load_released
 from .scores import atd, ctw, p_yes
 
-__all__ = ["NoTextEncoder", "attach", "load_pocket_no_text", "no_text_of", "yes_tower_fingerprint",
+__all__ = ["NoTextEncoder", "attach", "load_no_text", "load_pocket_no_text", "no_text_of", "yes_tower_fingerprint",
            "load_released", "atd", "ctw", "p_yes"]

@@ -155,8 +155,11 @@ class NoTextEncoder(torch.nn.Module):
             self.ln_final.load_state_dict({k[len("ln_final_no."):]: v for k, v in state.items()
                                            if k.startswith("ln_final_no.")})
 
-    def save(self, path: str | os.PathLike, extra: dict | None = None, overwrite: bool = False) -> Path:
-        """Write the no tower as safetensors (atomically), with the yes tower's fingerprint in the metadata."""
+    def save(self, path: str | os.PathLike, extra: dict | None = None, overwrite: bool = False,
+             dtype: torch.dtype | None = None) -> Path:
+        """Write the no tower as safetensors (atomically), with the yes tower's fingerprint in the metadata;
+        ``dtype`` (e.g. ``torch.float16``, how the shipped file is stored) converts on the way; loading gives
+        float32 back."""
         from safetensors.torch import save_file
 
         path = Path(path)
@@ -165,7 +168,10 @@ class NoTextEncoder(torch.nn.Module):
         meta = {"format": FORMAT, "fingerprint": self.fingerprint, "model": self.model_name,
                 "n_prompts": str(self.n_prompts), "extra": json.dumps({**self.meta, **(extra or {})})}
         with atomic_path(path) as tmp:
-            save_file(self.released_state_dict(), str(tmp), metadata=meta)
+            state = self.released_state_dict()
+            if dtype is not None:
+                state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+            save_file(state, str(tmp), metadata=meta)
         return path
 
     @classmethod
@@ -193,7 +199,7 @@ class NoTextEncoder(torch.nn.Module):
                 f"{backbone.name!r} ({backbone.weights_id}): its no-embeddings mean nothing for this backbone; "
                 "train one for it (clipos_lab.clipn.train)")
         encoder = cls.from_backbone(backbone, n_prompts=int(state["prompt_no"].shape[0]))
-        encoder.load_released_state_dict(state, source=str(path))
+        encoder.load_released_state_dict({k: v.float() for k, v in state.items()}, source=str(path))
         encoder.meta = json.loads(meta.get("extra", "{}"))
         return encoder.eval().requires_grad_(False)
 
@@ -267,3 +273,14 @@ def no_text_of(backbone) -> NoTextEncoder:
         f"backbone {backbone.name!r} has no CLIPN no-text encoder: stock CLIP weights have none. Load CLIPN's "
         "released checkpoint (clipos_lab.clipn.released.load_released(path, backbone)), attach one you trained "
         "(clipos_lab.clipn.attach(backbone, NoTextEncoder.load(path, backbone))), or use the pocket model")
+
+
+def load_no_text(backbone, path: str | os.PathLike) -> NoTextEncoder:
+    """Attach the no tower in ``path``: a clipos_lab ``.safetensors`` file, or a released CLIPN ``.pt`` / ``.pth``
+    checkpoint (:func:`clipos_lab.clipn.released.load_released`)."""
+    path = Path(path).expanduser()
+    if path.suffix in (".pt", ".pth", ".bin"):
+        from .released import load_released
+
+        return load_released(path, backbone)
+    return attach(backbone, NoTextEncoder.load(path, backbone))

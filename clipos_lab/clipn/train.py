@@ -105,9 +105,10 @@ def build_pool(backbone, n_images: int, seed: int, first_step: int, cfg: ClipnCo
 
     from ..features import default_cache_dir
 
+    chunk = min(POOL_CHUNK, n_images)
     key = json.dumps({"weights": backbone.weights_id, "preprocess": backbone.preprocess_id(), "n": n_images,
                       "seed": seed, "first": first_step, "bg": cfg.background_fraction,
-                      "clutter": cfg.clutter_fraction, "chunk": POOL_CHUNK, "v": 1}, sort_keys=True)
+                      "clutter": cfg.clutter_fraction, "chunk": chunk, "v": 1}, sort_keys=True)
     folder = (Path(cache) if isinstance(cache, (str, os.PathLike)) else default_cache_dir()) / "clipn_pool"
     path = folder / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.safetensors"
     if cache and path.is_file():
@@ -118,11 +119,11 @@ def build_pool(backbone, n_images: int, seed: int, first_step: int, cfg: ClipnCo
         except Exception:  # unreadable cache: rebuild it
             pass
     world = W.World(backbone.image_size)
-    batch_cfg = P.TrainConfig(batch_size=POOL_CHUNK, curriculum_steps=1, background_fraction=cfg.background_fraction,
+    batch_cfg = P.TrainConfig(batch_size=chunk, curriculum_steps=1, background_fraction=cfg.background_fraction,
                               clutter_fraction=cfg.clutter_fraction)
     grid = backbone.grid[0]
     features, scenes = [], []
-    n_chunks = math.ceil(n_images / POOL_CHUNK)
+    n_chunks = math.ceil(n_images / chunk)
     for k in tqdm(range(n_chunks), disable=not progress, desc="CLIPN pool"):
         images, chunk_scenes, _, _, _ = P.make_batch(world, seed, first_step + k, batch_cfg, grid)
         x = torch.stack([backbone.preprocess(Image.fromarray(img)) for img in images])
@@ -220,6 +221,7 @@ def train(backbone, out_dir: str | os.PathLike, cfg: ClipnConfig | None = None, 
     stop_at = cfg.steps if max_steps_this_sitting is None else min(cfg.steps, step + max_steps_this_sitting)
     bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc="CLIPN no tower")
     t_start = time.time() - (log[-1]["elapsed_s"] if log else 0.0)
+    cpu_start = time.process_time() - (log[-1]["cpu_s"] if log else 0.0)  # CPU time: the machine is shared
     encoder.train()
     while step < stop_at:
         rows, texts, positives = draw_batch(pool, step, cfg)
@@ -240,7 +242,8 @@ def train(backbone, out_dir: str | os.PathLike, cfg: ClipnConfig | None = None, 
         bar.update(1)
         row = {"step": step, "loss": loss.item(), "itbo_yes": loss_yes.item(), "itbo_no": loss_no.item(),
                "tso": loss_tso.item(), "true_pair_fraction": float(positives.float().mean()),
-               "lr": optim.param_groups[0]["lr"], "val_pair_acc": "", "elapsed_s": time.time() - t_start}
+               "lr": optim.param_groups[0]["lr"], "val_pair_acc": "", "elapsed_s": time.time() - t_start,
+               "cpu_s": time.process_time() - cpu_start}
         if step % cfg.eval_every == 0 or step == cfg.steps:
             row["val_pair_acc"] = pair_accuracy(encoder, backbone, val, scale, cfg.seed)
         log.append(row)
@@ -281,15 +284,17 @@ def load_checkpoint(backbone, out_dir: str | os.PathLike) -> NoTextEncoder:
 
 
 def export(backbone, out_dir: str | os.PathLike, weights_path: str | os.PathLike, overwrite: bool = False) -> str:
-    """Write a run's no tower as safetensors plus ``.sha256`` and the log beside it; returns the digest."""
+    """Write a run's no tower as float16 safetensors plus ``.sha256`` and the log beside it; returns the digest."""
     encoder = load_checkpoint(backbone, out_dir)
     weights_path = Path(weights_path)
-    encoder.save(weights_path, overwrite=overwrite)
+    encoder.save(weights_path, overwrite=overwrite, dtype=torch.float16)
     digest = sha256_of(weights_path)
     with atomic_path(weights_path.with_name(weights_path.name + ".sha256")) as tmp:
         Path(tmp).write_text(f"{digest}  {weights_path.name}\n")
     state = torch.load(Path(out_dir) / "checkpoint.pt", map_location="cpu", weights_only=False)
-    write_log(state["log"], weights_path.with_name(weights_path.stem + "_training_log.csv"))
+    # the shipped log keeps every 10th step and every evaluation: the curve, in a file small enough to commit
+    thin = [row for row in state["log"] if row["step"] % 10 == 0 or row["val_pair_acc"] != ""]
+    write_log(thin, weights_path.with_name(weights_path.stem + "_training_log.csv"))
     return digest
 
 

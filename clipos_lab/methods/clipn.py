@@ -45,14 +45,14 @@ class CLIPN(Method):
         self.templates = tuple(templates)
         self.scale = scale
         self.mcm_temperature = mcm_temperature
-        self.no_text = no_text  # a no-tower safetensors file; None: the backbone's (or the shipped pocket one)
+        self.no_text = no_text  # a no-tower file (.safetensors, or CLIPN's released .pt); None: the backbone's
 
     def fit(self, backbone, train=None, classnames: Sequence[str] | None = None) -> "CLIPN":
         classnames = list(classnames if classnames is not None else (train.classnames if train is not None else []))
         if not classnames:
             raise ValueError("CLIPN needs class names (classnames=[...] or a bank with classnames); no ID images")
         if self.no_text is not None:
-            encoder = E.attach(backbone, E.NoTextEncoder.load(self.no_text, backbone))
+            encoder = E.load_no_text(backbone, self.no_text)
         else:
             encoder = E.no_text_of(backbone)
         self.classnames_ = classnames
