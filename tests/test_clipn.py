@@ -140,9 +140,8 @@ def test_save_load_round_trip_and_refusals(tiny_backbone, other_backbone, tmp_pa
 
 def test_released_layout_loader(tiny_files, tiny_backbone, other_backbone, tmp_path):
     """A tiny random CLIPN saved as the reference's training script saves it: 'state_dict' with 'module.' keys."""
-    from open_clip.model import CLIP
-
     from conftest import TINY_CONFIG
+    from open_clip.model import CLIP
 
     torch.manual_seed(123)  # the tiny backbone's weights: CLIPN's yes tower is the frozen stock one
     stock = CLIP(**TINY_CONFIG).state_dict()
@@ -246,3 +245,20 @@ def test_stock_weights_have_no_no_branch(tiny_backbone):
 
     with pytest.raises(WeightsNotFoundError, match="no CLIPN no-text encoder"):
         build_method("CLIPN").fit(tiny_backbone, classnames=["a", "b"])
+
+
+def test_cli_runs_clipn(tmp_path, capsys):
+    import yaml
+
+    from clipos_lab.cli import main
+
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(yaml.safe_dump({
+        "name": "tiny-cli", "id": {"type": "world", "kind": "object", "shapes": ["circle", "star"], "n_per_class": 4,
+                                   "seed": 5},
+        "ood": {"textures": {"type": "world", "kind": "background", "n": 6, "seed": 7}}}))
+    code = main(["evaluate", str(spec), "--methods", "MCM,CLIPN", "--out", str(tmp_path / "out"),
+                 "--cache-dir", str(tmp_path / "cache"), "--no-progress"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "| CLIPN | ATD | 0 |" in printed and "| CLIPN | CTW | 0 |" in printed
