@@ -31,6 +31,7 @@ from clipos_lab.backbone import Backbone
 from clipos_lab.data import default_benchmark_path
 from clipos_lab.evaluation import metrics as M
 from clipos_lab.evaluation.runner import run_suite
+from clipos_lab.evaluation.tables import mean_std
 
 SPLITS = default_benchmark_path().parent / "world-splits"
 COLUMNS = ("AUROC", "FPR95", "FPR95_OOD_POS", "FPR95_INTERP")
@@ -69,7 +70,7 @@ def main() -> None:
                 table.setdefault((method, score), {})[split] = per_ood
     lines = [f"pocket model {backbone.weights_id}; CLIPN no tower: {getattr(backbone.no_text, 'meta', {})}",
              f"{len(suite.per_spec)} splits (test images); mean over splits of the OOD-set average ± std across "
-             "splits, in %; higher score = more ID", "",
+             "splits (sample std), in %; higher score = more ID", "",
              "| method | score | AUROC | FPR95 (ID pos.) | FPR95 (OOD pos.) | FPR95 (CLIPN, interpolated) | "
              "AUROC wins vs MCM |", "|---|---|---|---|---|---|---|"]
     mcm_auroc = {split: np.mean([v["AUROC"] for v in per.values()]) for split, per in table[("MCM", "MCM")].items()} \
@@ -77,10 +78,10 @@ def main() -> None:
     summary = {}
     for (method, score), per_split in table.items():
         avg = {c: [np.mean([v[c] for v in per.values()]) for per in per_split.values()] for c in COLUMNS}
-        summary[f"{method}/{score}"] = {c: (float(np.mean(v)), float(np.std(v))) for c, v in avg.items()}
+        summary[f"{method}/{score}"] = {c: mean_std(v) for c, v in avg.items()}
         wins = sum(np.mean([v["AUROC"] for v in per.values()]) > mcm_auroc.get(split, np.inf)
                    for split, per in per_split.items())
-        cells = [f"{100 * np.mean(avg[c]):.2f} ± {100 * np.std(avg[c]):.2f}" for c in COLUMNS]
+        cells = [M.format_mean_std(*summary[f"{method}/{score}"][c]) for c in COLUMNS]
         lines.append(f"| {method} | {score} | " + " | ".join(cells) + f" | {wins}/{len(per_split)} |")
     oods = list(next(iter(next(iter(table.values())).values())))
     lines += ["", "Per OOD set: AUROC / FPR95 (ID pos.), mean over splits, in %", "",

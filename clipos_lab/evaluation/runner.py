@@ -143,7 +143,7 @@ class SuiteResult:
     per_spec: dict[str, BenchmarkResult]
     summary: list[dict]  # method, score, shots, metric, mean, std (across specs), n_specs, wins_vs_<rival>
 
-    def summary_markdown(self, scores: Sequence[str] = ("MCM", "GL-MCM", "1-p(unknown)")) -> str:
+    def summary_markdown(self, scores: Sequence[str] = ("MCM", "GL-MCM", "1-p(unknown)", "ATD", "CTW")) -> str:
         return "\n\n".join(suite_markdown(self.summary, score, len(self.per_spec)) for score in scores
                              if any(r["score"] == score for r in self.summary))
 
