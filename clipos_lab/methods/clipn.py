@@ -36,18 +36,20 @@ class CLIPN(Method):
 
     def __init__(self, templates: Sequence[str] = DEFAULT_TEMPLATES, scale: float | None = None,
                  mcm_temperature: float = 1.0, no_text: str | None = None):
-        if not templates or any("{}" not in t for t in templates):
-            raise ValueError(f"templates={templates!r}: give at least one template with a '{{}}' for the class")
-        if scale is not None and not scale > 0:
-            raise ValueError(f"scale={scale} must be positive, or None for the model's logit scale")
-        if not mcm_temperature > 0:
-            raise ValueError(f"mcm_temperature={mcm_temperature} must be positive")
-        self.templates = tuple(templates)
+        self.templates = templates
         self.scale = scale
         self.mcm_temperature = mcm_temperature
         self.no_text = no_text  # a no-tower file (.safetensors, or CLIPN's released .pt); None: the backbone's
 
     def fit(self, backbone, train=None, classnames: Sequence[str] | None = None) -> "CLIPN":
+        if not self.templates or isinstance(self.templates, str) or any("{}" not in t for t in self.templates):
+            raise ValueError(f"templates={self.templates!r}: give a list of templates, each with a '{{}}' for the "
+                             "class")
+        if self.scale is not None and not self.scale > 0:
+            raise ValueError(f"scale={self.scale} must be positive, or None for the model's logit scale")
+        if not self.mcm_temperature > 0:
+            raise ValueError(f"mcm_temperature={self.mcm_temperature} must be positive")
+        templates = tuple(self.templates)
         classnames = list(classnames if classnames is not None else (train.classnames if train is not None else []))
         if not classnames:
             raise ValueError("CLIPN needs class names (classnames=[...] or a bank with classnames); no ID images")
@@ -56,9 +58,9 @@ class CLIPN(Method):
         else:
             encoder = E.no_text_of(backbone)
         self.classnames_ = classnames
-        self.text_ = class_embeddings(backbone, classnames, self.templates)
-        texts = [t.format(c) for c in classnames for t in self.templates]
-        no = encoder.encode(backbone, texts).reshape(len(classnames), len(self.templates), -1).sum(1)
+        self.text_ = class_embeddings(backbone, classnames, templates)
+        texts = [t.format(c) for c in classnames for t in templates]
+        no = encoder.encode(backbone, texts).reshape(len(classnames), len(templates), -1).sum(1)
         self.text_no_ = F.normalize(no, dim=-1)
         self.scale_ = float(self.scale or backbone.logit_scale)
         return self
