@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -71,8 +72,12 @@ def cmd_benchmark(args, zero_shot_only: bool = False) -> int:
     from .evaluation.runner import run_benchmark, run_suite
     from .methods import ZERO_SHOT
 
+    from .clipn.encoder import has_no_text
+
     backbone = _backbone(args)
-    methods = args.methods.split(",") if args.methods else (list(ZERO_SHOT) if zero_shot_only else None)
+    # CLIPN joins the default zero-shot list only where a no-text encoder exists (shipped for the pocket model)
+    zero_shot = [m for m in ZERO_SHOT if m != "CLIPN" or has_no_text(backbone)]
+    methods = args.methods.split(",") if args.methods else (zero_shot if zero_shot_only else None)
     kwargs = {"methods": methods} if methods else {}
     prompt = PromptConfig(progress=False, **({"epochs": args.epochs} if getattr(args, "epochs", None) else {}))
     kwargs.update(shots=_ints(args.shots), seeds=_ints(args.seeds), prompt=prompt, out_dir=args.out,
@@ -177,8 +182,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_progress_logs() -> None:
+    """The library logs its progress (``clipos_lab.*`` loggers); the command line shows it on stderr."""
+    logger = logging.getLogger("clipos_lab")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _show_progress_logs()
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError, RuntimeError) as err:
