@@ -31,7 +31,7 @@ from clipos_lab.backbone import Backbone
 from clipos_lab.data import default_benchmark_path
 from clipos_lab.evaluation import metrics as M
 from clipos_lab.evaluation.runner import run_suite
-from clipos_lab.evaluation.tables import mean_std
+from clipos_lab.evaluation.tables import mean_std, mean_std_text
 
 SPLITS = default_benchmark_path().parent / "world-splits"
 COLUMNS = ("AUROC", "FPR95", "FPR95_OOD_POS", "FPR95_INTERP")
@@ -81,7 +81,7 @@ def main() -> None:
         summary[f"{method}/{score}"] = {c: mean_std(v) for c, v in avg.items()}
         wins = sum(np.mean([v["AUROC"] for v in per.values()]) > mcm_auroc.get(split, np.inf)
                    for split, per in per_split.items())
-        cells = [M.format_mean_std(*summary[f"{method}/{score}"][c]) for c in COLUMNS]
+        cells = [mean_std_text(*summary[f"{method}/{score}"][c]) for c in COLUMNS]
         lines.append(f"| {method} | {score} | " + " | ".join(cells) + f" | {wins}/{len(per_split)} |")
     oods = list(next(iter(next(iter(table.values())).values())))
     lines += ["", "Per OOD set: AUROC / FPR95 (ID pos.), mean over splits, in %", "",

@@ -68,11 +68,10 @@ def cmd_encode(args) -> int:
 
 
 def cmd_benchmark(args, zero_shot_only: bool = False) -> int:
+    from .clipn.encoder import has_no_text
     from .clipos.prompts import PromptConfig
     from .evaluation.runner import run_benchmark, run_suite
     from .methods import ZERO_SHOT
-
-    from .clipn.encoder import has_no_text
 
     backbone = _backbone(args)
     # CLIPN joins the default zero-shot list only where a no-text encoder exists (shipped for the pocket model)

@@ -21,5 +21,5 @@ ZERO_SHOT = [n for n in METHODS if not REGISTRY[n].few_shot]
 FEW_SHOT = ["CoOp", "LoCoOp", "CLIP-OS"]
 ABLATIONS = [n for n in METHODS if n.startswith("CLIP-OS w/o")]
 
-__all__ = ["ABLATIONS", "CLIPN", "CLIPOS", "FEW_SHOT", "GLMCM", "MCM", "METHODS", "REGISTRY", "ZERO_SHOT", "CoOp", "LoCoOp",
-           "Method", "NotFittedError", "PromptMethod", "build_method", "is_few_shot", "methods", "register"]
+__all__ = ["ABLATIONS", "CLIPN", "CLIPOS", "FEW_SHOT", "GLMCM", "MCM", "METHODS", "REGISTRY", "ZERO_SHOT", "CoOp",
+           "LoCoOp", "Method", "NotFittedError", "PromptMethod", "build_method", "is_few_shot", "methods", "register"]
