@@ -68,14 +68,12 @@ def cmd_encode(args) -> int:
 
 
 def cmd_benchmark(args, zero_shot_only: bool = False) -> int:
-    from .clipn.encoder import has_no_text
     from .clipos.prompts import PromptConfig
     from .evaluation.runner import run_benchmark, run_suite
     from .methods import ZERO_SHOT
 
     backbone = _backbone(args)
-    # CLIPN joins the default zero-shot list only where a no-text encoder exists (shipped for the pocket model)
-    zero_shot = [m for m in ZERO_SHOT if m != "CLIPN" or has_no_text(backbone)]
+    zero_shot = [m for m in ZERO_SHOT if m != "CLIPN"]  # CLIPN needs a no tower: ask for it with --methods
     methods = args.methods.split(",") if args.methods else (zero_shot if zero_shot_only else None)
     kwargs = {"methods": methods} if methods else {}
     prompt = PromptConfig(progress=False, **({"epochs": args.epochs} if getattr(args, "epochs", None) else {}))

@@ -262,11 +262,6 @@ def load_pocket_no_text(backbone, path: str | os.PathLike = POCKET_NO_TEXT) -> N
     return attach(backbone, NoTextEncoder.load(path, backbone))
 
 
-def has_no_text(backbone) -> bool:
-    """Whether :func:`no_text_of` would find a no tower (attached, or the shipped pocket one)."""
-    return getattr(backbone, "no_text", None) is not None or (is_pocket(backbone) and POCKET_NO_TEXT.is_file())
-
-
 def no_text_of(backbone) -> NoTextEncoder:
     """``backbone``'s no tower: the attached one, else the shipped one for the pocket model, else a clear error."""
     encoder = getattr(backbone, "no_text", None)
