@@ -9,6 +9,7 @@ The pipeline reads in this order (one folder per step; ``docs/`` describes the m
     clipn/       CLIPN's no-text encoder: losses, training, released weights
     methods/     MCM, GL-MCM, CLIPN, CoOp, LoCoOp, CLIP-OS behind fit / score / predict
     evaluation/  scores, metrics, the benchmark runner, tables
+    anomaly/     anomaly maps: patch memory, mutual scoring, state prompts (docs/anomaly.md)
 
 The names below are the public API; they are imported on first use, so ``import clipos_lab`` stays fast::
 
@@ -32,6 +33,8 @@ _API = {
     "PromptConfig": "clipos.prompts",
     "run_benchmark": "evaluation.runner", "run_suite": "evaluation.runner", "ood_metrics": "evaluation.metrics",
     "run_sweep": "sweep",
+    "AnomalySpec": "anomaly", "run_anomaly": "anomaly", "PatchMemory": "anomaly", "MutualScoring": "anomaly",
+    "StatePrompts": "anomaly",
 }
 
 __all__ = sorted(_API)
