@@ -1,10 +1,12 @@
 """A frozen open_clip ViT that gives what CLIP-OS needs from one forward pass.
 
 For a batch of images: the global embedding, every patch token projected into the joint image-text space the
-same way the global token is (``ln_post`` then ``proj``), and the patch tokens of CLIP Surgery's value-value
-attention path over the last ``surgery_blocks`` blocks. For text: the model's own tokenizer and the pieces
-prompt learning needs (token embeddings, the text transformer, EOT pooling, projection), reached through the
-model's public modules, without patching open_clip.
+same way the global token is (``ln_post`` then ``proj``), the patch tokens of CLIP Surgery's value-value
+attention path over the last ``surgery_blocks`` blocks, and the *local features* GL-MCM and LoCoOp compute:
+the last block run with each token attending only to itself (its own value), i.e. for the block's input ``x``,
+``v = x + out_proj(W_v ln_1(x))``, ``v = v + mlp(ln_2(v))``, then ``ln_post`` and ``proj``. For text: the
+model's own tokenizer and the pieces prompt learning needs (token embeddings, the text transformer, EOT pooling,
+projection), reached through the model's public modules, without patching open_clip.
 
 Sources of weights, tried in this order and never mixed:
 
@@ -35,12 +37,17 @@ POCKET_ALIASES = ("pocket", "pocket-vit")
 
 @dataclass
 class ImageFeatures:
-    """One batch's features in the joint space (not normalised): global ``(B, D)``, patches ``(B, N, D)``."""
+    """One batch's features in the joint space (not normalised): global ``(B, D)``, patches ``(B, N, D)``.
+
+    ``patches``: the final-layer patch tokens; ``surgery``: CLIP Surgery's value-value tokens; ``local``: the
+    value-path local features of GL-MCM and LoCoOp (see the module docstring).
+    """
 
     global_: torch.Tensor
     patches: torch.Tensor
     surgery: torch.Tensor | None
     grid: tuple[int, int]
+    local: torch.Tensor | None = None
 
 
 _REGISTERED: dict[str, str] = {}  # model name -> config text given to open_clip
@@ -169,20 +176,21 @@ class Backbone:
 
     # ------------------------------------------------------------------------------------------------ images
     @torch.no_grad()
-    def encode_images(self, images: torch.Tensor, surgery: bool = True) -> ImageFeatures:
-        """Global, patch and (optionally) value-value patch features of preprocessed images ``(B, 3, S, S)``.
+    def encode_images(self, images: torch.Tensor, surgery: bool = True, local: bool = True) -> ImageFeatures:
+        """Global, patch and (optionally) value-value and value-path local features of images ``(B, 3, S, S)``.
 
         One pass through the ViT: blocks before the last ``surgery_blocks`` run as open_clip runs them; the last
         ones are unrolled so the value-value attention reuses the block's own q/k/v projection. The surgery
         stream starts from the hidden state entering those blocks and adds each block's v-v attention output,
-        skipping the MLP, as CLIP Surgery does.
+        skipping the MLP, as CLIP Surgery does. The local features reuse the last block's input.
         """
         visual = self.visual
         images = images.to(self.device, dtype=visual.conv1.weight.dtype)
-        global_, patches, surgery_tokens = forward_tokens(visual, images, self.surgery_blocks if surgery else 0)
+        global_, patches, surgery_tokens, local_tokens = _forward(visual, images,
+                                                                  self.surgery_blocks if surgery else 0, local)
         grid = (images.shape[-2] // visual.patch_size[0], images.shape[-1] // visual.patch_size[1])
-        return ImageFeatures(global_.float(), patches.float(), None if surgery_tokens is None else
-                             surgery_tokens.float(), grid)
+        as_float = lambda t: None if t is None else t.float()  # noqa: E731
+        return ImageFeatures(global_.float(), patches.float(), as_float(surgery_tokens), grid, as_float(local_tokens))
 
     # -------------------------------------------------------------------------------------------------- text
     def _text_tower(self):
@@ -244,13 +252,23 @@ def forward_tokens(visual, images: torch.Tensor, surgery_blocks: int = 0):
     Gradients follow the caller's mode: :meth:`Backbone.encode_images` runs it without them, pocket training
     with them, so both see the same computation.
     """
+    return _forward(visual, images, surgery_blocks, local=False)[:3]
+
+
+def _forward(visual, images: torch.Tensor, surgery_blocks: int = 0, local: bool = False):
+    """``(global, patches, surgery or None, local or None)``: :func:`forward_tokens` plus the local features."""
     x = visual._embeds(images)
     blocks = visual.transformer.resblocks
     start = len(blocks) - surgery_blocks
+    last_input = None
     for block in blocks[:start]:
+        if local and block is blocks[-1]:
+            last_input = x
         x = block(x)
     vv = x  # blocks return new tensors, so this needs no copy
     for block in blocks[start:]:
+        if local and block is blocks[-1]:
+            last_input = x
         x, vv_out = _block_with_value_value(block, x)
         vv = vv + vv_out
     tokens = visual.ln_post(x)
@@ -258,7 +276,25 @@ def forward_tokens(visual, images: torch.Tensor, surgery_blocks: int = 0):
     proj = visual.proj
     project = (lambda t: t @ proj) if proj is not None else (lambda t: t)
     surgery = project(visual.ln_post(vv[:, 1:])) if surgery_blocks else None
-    return project(pooled), project(tokens[:, 1:]), surgery
+    local_tokens = project(visual.ln_post(value_path(blocks[-1], last_input[:, 1:]))) if local else None
+    return project(pooled), project(tokens[:, 1:]), surgery, local_tokens
+
+
+def value_path(block, x: torch.Tensor) -> torch.Tensor:
+    """One ViT block with every token attending only to itself: ``v = x + out_proj(W_v ln_1(x))``, then the MLP.
+
+    With attention replaced by the identity, each head returns the token's own value, so no attention is
+    computed and tokens are independent (the class token can be left out). This is the last-block path of
+    GL-MCM's and LoCoOp's local features (the same as MaskCLIP's dense features).
+    """
+    attn = block.attn
+    if not isinstance(attn, torch.nn.MultiheadAttention):
+        raise BackboneError(f"unsupported attention module {type(attn).__name__} for the value path")
+    c = x.shape[-1]
+    bias = None if attn.in_proj_bias is None else attn.in_proj_bias[2 * c:]
+    v = attn.out_proj(F.linear(block.ln_1(x), attn.in_proj_weight[2 * c:], bias))
+    v = x + block.ls_1(v)
+    return v + block.ls_2(block.mlp(block.ln_2(v)))
 
 
 def _block_with_value_value(block, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -79,7 +79,7 @@ def cmd_benchmark(args, zero_shot_only: bool = False) -> int:
     kwargs = {"methods": methods} if methods else {}
     prompt = PromptConfig(progress=False, **({"epochs": args.epochs} if getattr(args, "epochs", None) else {}))
     kwargs.update(shots=_ints(args.shots), seeds=_ints(args.seeds), prompt=prompt, out_dir=args.out,
-                  progress=not args.no_progress, cache=args.cache_dir or True)
+                  progress=not args.no_progress, cache=args.cache_dir or True, fpr95_rule=args.fpr95_rule)
     spec = Path(_spec_path(args.spec))
     if spec.is_dir():  # a suite: every YAML spec in the folder
         specs = sorted(spec.glob("*.yaml"))
@@ -176,6 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--seeds", default="1,2,3")
         p.add_argument("--epochs", type=int, default=None, help="prompt-learning epochs (default 50)")
         p.add_argument("--out", default=f"outputs/{name}", help="output folder")
+        p.add_argument("--fpr95-rule", default="first", choices=["first", "closest", "interpolate"],
+                       help="how FPR95 reads the 95%% point: first recall >= 0.95 (ours), closest recall "
+                            "(MCM / LoCoOp), interpolated (CLIPN)")
         p.add_argument("--cache-dir", default=None)
         p.add_argument("--no-progress", action="store_true")
         _add_backbone_args(p)

@@ -1,9 +1,10 @@
 """FeatureBank: every image encoded once, kept on disk, and reused by every method.
 
-The image encoder is frozen in all methods, so a dataset's global features, patch tokens and value-value
-(surgery) tokens are computed once and cached under a key made of everything that could change them: the
-model, its weights, the preprocessing, the surgery depth, the storage dtype and every file's identity (path,
-size, modification time) or generator parameters. Training and scoring then never run the image encoder.
+The image encoder is frozen in all methods, so a dataset's global features, patch tokens, value-value (surgery)
+tokens and value-path local features (GL-MCM / LoCoOp) are computed once and cached under a key made of everything
+that could change them: the model, its weights, the preprocessing, the surgery depth, the storage dtype and every
+file's identity (path, size, modification time) or generator parameters. Training and scoring then never run the
+image encoder.
 
 Cache files are safetensors written atomically; a truncated or otherwise unreadable file is reported and
 rebuilt, never trusted. Location: ``$CLIPOS_CACHE_DIR``, else ``$XDG_CACHE_HOME/clipos_lab``, else
@@ -26,7 +27,7 @@ from tqdm.auto import tqdm
 
 from .files import atomic_path
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: value-path local features stored beside the surgery tokens
 
 
 class CacheWarning(UserWarning):
@@ -46,7 +47,10 @@ def default_cache_dir() -> Path:
 
 @dataclass
 class FeatureBank:
-    """Features of one dataset: global ``(N, D)``, patches and surgery tokens ``(N, P, D)``, labels, ids."""
+    """Features of one dataset: global ``(N, D)``, patch, surgery and local tokens ``(N, P, D)``, labels, ids.
+
+    ``local`` holds GL-MCM's and LoCoOp's value-path local features (:func:`clipos_lab.backbone.value_path`).
+    """
 
     global_: torch.Tensor
     patches: torch.Tensor | None
@@ -56,6 +60,7 @@ class FeatureBank:
     classnames: list[str]
     grid: tuple[int, int]
     meta: dict = field(default_factory=dict)
+    local: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -64,7 +69,8 @@ class FeatureBank:
         idx = torch.as_tensor(np.asarray(indices, dtype=np.int64))
         pick = lambda t: None if t is None else t[idx]  # noqa: E731
         return FeatureBank(self.global_[idx], pick(self.patches), pick(self.surgery), self.labels[idx],
-                           [self.ids[i] for i in idx.tolist()], list(self.classnames), self.grid, dict(self.meta))
+                           [self.ids[i] for i in idx.tolist()], list(self.classnames), self.grid, dict(self.meta),
+                           local=pick(self.local))
 
     def select_ids(self, ids: Sequence[str]) -> "FeatureBank":
         """The rows of the given sample ids, in that order (e.g. a few-shot manifest)."""
@@ -83,6 +89,8 @@ class FeatureBank:
             tensors["patches"] = self.patches.contiguous()
         if self.surgery is not None:
             tensors["surgery"] = self.surgery.contiguous()
+        if self.local is not None:
+            tensors["local"] = self.local.contiguous()
         header = {"format": str(FORMAT_VERSION), "ids": json.dumps(self.ids),
                   "classnames": json.dumps(self.classnames), "grid": json.dumps(list(self.grid)),
                   "meta": json.dumps(self.meta)}
@@ -101,7 +109,7 @@ class FeatureBank:
             get = lambda k: fh.get_tensor(k) if k in names else None  # noqa: E731
             bank = cls(get("global"), get("patches"), get("surgery"), get("labels"), json.loads(header["ids"]),
                        json.loads(header["classnames"]), tuple(json.loads(header["grid"])),
-                       json.loads(header["meta"]))
+                       json.loads(header["meta"]), local=get("local"))
         if len(bank.ids) != len(bank.global_) or len(bank.labels) != len(bank.ids):
             raise ValueError(f"{path} is inconsistent: {len(bank.ids)} ids for {len(bank.global_)} features")
         return bank
@@ -109,11 +117,11 @@ class FeatureBank:
     # ---------------------------------------------------------------------------------------------- encoding
     @classmethod
     def encode(cls, dataset, backbone, batch_size: int = 32, surgery: bool = True, cache: bool | str | Path = True,
-               progress: bool = True, patch_dtype: torch.dtype = torch.float16) -> "FeatureBank":
+               progress: bool = True, patch_dtype: torch.dtype = torch.float16, local: bool = True) -> "FeatureBank":
         """Encode ``dataset`` with ``backbone``, or load it from the cache when the key matches."""
         key, path = None, None
         if cache is not False:
-            key = cache_key(dataset, backbone, surgery, patch_dtype)
+            key = cache_key(dataset, backbone, surgery, patch_dtype, local)
             folder = default_cache_dir() if cache is True else Path(cache)
             path = folder / f"{getattr(dataset, 'name', 'dataset')}-{key[:20]}.safetensors"
             if path.exists():
@@ -126,7 +134,7 @@ class FeatureBank:
                     warnings.warn(f"feature cache {path} is unreadable ({type(err).__name__}: {err}); "
                                   "rebuilding it", CacheWarning)
                 path.unlink(missing_ok=True)
-        bank = cls._encode(dataset, backbone, batch_size, surgery, progress, patch_dtype)
+        bank = cls._encode(dataset, backbone, batch_size, surgery, progress, patch_dtype, local)
         if path is not None:
             bank.meta["key"] = key
             bank.save(path)
@@ -134,18 +142,20 @@ class FeatureBank:
         return bank
 
     @classmethod
-    def _encode(cls, dataset, backbone, batch_size, surgery, progress, patch_dtype) -> "FeatureBank":
+    def _encode(cls, dataset, backbone, batch_size, surgery, progress, patch_dtype, local=True) -> "FeatureBank":
         from .data import ImageLoadError
 
-        globals_, patches, surgeries, labels, ids, skipped = [], [], [], [], [], []
+        globals_, patches, surgeries, locals_, labels, ids, skipped = [], [], [], [], [], [], []
         batch, batch_meta = [], []
 
         def flush():
-            feats = backbone.encode_images(torch.stack(batch), surgery=surgery)
+            feats = backbone.encode_images(torch.stack(batch), surgery=surgery, local=local)
             globals_.append(feats.global_.cpu())
             patches.append(feats.patches.to(patch_dtype).cpu())
             if feats.surgery is not None:
                 surgeries.append(feats.surgery.to(patch_dtype).cpu())
+            if feats.local is not None:
+                locals_.append(feats.local.to(patch_dtype).cpu())
             for sample_id, label in batch_meta:
                 ids.append(sample_id)
                 labels.append(label)
@@ -175,15 +185,16 @@ class FeatureBank:
         meta = {"model": backbone.name, "weights": backbone.weights_id, "dataset": getattr(dataset, "name", ""),
                 "n_skipped": len(skipped), "skipped": skipped, "surgery_blocks": backbone.surgery_blocks}
         return cls(torch.cat(globals_), torch.cat(patches), torch.cat(surgeries) if surgeries else None,
-                   torch.tensor(labels, dtype=torch.long), ids, list(dataset.classnames), grid, meta)
+                   torch.tensor(labels, dtype=torch.long), ids, list(dataset.classnames), grid, meta,
+                   local=torch.cat(locals_) if locals_ else None)
 
 
-def cache_key(dataset, backbone, surgery: bool, patch_dtype: torch.dtype) -> str:
+def cache_key(dataset, backbone, surgery: bool, patch_dtype: torch.dtype, local: bool = True) -> str:
     """sha256 over everything that changes the features: model, weights, preprocessing, files."""
     spec = {
         "format": FORMAT_VERSION, "model": backbone.name, "weights": backbone.weights_id,
         "preprocess": backbone.preprocess_id(), "surgery_blocks": backbone.surgery_blocks if surgery else 0,
-        "patch_dtype": str(patch_dtype), "classnames": list(dataset.classnames),
+        "patch_dtype": str(patch_dtype), "classnames": list(dataset.classnames), "local": bool(local),
     }
     h = hashlib.sha256(json.dumps(spec, sort_keys=True).encode())
     for item in dataset.fingerprint():

@@ -16,6 +16,7 @@ def test_shapes_and_grid(tiny_backbone):
     assert feats.global_.shape == (3, 16)
     assert feats.patches.shape == (3, 16, 16)
     assert feats.surgery.shape == (3, 16, 16)
+    assert feats.local.shape == (3, 16, 16)
     assert feats.grid == (4, 4) == tiny_backbone.grid
 
 
@@ -66,6 +67,39 @@ def test_value_value_path_matches_naive_reference(tiny_backbone):
     ref = _reference_surgery(tiny_backbone, x, tiny_backbone.surgery_blocks)
     torch.testing.assert_close(tiny_backbone.encode_images(x).surgery, ref, atol=1e-5, rtol=1e-4)
     assert tiny_backbone.encode_images(x, surgery=False).surgery is None
+
+
+def _reference_local(backbone, x):
+    """GL-MCM / LoCoOp's local features written out through open_clip's own attention module, with a mask
+    that lets every token attend only to itself (so each head returns the token's own value)."""
+    visual = backbone.visual
+    h = visual._embeds(x)
+    blocks = visual.transformer.resblocks
+    for blk in blocks[:-1]:
+        h = blk(h)
+    last = blocks[-1]
+    n = h.shape[1]
+    only_self = torch.full((n, n), float("-inf")).fill_diagonal_(0.0)
+    y = last.ln_1(h)
+    v = h + last.attn(y, y, y, attn_mask=only_self, need_weights=False)[0]
+    v = v + last.mlp(last.ln_2(v))
+    return visual.ln_post(v[:, 1:]) @ visual.proj
+
+
+@pytest.mark.parametrize("surgery_blocks", [0, 1, 2])
+def test_local_features_follow_the_value_path_of_the_last_block(tiny_backbone, surgery_blocks):
+    x = images()
+    old = tiny_backbone.surgery_blocks
+    tiny_backbone.surgery_blocks = surgery_blocks  # the last block may or may not be unrolled for surgery
+    try:
+        feats = tiny_backbone.encode_images(x)
+    finally:
+        tiny_backbone.surgery_blocks = old
+    ref = _reference_local(tiny_backbone, x)
+    torch.testing.assert_close(feats.local, ref, atol=1e-5, rtol=1e-4)
+    # they are not the ordinary final-layer patch tokens
+    assert (F.normalize(feats.local, dim=-1) - F.normalize(feats.patches, dim=-1)).abs().max() > 1e-2
+    assert tiny_backbone.encode_images(x, local=False).local is None
 
 
 def test_text_encoding_and_prompt_path(tiny_backbone):

@@ -21,9 +21,9 @@ class CountingBackbone:
     def __getattr__(self, name):
         return getattr(self.inner, name)
 
-    def encode_images(self, images, surgery=True):
+    def encode_images(self, images, **kwargs):
         self.calls += 1
-        return self.inner.encode_images(images, surgery=surgery)
+        return self.inner.encode_images(images, **kwargs)
 
 
 def make_folder(root, n=3):
@@ -41,12 +41,14 @@ def test_encode_shapes_dtypes_and_labels(tiny_backbone, tmp_path):
     assert len(bank) == 6 and bank.global_.shape == (6, 16)
     assert bank.patches.shape == (6, 16, 16) and bank.patches.dtype == torch.float16
     assert bank.surgery.shape == (6, 16, 16)
+    assert bank.local.shape == (6, 16, 16) and bank.local.dtype == torch.float16
     assert bank.labels.tolist() == [0, 0, 0, 1, 1, 1]
     assert bank.classnames == ["cat", "dog"] and bank.grid == (4, 4)
     # the stored features equal a direct forward (up to float16 storage of patches)
     direct = tiny_backbone.encode_images(torch.stack([tiny_backbone.preprocess(ds.load(i)) for i in range(6)]))
     torch.testing.assert_close(bank.global_, direct.global_, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(bank.patches.float(), direct.patches, atol=2e-2, rtol=1e-2)
+    torch.testing.assert_close(bank.local.float(), direct.local, atol=2e-2, rtol=1e-2)
 
 
 def test_second_encode_loads_from_cache_without_calling_the_model(tiny_backbone, tmp_path):
@@ -58,6 +60,7 @@ def test_second_encode_loads_from_cache_without_calling_the_model(tiny_backbone,
     second = FeatureBank.encode(ds, counting, batch_size=4, cache=tmp_path / "cache", progress=False)
     assert counting.calls == calls
     torch.testing.assert_close(first.global_, second.global_)
+    torch.testing.assert_close(first.local, second.local)  # the local features are stored like the others
     assert second.ids == first.ids
 
 
@@ -106,5 +109,6 @@ def test_subset_and_select_ids(tiny_backbone, tmp_path):
     picked = bank.select_ids([bank.ids[4], bank.ids[1]])
     assert picked.ids == [bank.ids[4], bank.ids[1]] and picked.labels.tolist() == [1, 0]
     torch.testing.assert_close(picked.patches[0], bank.patches[4])
+    torch.testing.assert_close(picked.local[0], bank.local[4])
     with pytest.raises(KeyError, match="not in this bank"):
         bank.select_ids(["nope"])

@@ -22,10 +22,10 @@ class FakeTextBackbone:
         return F.normalize(out, dim=-1) if normalize else out
 
 
-def bank_of(global_, patches=None, labels=None, classnames=("a", "b")):
+def bank_of(global_, patches=None, labels=None, classnames=("a", "b"), local=None):
     n = len(global_)
     return FeatureBank(global_, patches, None, torch.zeros(n, dtype=torch.long) if labels is None else labels,
-                       [str(i) for i in range(n)], list(classnames), (1, 1))
+                       [str(i) for i in range(n)], list(classnames), (1, 1), local=local)
 
 
 E = torch.eye(3)
@@ -47,12 +47,20 @@ def test_mcm_temperature_sharpens():
 
 
 def test_glmcm_adds_lambda_times_best_local_mcm():
-    # global feature orthogonal (MCM 1/2); one of two patches equals class b -> local MCM e/(e+1)
-    patches = torch.stack([torch.stack([E[2], E[1]])])
-    bank = bank_of(torch.stack([E[2]]), patches=patches)
+    # global feature orthogonal (MCM 1/2); one of two local features equals class b -> local MCM e/(e+1)
+    local = torch.stack([torch.stack([E[2], E[1]])])
+    patches = torch.stack([torch.stack([E[2], E[2]])])  # final-layer tokens: orthogonal -> local MCM 1/2
+    bank = bank_of(torch.stack([E[2]]), patches=patches, local=local)
     scores = GLMCM(lam=0.5).fit(BACKBONE, classnames=["a", "b"]).score(bank)
     np.testing.assert_allclose(scores["GL-MCM"], [0.5 + 0.5 * math.e / (math.e + 1)], rtol=1e-6)
     np.testing.assert_allclose(scores["MCM"], [0.5], rtol=1e-6)
+    # the ordinary patch tokens stay selectable
+    on_patches = GLMCM(lam=0.5, local_tokens="patches").fit(BACKBONE, classnames=["a", "b"]).score(bank)
+    np.testing.assert_allclose(on_patches["GL-MCM"], [0.5 + 0.5 * 0.5], rtol=1e-6)
+    # a bank without the named tokens reports no GL-MCM; a wrong name is refused
+    assert "GL-MCM" not in GLMCM().fit(BACKBONE, classnames=["a", "b"]).score(bank_of(torch.stack([E[2]]), patches))
+    with pytest.raises(ValueError, match="local_tokens='value'"):
+        GLMCM(local_tokens="value").fit(BACKBONE, classnames=["a", "b"])
 
 
 def test_prompt_ensemble_averages_templates():

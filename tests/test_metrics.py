@@ -170,3 +170,79 @@ def test_aupr_never_leaves_the_unit_interval():
         n = int(rng.integers(2, 40))
         id_s, ood_s = rng.random(n) + 1.0, rng.random(int(rng.integers(1, 40)))
         assert 0.0 <= M.aupr_in(id_s, ood_s) <= 1.0 and 0.0 <= M.aupr_out(id_s, ood_s) <= 1.0
+
+
+# ---------- FPR95 rules (first / closest (MCM, LoCoOp) / interpolate (CLIPN)) ----------
+
+def brute_closest(pos, neg, target=0.95):
+    """MCM / LoCoOp's rule from its definition: thresholds from high to low down to the first with full recall;
+    the recall closest to ``target`` wins, among equals the lowest threshold (most false positives)."""
+    pos, neg = np.asarray(pos, float), np.asarray(neg, float)
+    best = None
+    for t in sorted(set(pos) | set(neg), reverse=True):
+        tp, fp = int((pos >= t).sum()), int((neg >= t).sum())
+        d = abs(tp / pos.size - target)
+        if best is None or d <= best[0]:
+            best = (d, fp / neg.size)
+        if tp == pos.size:
+            return best[1]
+
+
+def brute_last_at_most(pos, neg, target=0.95):
+    """FPR at the lowest threshold whose recall is still <= target."""
+    pos, neg = np.asarray(pos, float), np.asarray(neg, float)
+    out = 0.0
+    for t in sorted(set(pos) | set(neg), reverse=True):
+        if np.mean(pos >= t) <= target:
+            out = float(np.mean(neg >= t))
+    return out
+
+
+def test_fpr95_rules_differ_on_a_hand_built_curve():
+    # 10 ID scores 10..1; OOD 1 ties with the lowest ID score, OOD 0.5 below everything.
+    # ROC points (recall, FPR): ..., (0.9, 0) at t=2, (1.0, 0.5) at t=1, (1.0, 1.0) at t=0.5.
+    i, o = list(range(10, 0, -1)), [1.0, 0.5]
+    assert M.fpr95(i, o, rule="first") == 0.5          # first recall >= 0.95 is 1.0 at t=1
+    # |0.9 - 0.95| = 0.04999..993 < |1.0 - 0.95| = 0.0500..044 in float: recall 0.9 is closest, FPR 0
+    assert M.fpr95(i, o, rule="closest") == 0.0
+    # straight line from (0.9, 0) to (1.0, 0.5) read at 0.95
+    assert M.fpr95(i, o, rule="interpolate") == pytest.approx(0.25)
+    assert M.fpr95(i, o) == 0.5  # ours is the default
+
+
+def test_fpr95_closest_ties_go_to_the_most_false_positives():
+    # 20 ID scores 20..1: recall 19/20 = 0.95 exactly at t=2, 1.5 and 1.4 (0, 1, 2 OOD accepted of 3)
+    i, o = list(range(20, 0, -1)), [1.5, 1.4, 0.0]
+    assert M.fpr95(i, o, rule="closest") == pytest.approx(2 / 3)
+    assert M.fpr95(i, o, rule="first") == 0.0
+    # recall exactly 0.95 at three points: linear interpolation over a repeated x reads the last one
+    assert M.fpr95(i, o, rule="interpolate") == pytest.approx(2 / 3)
+
+
+def test_fpr95_closest_never_looks_past_full_recall():
+    # full recall at t=1 with FPR 0; lower thresholds only add false positives and must not be candidates
+    i, o = [3.0, 2.0, 1.0], [0.5, 0.4]
+    assert M.fpr95(i, o, rule="closest") == 0.0
+
+
+@pytest.mark.parametrize("n", [5, 20, 100])
+def test_fpr95_closest_matches_its_definition_on_random_draws(n):
+    rng = np.random.default_rng(n)
+    for _ in range(50):
+        i = np.round(rng.normal(1.0, 1.0, n), 1)  # rounding makes ties
+        o = np.round(rng.normal(0.0, 1.0, n), 1)
+        assert M.fpr95(i, o, rule="closest") == pytest.approx(brute_closest(i, o))
+        assert M.fpr95_ood_positive(i, o, rule="closest") == pytest.approx(brute_closest(-o, -i))
+        first = M.fpr95(i, o, rule="first")
+        assert first == pytest.approx(brute_fpr95_id(i, o))
+        # interpolation never exceeds the FPR of the last point with recall <= 0.95 or of the first with >= 0.95
+        assert M.fpr95(i, o, rule="interpolate") <= max(first, brute_last_at_most(i, o)) + 1e-12
+
+
+def test_fpr95_rule_is_checked_and_named_in_the_convention():
+    with pytest.raises(ValueError, match="unknown FPR95 rule 'nearest'"):
+        M.fpr95([1.0, 2.0], [0.0], rule="nearest")
+    m = M.ood_metrics([0.9, 0.8], [0.1, 0.85], fpr95_rule="closest")
+    assert m["FPR95"] == M.fpr95([0.9, 0.8], [0.1, 0.85], rule="closest")
+    text = M.convention("closest")
+    assert "rule 'closest'" in text and "ID positive" in text and "OOD positive" in text

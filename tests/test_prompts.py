@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -7,6 +9,7 @@ from clipos_lab.clipos.prompts import (
     PromptConfig,
     PromptLearner,
     TrainingData,
+    locoop_entropy,
     train_prompts,
 )
 from clipos_lab.features import FeatureBank
@@ -74,7 +77,8 @@ def few_shot_bank(tiny_backbone, n=6):
     g = torch.Generator().manual_seed(5)
     return FeatureBank(torch.randn(n, 16, generator=g), torch.randn(n, 16, 16, generator=g).half(),
                        torch.randn(n, 16, 16, generator=g).half(), torch.arange(n) % 3,
-                       [f"img{i}" for i in range(n)], CLASSES, (4, 4))
+                       [f"img{i}" for i in range(n)], CLASSES, (4, 4),
+                       local=torch.randn(n, 16, 16, generator=g).half())
 
 
 @pytest.mark.parametrize("name", ["CoOp", "LoCoOp", "CLIP-OS", "CLIP-OS w/o unknown"])
@@ -118,3 +122,83 @@ def test_bad_options_are_refused_at_fit_and_unknown_ones_at_build(tiny_backbone)
         build_method("CLIP-OS", puc_k=0).fit(tiny_backbone, None)
     with pytest.raises(ValueError, match="does not take these options.*synthesis"):
         build_method("CoOp", synthesis=True)  # CoOp's signature has no synthesis switch
+
+
+# ------------------------------------------------------------------------------- LoCoOp as its reference trains
+def test_locoop_entropy_selects_outside_top_k_and_uses_log_p_plus_eps():
+    # classes e0, e1, e2 at scale 1; one image of class 0 with local features e0 (class 0 first: kept out) and
+    # e1 (class 0 shares 2nd place with class 2)
+    text = torch.eye(3)
+    local = torch.stack([text[0], text[1]])[None]
+    hook = locoop_entropy(local, torch.tensor([0]), top_k=1)
+    entropy, n = hook(torch.tensor([0]), text, 1.0)
+    p = torch.tensor([1.0, math.e, 1.0]) / (math.e + 2)  # softmax of (0, 1, 0)
+    assert n == 1
+    assert entropy.item() == pytest.approx(float(-(p * (p + 1e-5).log()).sum()), rel=1e-6)
+    # top-2 keeps exactly two classes: class 0 ties with class 2 for 2nd place and (lower index) is inside
+    entropy, n = locoop_entropy(local, torch.tensor([0]), top_k=2)(torch.tensor([0]), text, 1.0)
+    assert n == 0 and entropy.item() == 0.0
+
+
+def test_locoop_entropy_keeps_no_feature_back_when_all_are_irrelevant():
+    text = torch.eye(3)
+    local = torch.stack([text[1], text[2], text[1] + text[2]])[None]  # class 0 is last everywhere
+    _, n = locoop_entropy(local, torch.tensor([0]), top_k=1)(torch.tensor([0]), text, 100.0)
+    assert n == 3
+
+
+def test_per_step_hook_sees_the_current_prompts_every_step(tiny_backbone):
+    feats, labels = planted(tiny_backbone, n=6)
+    learner = PromptLearner(tiny_backbone, CLASSES, n_ctx=4, seed=0)
+    local = torch.randn(6, 4, 16, generator=torch.Generator().manual_seed(1))
+    inner = locoop_entropy(local, labels, top_k=1)
+    seen = []
+
+    def hook(idx, text, scale):
+        torch.testing.assert_close(text.detach(), learner().detach())  # the prompts as they are at this step
+        seen.append(text.detach().clone())
+        return inner(idx, text, scale)
+
+    cfg = PromptConfig(n_ctx=4, epochs=3, batch_size=6, lr=0.05, progress=False)
+    history = train_prompts(learner, TrainingData(feats, labels, local_entropy=hook), cfg, gamma=0.25)
+    assert len(seen) == 3 and not torch.equal(seen[0], seen[-1])
+    assert all("n_irrelevant" in row and "entropy" in row for row in history)
+
+
+def test_warmup_holds_the_constant_rate_then_follows_the_cosine():
+    feats, labels = planted(None, n=6)
+
+    class Tiny(torch.nn.Module):  # a learner stand-in: the schedule does not depend on the text tower
+        classnames, n_classes = CLASSES, 3
+        backbone = type("B", (), {"logit_scale": 1.0})()
+
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.randn(3, 16, generator=torch.Generator().manual_seed(0)))
+
+        def forward(self):
+            return F.normalize(self.w, dim=-1)
+
+    cfg = PromptConfig(epochs=4, batch_size=6, lr=0.002, progress=False)
+    plain = [row["lr"] for row in train_prompts(Tiny(), TrainingData(feats, labels), cfg)]
+    warm = [row["lr"] for row in train_prompts(Tiny(), TrainingData(feats, labels),
+                                               PromptConfig(**{**cfg.__dict__, "warmup_epochs": 2}))]
+    # "lr" is the rate set for the next step: after step 0 the warm-up still holds; then cosine at step s of 4
+    cosine = [0.002 * 0.5 * (1 + math.cos(math.pi * s / 4)) for s in (1, 2, 3, 4)]
+    assert plain == pytest.approx(cosine)
+    assert warm == pytest.approx([1e-5] + cosine[1:])
+
+
+def test_locoop_defaults_follow_the_reference_and_zero_shot_selection_stays_available(tiny_backbone):
+    bank = few_shot_bank(tiny_backbone)
+    cfg = PromptConfig(n_ctx=4, epochs=2, progress=False)
+    faithful = build_method("LoCoOp", seed=1, prompt=cfg).fit(tiny_backbone, bank)
+    assert faithful.selection == "per-step" and faithful.patch_tokens == "local"
+    assert faithful.relevance_ is None  # nothing selected before training
+    assert all("n_irrelevant" in row for row in faithful.history_)
+    assert faithful.warmup_epochs == 1
+    once = build_method("LoCoOp", seed=1, prompt=cfg, selection="zero-shot").fit(tiny_backbone, bank)
+    assert once.relevance_ is not None and once.relevance_.rule == "topk"
+    assert all("n_irrelevant" not in row for row in once.history_)
+    with pytest.raises(ValueError, match="selection='each'"):
+        build_method("LoCoOp", selection="each").fit(tiny_backbone, bank)

@@ -254,3 +254,82 @@ def test_topk_image_without_relevant_patch_keeps_its_most_class_similar_patch():
     res = R.topk_masks(patches, e, torch.tensor([0]), (2, 2), k_puc=1, top_k=1)
     assert res.mask[0].tolist() == [False, False, False, True]  # patch 3 has cosine 0 with class 0, the highest
     torch.testing.assert_close(res.relevant_features[0], e[1])
+
+
+# ------------------------------------------------------------------------- surgery class weighting (reference)
+def weighted_surgery_reference(patches, text, global_features, classes):
+    """``clip_feature_surgery`` without redundant features, literally: weights from the global feature's softmax
+    at 2 x cosine divided by their mean, element-wise products scaled by them, minus their class mean, summed."""
+    f = F.normalize(patches.float(), dim=-1)
+    t = F.normalize(text.float(), dim=-1)
+    prob = (2 * F.normalize(global_features.float(), dim=-1) @ t.T).softmax(-1)
+    w = prob / prob.mean(-1, keepdim=True)
+    prod = f[:, :, None, :] * t[None, None, :, :] * w[:, None, :, None]
+    sim = (prod - prod.mean(dim=2, keepdim=True)).sum(-1)
+    return sim[torch.arange(f.shape[0]), :, classes]
+
+
+def test_reference_surgery_weighting_on_a_hand_built_case():
+    # classes e0, e1; the image's global feature is e0 and its one patch is (1, 1)/sqrt(2).
+    # w = 2 softmax([2, 0]) = (2e^2, 2)/(e^2 + 1); class 0's map = (w0 - w1) / (2 sqrt 2) = (e^2 - 1)/((e^2 + 1) sqrt 2)
+    e = torch.eye(2)
+    patch = torch.tensor([[[1.0, 1.0]]])
+    glob = e[:1]
+    w = R.surgery_class_weights(glob, e)
+    e2 = math.exp(2.0)
+    torch.testing.assert_close(w, torch.tensor([[2 * e2 / (e2 + 1), 2 / (e2 + 1)]]))
+    expected = (e2 - 1) / ((e2 + 1) * math.sqrt(2))
+    got = R.surgery_map(patch, e, 0, weighting="reference", global_features=glob)
+    assert got.item() == pytest.approx(expected, rel=1e-6)
+    assert R.surgery_map(patch, e, 0).item() == pytest.approx(0.0, abs=1e-7)  # uniform: the two classes cancel
+
+
+def test_reference_surgery_weighting_equals_literal_formula_and_changes_rankings():
+    p = torch.randn(3, 6, 8, generator=gen(21))
+    t = F.normalize(torch.randn(7, 8, generator=gen(22)), dim=-1)
+    g = torch.randn(3, 8, generator=gen(23)) * 4
+    labels = torch.tensor([1, 6, 3])
+    got = R.surgery_map(p, t, labels, weighting="reference", global_features=g)
+    torch.testing.assert_close(got, weighted_surgery_reference(p, t, g, labels), atol=1e-5, rtol=0)
+    uniform = R.surgery_map(p, t, labels)
+    assert not torch.equal(got.argsort(-1), uniform.argsort(-1))
+    with pytest.raises(ValueError, match="global_features"):
+        R.surgery_map(p, t, labels, weighting="reference")
+    with pytest.raises(ValueError, match="uniform, reference"):
+        R.surgery_map(p, t, labels, weighting="softmax")
+
+
+def test_relevance_passes_the_weighting_and_the_global_features():
+    g = gen(24)
+    bank = SimpleNamespace(patches=torch.randn(2, 4, 3, generator=g), surgery=torch.randn(2, 4, 3, generator=g),
+                           global_=torch.randn(2, 3, generator=g), labels=torch.tensor([0, 1]), grid=(2, 2))
+    text = F.normalize(torch.randn(3, 3, generator=g), dim=-1)
+    res = R.relevance(bank, text, weighting="reference")
+    direct = R.discrepancy_masks(bank.patches, bank.surgery, text, bank.labels, bank.grid, weighting="reference",
+                                 global_features=bank.global_)
+    assert torch.equal(res.mask, direct.mask) and res.options["weighting"] == "reference"
+    torch.testing.assert_close(res.surgery, R.minmax(R.surgery_map(
+        R.patch_uniform_conv(bank.surgery, (2, 2), 3), text, bank.labels, "reference", bank.global_)))
+
+
+# ------------------------------------------------------------------------------- exact top-k (torch.topk)
+def test_inside_topk_keeps_exactly_k_classes_even_with_ties():
+    logits = torch.tensor([[1.0, 1.0, 1.0, 0.0]] * 4)
+    inside = R.inside_topk(logits, torch.arange(4), top_k=2)
+    assert inside.tolist() == [True, True, False, False]  # class 2 ties with the 2nd but falls outside
+    # without ties it agrees with torch.topk
+    x = torch.randn(50, 9, generator=gen(25))
+    c = torch.randint(0, 9, (50,), generator=gen(26))
+    expected = (torch.topk(x, k=3, dim=-1).indices == c[:, None]).any(-1)
+    assert torch.equal(R.inside_topk(x, c, 3), expected)
+
+
+def test_relevance_reads_the_named_token_kind():
+    g = gen(27)
+    bank = SimpleNamespace(patches=torch.randn(2, 4, 3, generator=g), local=torch.randn(2, 4, 3, generator=g),
+                           surgery=None, labels=torch.tensor([0, 1]), grid=(2, 2))
+    text = F.normalize(torch.randn(3, 3, generator=g), dim=-1)
+    res = R.relevance(bank, text, rule="topk", k=1, tokens="local")
+    torch.testing.assert_close(res.puc_patches, F.normalize(bank.local, dim=-1))
+    with pytest.raises(ValueError, match="token kind"):
+        R.relevance(bank, text, tokens="values")

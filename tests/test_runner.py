@@ -65,6 +65,25 @@ def test_outputs_are_written_and_consistent(pocket_backbone, tmp_path):
                and s["metric"] == "AUROC" and s["score"] == "MCM"][0]
     assert summary["mean"] == pytest.approx(sum(per_seed) / len(per_seed))
     assert "CLIP-OS" in (out / "summary.md").read_text()
+    # which FPR95 rule and positive class, in metrics.json and the table; FPR95_OOD_POS is reported too
+    assert metrics["fpr95_rule"] == "first" and metrics["positive_class"] == "ID"
+    assert "rule 'first'" in (out / "summary.md").read_text()
+    assert {"FPR95", "FPR95_OOD_POS"} <= {r["metric"] for r in result.rows}
+
+
+def test_fpr95_rule_reaches_every_row(pocket_backbone, tmp_path):
+    from clipos_lab.evaluation import metrics as M
+
+    spec = BenchmarkSpec.from_dict(SPEC, base_dir=tmp_path)
+    result = run_benchmark(spec, pocket_backbone, methods=["MCM"], out_dir=tmp_path / "out", cache=tmp_path / "c",
+                           progress=False, fpr95_rule="closest", keep_fitted=True)
+    scores = result.scores[("MCM", 0, 0)]
+    expected = M.fpr95(scores["id"]["MCM"], scores["near-ood"]["MCM"], rule="closest")
+    row = next(r for r in result.rows if r["ood"] == "near-ood" and r["metric"] == "FPR95" and r["score"] == "MCM")
+    assert row["value"] == pytest.approx(expected)
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text())["fpr95_rule"] == "closest"
+    with pytest.raises(ValueError, match="unknown FPR95 rule"):
+        run_benchmark(spec, pocket_backbone, methods=["MCM"], fpr95_rule="nearest")
 
 
 def test_bad_arguments_fail_before_any_work(pocket_backbone, tmp_path):

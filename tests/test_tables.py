@@ -49,7 +49,7 @@ def test_summary_table_and_markdown_show_average_and_accuracy():
     assert coop["AUROC"] == "92.00 ± 2.00" and coop["FPR95"] == "33.00 ± 3.00" and coop["ACC"] == "50.00 ± 0.00"
     assert table[table["method"] == "MCM"].iloc[0]["FPR95"] == ""  # a missing cell stays empty
     text = T.summary_markdown(T.summarise(_rows()))
-    assert text.splitlines()[0] == T.SUMMARY_CAPTION
+    assert text.splitlines()[0] == T.SUMMARY_CAPTION.format(rule="first")
     assert "| CoOp     | MCM     |       1 | 92.00 ± 2.00" in text
 
 

@@ -9,6 +9,10 @@ image encoder.
 The loss (CLIP-OS stage 3, ``docs/method.md`` section 3): cross-entropy of ID features to their class; ``beta`` x
 cross-entropy of synthesised outliers to *unknown*; ``gamma`` x LoCoOp's entropy maximisation over the ID
 classes on ID-irrelevant patches. CoOp is ``beta = gamma = 0`` without unknown; LoCoOp is CoOp with ``gamma``.
+
+ID-irrelevant patches come either as a fixed set chosen before training (``TrainingData.irrelevant_patches``,
+sampled each step) or, as LoCoOp's reference does, from a per-step hook (``TrainingData.local_entropy``, e.g.
+:func:`locoop_entropy`) that selects them among the batch's local features with the *current* prompts.
 """
 
 from __future__ import annotations
@@ -41,6 +45,8 @@ class PromptConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     min_steps: int = 0  # few-shot sets of a handful of images give one step per epoch; this sets a floor
+    warmup_epochs: int = 0  # epochs at the constant warmup_lr before the cosine schedule (CoOp/LoCoOp configs: 1)
+    warmup_lr: float = 1e-5
     seed: int = 0
     progress: bool = True
 
@@ -151,6 +157,40 @@ class TrainingData:
     id_labels: torch.Tensor                         # (N,)
     outliers: Callable[[int], torch.Tensor] | None = None   # epoch -> (M, D) synthesised outliers
     irrelevant_patches: torch.Tensor | None = None  # (R, D) ID-irrelevant patch features (LoCoOp term)
+    # per-step LoCoOp term: (batch indices, ID text (K, D), logit scale) -> (entropy to maximise, n selected)
+    local_entropy: Callable[[torch.Tensor, torch.Tensor, float], tuple[torch.Tensor, int]] | None = None
+
+
+def locoop_entropy(local_features: torch.Tensor, labels: torch.Tensor, top_k: int, eps: float = 1e-5):
+    """LoCoOp's per-step regulariser as its reference computes it, for :attr:`TrainingData.local_entropy`.
+
+    For the batch's images, every local feature ``(N, P, D)`` is classified with the current prompts (softmax
+    over the ID classes at the logit scale); a feature is ID-irrelevant when its image's label is not among its
+    top-``top_k`` classes (exactly k, :func:`clipos_lab.clipos.relevance.inside_topk`). The term is the mean
+    over the selected features of ``-sum_k p_k log(p_k + eps)`` (the reference's ``eps = 1e-5``); 0 when none
+    is selected (an image may have every feature selected: none is kept back).
+    """
+    from .relevance import inside_topk
+
+    feats = F.normalize(local_features.float(), dim=-1)
+    labels = labels.long()
+    if feats.dim() != 3 or len(feats) != len(labels):
+        raise ValueError(f"local features must be (N, P, D) with one label per image, got {tuple(feats.shape)} "
+                         f"and {len(labels)} labels")
+
+    def entropy(idx: torch.Tensor, text: torch.Tensor, scale: float) -> tuple[torch.Tensor, int]:
+        batch = feats[idx]  # (B, P, D)
+        probs = (scale * batch @ text.T).softmax(-1)  # (B, P, K)
+        k = min(max(int(top_k), 1), text.shape[0])
+        with torch.no_grad():
+            own = labels[idx][:, None].expand(-1, batch.shape[1])
+            selected = ~inside_topk(probs, own, k)
+        if not bool(selected.any()):
+            return probs.sum() * 0.0, 0
+        p = probs[selected]
+        return -(p * (p + eps).log()).sum(-1).mean(), int(selected.sum())
+
+    return entropy
 
 
 def train_prompts(learner: PromptLearner, data: TrainingData, cfg: PromptConfig, beta: float = 0.0,
@@ -165,7 +205,14 @@ def train_prompts(learner: PromptLearner, data: TrainingData, cfg: PromptConfig,
     steps_per_epoch = max(1, math.ceil(n / cfg.batch_size))
     epochs = max(cfg.epochs, math.ceil(cfg.min_steps / steps_per_epoch))
     total = epochs * steps_per_epoch
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(optim, T_max=total)
+    warm = min(max(int(cfg.warmup_epochs), 0), epochs) * steps_per_epoch
+    if warm:
+        # Dassl's constant warm-up (CoOp / LoCoOp configs): warmup_lr for the first epochs, then the cosine
+        # schedule continues where it would have been without warm-up
+        sched = torch.optim.lr_scheduler.LambdaLR(optim, lambda s: cfg.warmup_lr / cfg.lr if s < warm else
+                                                  0.5 * (1.0 + math.cos(math.pi * s / total)))
+    else:
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(optim, T_max=total)
     scale = learner.backbone.logit_scale
     feats = F.normalize(data.id_features.float(), dim=-1)
     labels = data.id_labels.long()
@@ -197,6 +244,11 @@ def train_prompts(learner: PromptLearner, data: TrainingData, cfg: PromptConfig,
                 entropy = -(probs * probs.clamp_min(1e-12).log()).sum(-1).mean()
                 loss = loss - gamma * entropy
                 row["entropy"] = entropy.item()
+            if data.local_entropy is not None and gamma > 0:
+                entropy, n_selected = data.local_entropy(idx, text[:n_id], scale)
+                loss = loss - gamma * entropy
+                row["entropy"] = float(entropy.item())
+                row["n_irrelevant"] = n_selected
             optim.zero_grad(set_to_none=True)
             loss.backward()
             optim.step()

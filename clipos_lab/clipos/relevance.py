@@ -11,7 +11,14 @@ Two rules decide which patches are ID-relevant:
   CLIP ("raw") map of the image's class; the fraction of patches where surgery beats raw gives the ID-relevant
   proportion ``rho``, and the top ``ceil(rho * P)`` patches of the surgery map are ID-relevant.
 * ``"topk"`` (LoCoOp): a patch is ID-irrelevant when its ground-truth class is not among its own top-k
-  predicted classes.
+  predicted classes (exactly k classes, as ``torch.topk`` keeps; :func:`inside_topk`).
+
+The surgery map weights classes as a named option (``SURGERY_WEIGHTINGS``): ``"uniform"`` subtracts the plain
+mean over classes; ``"reference"`` first weights each class by CLIP Surgery's softmax of the image's global
+feature (:func:`surgery_class_weights`), as the reference ``clip_feature_surgery`` does.
+
+Which patch tokens stand for "the image's patches" is the bank field named by ``tokens`` in :func:`relevance`:
+``"patches"`` (final-layer tokens) or ``"local"`` (GL-MCM / LoCoOp's value-path local features).
 """
 
 from __future__ import annotations
@@ -23,6 +30,9 @@ import torch
 import torch.nn.functional as F
 
 RULES = ("discrepancy", "topk")
+SURGERY_WEIGHTINGS = ("uniform", "reference")
+DEFAULT_SURGERY_WEIGHTING = "uniform"
+TOKEN_KINDS = ("patches", "local")
 
 # Images handled per step where a (chunk, P, K) logits tensor is needed: bounds memory for large K.
 _CHUNK = 64
@@ -112,19 +122,44 @@ def raw_map(patches: torch.Tensor, text: torch.Tensor, labels_or_class, grid=Non
     return torch.einsum("npd,nd->np", f, t[c])
 
 
-def surgery_map(patches: torch.Tensor, text: torch.Tensor, classes) -> torch.Tensor:
+def surgery_class_weights(global_features: torch.Tensor, text: torch.Tensor, temperature: float = 2.0):
+    """CLIP Surgery's class weights ``(N, K)``: ``softmax_k(2 cos(g, t_k))`` divided by its mean over classes.
+
+    They average 1 over the classes of each image; classes the whole image looks like weigh more, which
+    restrains their influence on the other classes' maps (the reference's comment).
+    """
+    if not torch.is_tensor(global_features) or global_features.dim() != 2:
+        raise ValueError("global_features must be a (N, D) tensor, one global feature per image")
+    g = F.normalize(global_features.float(), dim=-1)
+    t = _check_text(text, g.shape[-1])
+    prob = (temperature * g @ t.T).softmax(dim=-1)
+    return prob / prob.mean(dim=-1, keepdim=True)
+
+
+def surgery_map(patches: torch.Tensor, text: torch.Tensor, classes, weighting: str = DEFAULT_SURGERY_WEIGHTING,
+                global_features: torch.Tensor | None = None) -> torch.Tensor:
     """CLIP Surgery's feature-surgery similarity of every patch with its image's class, ``(N, P)``.
 
-    CLIP Surgery forms the element-wise products ``f * t_k`` for all K classes, subtracts their mean over
-    classes (the class-agnostic "redundant" part) and sums over channels. Summing over channels is linear,
-    so this equals ``f . t_c - f . mean_k(t_k)``: the same number without ever materialising the
-    ``(N, P, K, D)`` product, which is too large for ImageNet-sized K. The class-weighting that the
-    original code applies from the CLS token's softmax is not used here (unweighted mean over classes).
+    CLIP Surgery forms the element-wise products ``f * t_k`` for all K classes, optionally scales the class-k
+    product by a weight ``w_k``, subtracts their mean over classes (the class-agnostic "redundant" part) and
+    sums over channels. Summing over channels is linear, so this equals ``w_c f . t_c - f . mean_k(w_k t_k)``:
+    the same number without ever materialising the ``(N, P, K, D)`` product, which is too large for
+    ImageNet-sized K. ``weighting="uniform"``: ``w_k = 1``; ``"reference"``: ``w`` from
+    :func:`surgery_class_weights` of each image's ``global_features`` (required then).
     """
+    if weighting not in SURGERY_WEIGHTINGS:
+        raise ValueError(f"unknown surgery weighting {weighting!r}; choose one of {', '.join(SURGERY_WEIGHTINGS)}")
     f = F.normalize(_check_patches(patches), dim=-1)
     t = _check_text(text, f.shape[-1])
     c = _classes(classes, f.shape[0], t.shape[0])
-    direction = t[c] - t.mean(dim=0, keepdim=True)  # (N, D)
+    if weighting == "uniform":
+        direction = t[c] - t.mean(dim=0, keepdim=True)  # (N, D)
+    else:
+        if global_features is None or len(global_features) != f.shape[0]:
+            raise ValueError("weighting='reference' needs global_features, one (D,) row per image")
+        w = surgery_class_weights(global_features, t)  # (N, K)
+        own = w.gather(1, c[:, None])  # (N, 1)
+        direction = own * t[c] - (w @ t) / t.shape[0]
     return torch.einsum("npd,nd->np", f, direction)
 
 
@@ -217,12 +252,15 @@ class RelevanceResult:
 
 
 def discrepancy_masks(raw_patches: torch.Tensor, surgery_patches: torch.Tensor | None, text: torch.Tensor,
-                      labels, grid, k: int = 3, rho_min: float = 0.1, rho_max: float = 0.9) -> RelevanceResult:
+                      labels, grid, k: int = 3, rho_min: float = 0.1, rho_max: float = 0.9,
+                      weighting: str = DEFAULT_SURGERY_WEIGHTING,
+                      global_features: torch.Tensor | None = None) -> RelevanceResult:
     """CLIP-OS's CLIP-surgery-discrepancy rule (``docs/method.md``, section 1).
 
     Both token sets get the same PUC. ``surgery_patches`` should be the value-value tokens of CLIP Surgery;
     when a backbone could not provide them (None), the raw patches are used for the surgery map too, so
-    the discrepancy then only reflects feature surgery, not the v-v attention path.
+    the discrepancy then only reflects feature surgery, not the v-v attention path. ``weighting`` and
+    ``global_features`` go to :func:`surgery_map`.
     """
     grid = _grid(grid)
     puc_raw = patch_uniform_conv(raw_patches, grid, k)
@@ -230,14 +268,14 @@ def discrepancy_masks(raw_patches: torch.Tensor, surgery_patches: torch.Tensor |
     if puc_sur.shape != puc_raw.shape:
         raise ValueError(f"surgery patches {tuple(puc_sur.shape)} do not match raw patches {tuple(puc_raw.shape)}")
     raw = minmax(raw_map(puc_raw, text, labels))
-    sur = minmax(surgery_map(puc_sur, text, labels))
+    sur = minmax(surgery_map(puc_sur, text, labels, weighting, global_features))
     disc = sur - raw
     rho = id_proportion(disc, rho_min, rho_max)
     mask = top_fraction_mask(sur, n_relevant(rho, raw.shape[1]))
     normed = F.normalize(puc_raw, dim=-1)
     return RelevanceResult(raw, sur, disc, rho, mask, masked_mean_features(normed, mask), normed, grid,
                            "discrepancy", {"k": k, "rho_min": rho_min, "rho_max": rho_max,
-                                           "surgery_tokens": surgery_patches is not None})
+                                           "surgery_tokens": surgery_patches is not None, "weighting": weighting})
 
 
 def default_top_k(n_classes: int) -> int:
@@ -245,12 +283,25 @@ def default_top_k(n_classes: int) -> int:
     return max(1, round(0.2 * n_classes))
 
 
+def inside_topk(logits: torch.Tensor, classes: torch.Tensor, top_k: int) -> torch.Tensor:
+    """Whether each row's class is among its ``top_k`` highest logits: ``(..., K)`` logits, ``(...)`` classes.
+
+    Exactly ``top_k`` classes are inside, as with ``torch.topk`` (LoCoOp's reference); among classes tied
+    with the k-th, the lower class index is inside (``torch.topk`` leaves the order of ties unspecified).
+    The own-class logit is read from the same tensor, so a class never ranks "above itself" by rounding.
+    """
+    own = logits.gather(-1, classes[..., None].long())
+    index = torch.arange(logits.shape[-1], device=logits.device)
+    ahead = (logits > own) | ((logits == own) & (index < classes[..., None]))
+    return ahead.sum(dim=-1) < top_k
+
+
 def topk_masks(patches: torch.Tensor, text: torch.Tensor, labels, grid, k_puc: int = 3,
                top_k: int | None = None) -> RelevanceResult:
     """LoCoOp's rule: a patch is ID-irrelevant when its class is not among its top-``top_k`` predictions.
 
     Prediction = softmax over the K classes of patch-text cosines; softmax and logit scale are monotone,
-    so ranking cosines is equivalent. A class tied with the k-th best counts as inside the top-k.
+    so ranking cosines is equivalent. Exactly ``top_k`` classes are inside (:func:`inside_topk`).
     ``top_k`` defaults to :func:`default_top_k` and is clamped to [1, K]. ``k_puc = 1`` gives LoCoOp exactly
     (it has no PUC). An image whose patches are all irrelevant keeps its single most class-similar patch,
     so that every image has an ID-relevant feature.
@@ -270,9 +321,9 @@ def topk_masks(patches: torch.Tensor, text: torch.Tensor, labels, grid, k_puc: i
         logits = f[s:s + _CHUNK] @ t.T  # (chunk, P, K)
         # The own-class score must come from these same logits: a separately computed dot product can differ
         # in the last bit and make the class look "higher" than itself.
-        own = logits.gather(-1, c[s:s + _CHUNK, None, None].expand(-1, p, 1))
-        cos_c[s:s + _CHUNK] = own[..., 0]
-        mask[s:s + _CHUNK] = (logits > own).sum(dim=-1) < top_k
+        classes = c[s:s + _CHUNK, None].expand(-1, p)
+        cos_c[s:s + _CHUNK] = logits.gather(-1, classes[..., None])[..., 0]
+        mask[s:s + _CHUNK] = inside_topk(logits, classes, top_k)
     empty = ~mask.any(dim=1)
     if empty.any():
         best = cos_c[empty].argmax(dim=1)
@@ -289,21 +340,28 @@ def _field(bank: Any, name: str):
     return getattr(bank, name, None)
 
 
-def relevance(bank: Any, text: torch.Tensor, rule: str = "discrepancy", labels=None, **options) -> RelevanceResult:
+def relevance(bank: Any, text: torch.Tensor, rule: str = "discrepancy", labels=None, tokens: str = "patches",
+              **options) -> RelevanceResult:
     """Run a separation rule on a FeatureBank-like object (attributes or keys patches, surgery, labels, grid).
 
-    ``labels`` overrides the bank's labels (e.g. to inspect another class's map). ``options`` go to the rule:
-    ``k``, ``rho_min``, ``rho_max`` for "discrepancy"; ``k_puc`` (or ``k``, so that callers can name the PUC
-    size the same way for both rules), ``top_k`` for "topk".
+    ``labels`` overrides the bank's labels (e.g. to inspect another class's map). ``tokens`` names the bank
+    field used as the image's patch tokens (``TOKEN_KINDS``). ``options`` go to the rule: ``k``, ``rho_min``,
+    ``rho_max``, ``weighting`` for "discrepancy" (the bank's ``global_`` features feed the reference weighting);
+    ``k_puc`` (or ``k``, so that callers can name the PUC size the same way for both rules), ``top_k`` for "topk".
     """
     if rule not in RULES:
         raise ValueError(f"unknown relevance rule {rule!r}; choose one of {', '.join(RULES)}")
-    patches = _field(bank, "patches")
+    if tokens not in TOKEN_KINDS:
+        raise ValueError(f"unknown token kind {tokens!r}; choose one of {', '.join(TOKEN_KINDS)}")
+    patches = _field(bank, tokens)
     if patches is None:
-        raise ValueError("the feature bank has no patch tokens; encode it with patches to separate patches")
+        raise ValueError(f"the feature bank has no {tokens!r} tokens; encode it again (FeatureBank.encode stores "
+                         "patch, surgery and local tokens) to separate patches")
     labels = _field(bank, "labels") if labels is None else labels
     grid = _field(bank, "grid")
     if rule == "discrepancy":
+        if options.get("weighting") == "reference" and options.get("global_features") is None:
+            options["global_features"] = _field(bank, "global_")
         return discrepancy_masks(patches, _field(bank, "surgery"), text, labels, grid, **options)
     if "k" in options:
         if "k_puc" in options:
@@ -312,6 +370,7 @@ def relevance(bank: Any, text: torch.Tensor, rule: str = "discrepancy", labels=N
     return topk_masks(patches, text, labels, grid, **options)
 
 
-__all__ = ["RULES", "RelevanceResult", "default_top_k", "discrepancy_masks", "id_proportion",
+__all__ = ["RULES", "SURGERY_WEIGHTINGS", "TOKEN_KINDS", "RelevanceResult", "default_top_k", "discrepancy_masks",
+           "id_proportion", "inside_topk", "surgery_class_weights",
            "masked_mean_features", "minmax", "n_relevant", "patch_uniform_conv", "raw_map", "relevance",
            "surgery_map", "to_grid", "top_fraction_mask", "topk_masks"]

@@ -6,10 +6,20 @@ Conventions
 * ID is the positive class by default. This matches MCM / LoCoOp, whose code
   calls ``get_measures(-in_score, -out_score)`` on negated scores.
 * ``fpr95`` (ID positive): fraction of OOD samples accepted (score >= t) at the
-  highest threshold t that keeps at least 95% of ID samples.
+  95%-recall point of the ROC curve. Which point that is is a *rule* (``FPR95_RULES``):
+
+  - ``"first"`` (ours, the default): the first threshold, from the top, whose recall is at least 0.95;
+    the reported FPR is always at a recall of 95% or more.
+  - ``"closest"`` (MCM / LoCoOp's ``get_measures``): the ROC point whose recall is closest to 0.95, which can
+    lie below 0.95; among points of equal distance the one with the most false positives.
+  - ``"interpolate"`` (CLIPN): the ROC curve linearly interpolated at recall 0.95; where several thresholds
+    give a recall of exactly 0.95, the last of them (most false positives), as ``np.interp`` (which scipy's
+    ``interp1d`` calls for 1-D data) reads a repeated x.
+
+  With few ID samples the rules can differ by tens of points, so tables name the rule.
 * ``fpr95_ood_positive`` (OpenOOD / pytorch-ood convention): OOD is positive
   with the negated score; fraction of ID samples flagged as OOD at the
-  threshold that catches at least 95% of OOD samples. The two differ in
+  threshold that catches at least 95% of OOD samples (same rules). The two differ in
   general, so tables must say which one is reported.
 * All metrics are returned as floats in [0, 1]; tables may show percentages.
 """
@@ -19,10 +29,28 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
-CONVENTION = ("ID positive; higher score = more ID; FPR95 = fraction of OOD "
-              "accepted at the threshold keeping 95% of ID (lower is better); "
-              "FPR95_OOD_POS = fraction of ID rejected at the threshold "
-              "catching 95% of OOD")
+FPR95_RULES = {
+    "first": "first threshold with recall >= 0.95 (ours)",
+    "closest": "ROC point with recall closest to 0.95, ties to more false positives (MCM / LoCoOp get_measures)",
+    "interpolate": "ROC interpolated linearly at recall 0.95, ties to more false positives (CLIPN)",
+}
+DEFAULT_FPR95_RULE = "first"
+
+
+def check_fpr95_rule(rule: str) -> str:
+    if rule not in FPR95_RULES:
+        raise ValueError(f"unknown FPR95 rule {rule!r}; choose one of {', '.join(FPR95_RULES)}")
+    return rule
+
+
+def convention(rule: str = DEFAULT_FPR95_RULE) -> str:
+    """The sentence every table and ``metrics.json`` carries: positive class, score direction, FPR95 rule."""
+    return ("ID positive; higher score = more ID; FPR95 = fraction of OOD accepted at 95% ID recall "
+            f"(rule {check_fpr95_rule(rule)!r}: {FPR95_RULES[rule]}; lower is better); "
+            "FPR95_OOD_POS = fraction of ID rejected at 95% OOD recall, OOD positive, same rule")
+
+
+CONVENTION = convention()
 
 
 def _as_1d(x, name: str) -> np.ndarray:
@@ -50,13 +78,36 @@ def _labelled(id_scores, ood_scores):
     return y, np.concatenate([i, o])
 
 
-def _fpr_at_tpr(y: np.ndarray, s: np.ndarray, tpr: float) -> float:
+def _fpr_at_tpr(y: np.ndarray, s: np.ndarray, tpr: float, rule: str = DEFAULT_FPR95_RULE) -> float:
     if not 0.0 < tpr <= 1.0:
         raise ValueError(f"tpr must be in (0, 1], got {tpr}")
+    check_fpr95_rule(rule)
+    if not (y == 1).any() or not (y == 0).any():
+        raise ValueError("FPR needs at least one positive and one negative sample")
     # drop_intermediate=False: sklearn otherwise drops collinear points,
     # which can remove exactly the first point reaching the target TPR.
+    # Point 0 is sklearn's (0, 0) start above the highest score; the others are the distinct thresholds.
     fprs, tprs, _ = roc_curve(y, s, drop_intermediate=False)
-    return float(fprs[np.argmax(tprs >= tpr)])  # tprs[-1] == 1, so found
+    first = int(np.argmax(tprs >= tpr))  # tprs[-1] == 1, so found; first >= 1 since tprs[0] == 0
+    if rule == "first":
+        return float(fprs[first])
+    if rule == "interpolate":
+        exact = np.flatnonzero(tprs == tpr)
+        if exact.size:  # a flat stretch at exactly tpr: linear interpolation (np.interp) reads its last point
+            return float(fprs[exact[-1]])
+        lo = first - 1  # tprs[lo] < tpr < tprs[first]: a straight line between the two points
+        frac = (tpr - tprs[lo]) / (tprs[first] - tprs[lo])
+        return float(fprs[lo] + frac * (fprs[first] - fprs[lo]))
+    # "closest": recall computed as a ratio of counts (as the reference does, so float ties are the same),
+    # over the thresholds down to the first that reaches full recall; the last (lowest) threshold among
+    # equally close points wins, i.e. the one with the most false positives.
+    n_pos, n_neg = int((y == 1).sum()), int((y == 0).sum())
+    tps = np.rint(tprs[1:] * n_pos).astype(np.int64)
+    fps = np.rint(fprs[1:] * n_neg).astype(np.int64)
+    stop = int(np.argmax(tps == n_pos)) + 1
+    distance = np.abs(tps[:stop] / n_pos - tpr)
+    pick = stop - 1 - int(np.argmin(distance[::-1]))
+    return float(fps[pick] / n_neg)
 
 
 def auroc(id_scores, ood_scores) -> float:
@@ -65,22 +116,22 @@ def auroc(id_scores, ood_scores) -> float:
     return float(roc_auc_score(y, s))
 
 
-def fpr_at_tpr(id_scores, ood_scores, tpr: float = 0.95) -> float:
-    """Fraction of OOD accepted (score >= t) at the first threshold keeping >= tpr of ID."""
+def fpr_at_tpr(id_scores, ood_scores, tpr: float = 0.95, rule: str = DEFAULT_FPR95_RULE) -> float:
+    """Fraction of OOD accepted (score >= t) at the ROC point of recall ``tpr`` of ID chosen by ``rule``."""
     y, s = _labelled(id_scores, ood_scores)
-    return _fpr_at_tpr(y, s, tpr)
+    return _fpr_at_tpr(y, s, tpr, rule)
 
 
-def fpr95(id_scores, ood_scores) -> float:
-    """FPR at 95% TPR, ID positive (MCM / LoCoOp convention)."""
-    return fpr_at_tpr(id_scores, ood_scores, 0.95)
+def fpr95(id_scores, ood_scores, rule: str = DEFAULT_FPR95_RULE) -> float:
+    """FPR at 95% TPR, ID positive (MCM / LoCoOp's positive class); ``rule`` picks the ROC point."""
+    return fpr_at_tpr(id_scores, ood_scores, 0.95, rule)
 
 
-def fpr95_ood_positive(id_scores, ood_scores) -> float:
+def fpr95_ood_positive(id_scores, ood_scores, rule: str = DEFAULT_FPR95_RULE) -> float:
     """FPR at 95% TPR, OOD positive on negated scores (OpenOOD / pytorch-ood):
     fraction of ID flagged OOD at the threshold catching 95% of OOD."""
     y, s = _labelled(id_scores, ood_scores)
-    return _fpr_at_tpr(1 - y, -s, 0.95)
+    return _fpr_at_tpr(1 - y, -s, 0.95, rule)
 
 
 def aupr_in(id_scores, ood_scores) -> float:
@@ -109,14 +160,14 @@ def id_accuracy(predictions, labels) -> float:
     return float(np.mean(p == t))
 
 
-def ood_metrics(id_scores, ood_scores) -> dict:
-    """All OOD metrics for one (ID, OOD) pair, values in [0, 1]."""
+def ood_metrics(id_scores, ood_scores, fpr95_rule: str = DEFAULT_FPR95_RULE) -> dict:
+    """All OOD metrics for one (ID, OOD) pair, values in [0, 1]; FPR95s by ``fpr95_rule``."""
     i = _as_1d(id_scores, "id_scores")
     o = _as_1d(ood_scores, "ood_scores")
     return {
         "AUROC": auroc(i, o),
-        "FPR95": fpr95(i, o),
-        "FPR95_OOD_POS": fpr95_ood_positive(i, o),
+        "FPR95": fpr95(i, o, fpr95_rule),
+        "FPR95_OOD_POS": fpr95_ood_positive(i, o, fpr95_rule),
         "AUPR_IN": aupr_in(i, o),
         "AUPR_OUT": aupr_out(i, o),
     }

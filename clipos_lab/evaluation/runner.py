@@ -6,7 +6,9 @@ scored on features only. Zero-shot methods do not depend on shots or seeds and a
 
 The tidy table has one row per (method, score, shots, seed, ood, metric); ``summary`` gives mean and std over
 seeds of the OOD-set average, per method, score and shots. Scores are higher = more ID; ID is the positive
-class (FPR95 = OOD accepted at 95% ID recall), as in MCM and LoCoOp.
+class (FPR95 = OOD accepted at 95% ID recall), as in MCM and LoCoOp; ``FPR95_OOD_POS`` is the same with OOD
+positive. ``fpr95_rule`` names how the 95% point is read (:data:`clipos_lab.evaluation.metrics.FPR95_RULES`);
+every table and ``metrics.json`` says which rule and which positive class.
 
 A *suite* is several specs run the same way (e.g. the random class splits of ``clipos_lab.splits``);
 :func:`run_suite` adds a summary over specs: the mean of each spec's seed-averaged metric ± the std across specs,
@@ -31,7 +33,7 @@ from . import metrics as M
 from . import tables as T
 
 DEFAULT_METHODS = ("MCM", "GL-MCM", "CoOp", "LoCoOp", "CLIP-OS")
-METRICS = ("AUROC", "FPR95", "AUPR_IN", "AUPR_OUT")
+METRICS = ("AUROC", "FPR95", "FPR95_OOD_POS", "AUPR_IN", "AUPR_OUT")
 
 
 @dataclass
@@ -50,11 +52,12 @@ class BenchmarkResult:
     rows: list[dict]
     summary: list[dict]
     timings: dict = field(default_factory=dict)
+    fpr95_rule: str = M.DEFAULT_FPR95_RULE
     fitted: dict = field(default_factory=dict)  # (method, shots, seed) -> fitted method, for notebooks
     scores: dict = field(default_factory=dict)  # (method, shots, seed) -> {"id": {...}, ood name: {...}}
 
     def summary_markdown(self) -> str:
-        return T.summary_markdown(self.summary)
+        return T.summary_markdown(self.summary, fpr95_rule=self.fpr95_rule)
 
 
 def encode_banks(spec: BenchmarkSpec, backbone, batch_size: int = 64, cache=True, progress: bool = True) -> Banks:
@@ -77,8 +80,10 @@ def run_benchmark(spec: BenchmarkSpec | str | os.PathLike, backbone, methods: Se
                   shots: Sequence[int] = (1, 2), seeds: Sequence[int] = (1, 2, 3), prompt: PromptConfig | None = None,
                   method_options: dict | None = None, out_dir: str | os.PathLike | None = None, cache=True,
                   progress: bool = True, batch_size: int = 64, save_prompts: bool = True,
-                  banks: Banks | None = None, keep_fitted: bool = False) -> BenchmarkResult:
+                  banks: Banks | None = None, keep_fitted: bool = False,
+                  fpr95_rule: str = M.DEFAULT_FPR95_RULE) -> BenchmarkResult:
     """Fit and score every method; write ``results.csv``, ``summary.csv``, ``summary.md``, ``metrics.json``."""
+    M.check_fpr95_rule(fpr95_rule)
     if isinstance(spec, (str, os.PathLike)):
         spec = BenchmarkSpec.from_yaml(spec)
     unknown = [m for m in methods if m not in registered_methods()]
@@ -91,7 +96,7 @@ def run_benchmark(spec: BenchmarkSpec | str | os.PathLike, backbone, methods: Se
     t0 = time.perf_counter()
     banks = banks or encode_banks(spec, backbone, batch_size=batch_size, cache=cache, progress=progress)
     out = Path(out_dir) if out_dir is not None else None
-    result = BenchmarkResult([], [])
+    result = BenchmarkResult([], [], fpr95_rule=fpr95_rule)
     fit_seconds: dict[str, float] = {}
 
     def evaluate(name: str, method, n_shots: int, seed: int):
@@ -100,7 +105,8 @@ def run_benchmark(spec: BenchmarkSpec | str | os.PathLike, backbone, methods: Se
         ood_scores = {ood: method.score(bank) for ood, bank in banks.ood.items()}
         result.scores[(name, n_shots, seed)] = {"id": id_scores, **ood_scores}
         for score_name in id_scores:
-            per_ood = {ood: M.ood_metrics(id_scores[score_name], s[score_name]) for ood, s in ood_scores.items()}
+            per_ood = {ood: M.ood_metrics(id_scores[score_name], s[score_name], fpr95_rule)
+                       for ood, s in ood_scores.items()}
             for row in M.results_table(per_ood):
                 for metric in METRICS:
                     result.rows.append({"method": name, "score": score_name, "shots": n_shots, "seed": seed,
@@ -141,10 +147,11 @@ def run_benchmark(spec: BenchmarkSpec | str | os.PathLike, backbone, methods: Se
 class SuiteResult:
     per_spec: dict[str, BenchmarkResult]
     summary: list[dict]  # method, score, shots, metric, mean, std (across specs), n_specs, wins_vs_<rival>
+    fpr95_rule: str = M.DEFAULT_FPR95_RULE
 
     def summary_markdown(self, scores: Sequence[str] = ("MCM", "GL-MCM", "1-p(unknown)", "ATD", "CTW")) -> str:
-        return "\n\n".join(suite_markdown(self.summary, score, len(self.per_spec)) for score in scores
-                             if any(r["score"] == score for r in self.summary))
+        return "\n\n".join(suite_markdown(self.summary, score, len(self.per_spec), self.fpr95_rule)
+                             for score in scores if any(r["score"] == score for r in self.summary))
 
 
 SUITE_RIVALS = ("MCM", "CoOp", "LoCoOp")
@@ -161,7 +168,8 @@ def run_suite(specs: Sequence[BenchmarkSpec | str | os.PathLike], backbone, out_
     out = Path(out_dir) if out_dir is not None else None
     per_spec = {s.name: run_benchmark(s, backbone, out_dir=None if out is None else out / s.name, **kwargs)
                 for s in specs}
-    result = SuiteResult(per_spec, summarise_suite({n: r.summary for n, r in per_spec.items()}))
+    result = SuiteResult(per_spec, summarise_suite({n: r.summary for n, r in per_spec.items()}),
+                         kwargs.get("fpr95_rule", M.DEFAULT_FPR95_RULE))
     if out is not None:
         T.write_csv(result.summary, out / "suite_summary.csv")
         T.write_text(result.summary_markdown(), out / "suite_summary.md")
@@ -173,9 +181,10 @@ def summarise_suite(summaries: dict[str, list[dict]]) -> list[dict]:
     return T.suite_summary(summaries, SUITE_RIVALS)
 
 
-def suite_markdown(summary: list[dict], score: str, n_specs: int) -> str:
+def suite_markdown(summary: list[dict], score: str, n_specs: int, fpr95_rule: str = M.DEFAULT_FPR95_RULE) -> str:
     """One line per (method, shots) for ``score``: mean ± std across specs and AUROC wins per spec."""
-    return T.to_markdown(T.suite_table(summary, score, SUITE_RIVALS), T.suite_caption(score, n_specs, SUITE_RIVALS))
+    return T.to_markdown(T.suite_table(summary, score, SUITE_RIVALS),
+                         T.suite_caption(score, n_specs, SUITE_RIVALS, fpr95_rule))
 
 
 def _slug(name: str) -> str:
@@ -189,7 +198,9 @@ def write_outputs(result: BenchmarkResult, out: Path, spec, backbone) -> None:
     T.write_text(result.summary_markdown(), out / "summary.md")
     metrics_json = {
         "benchmark": getattr(spec, "name", ""), "model": backbone.name, "weights": backbone.weights_id,
-        "convention": M.CONVENTION, "timings": result.timings,
+        "convention": M.convention(result.fpr95_rule), "positive_class": "ID",
+        "fpr95_rule": result.fpr95_rule, "fpr95_rule_description": M.FPR95_RULES[result.fpr95_rule],
+        "fpr95_ood_pos_positive_class": "OOD", "timings": result.timings,
         "summary": result.summary,
     }
     write_json(metrics_json, out / "metrics.json")

@@ -105,14 +105,15 @@ def summary_table(summary: Iterable[dict], metrics: Sequence[str] = ("AUROC", "F
     return _text_columns(long, CELL_KEYS, cols)
 
 
-SUMMARY_CAPTION = ("Higher score = more ID; ID positive; FPR95 = OOD accepted at 95% ID recall; mean ± std over "
-                   "seeds, averaged over OOD sets, in %.")
+SUMMARY_CAPTION = ("Higher score = more ID; ID positive; FPR95 = OOD accepted at 95% ID recall (rule {rule!r}); "
+                   "mean ± std over seeds, averaged over OOD sets, in %.")
 
 
 def summary_markdown(summary: Iterable[dict], metrics: Sequence[str] = ("AUROC", "FPR95"),
-                     scores: Sequence[str] | None = None) -> str:
-    """:func:`summary_table` as Markdown under its caption."""
-    return to_markdown(summary_table(summary, metrics, scores), SUMMARY_CAPTION)
+                     scores: Sequence[str] | None = None, fpr95_rule: str = "first") -> str:
+    """:func:`summary_table` as Markdown under its caption (which names the FPR95 rule,
+    :data:`clipos_lab.evaluation.metrics.FPR95_RULES`)."""
+    return to_markdown(summary_table(summary, metrics, scores), SUMMARY_CAPTION.format(rule=fpr95_rule))
 
 
 def suite_summary(summaries: dict[str, list[dict]], rivals: Sequence[str]) -> list[dict]:
@@ -159,9 +160,10 @@ def suite_table(summary: Iterable[dict], score: str, rivals: Sequence[str]) -> p
     return table
 
 
-def suite_caption(score: str, n_specs: int, rivals: Sequence[str]) -> str:
+def suite_caption(score: str, n_specs: int, rivals: Sequence[str], fpr95_rule: str = "first") -> str:
     rival_note = "" if score == "MCM" else f" (their {score} where they have it, else their MCM)"
-    return (f"Score {score}; higher = more ID; ID positive; FPR95 = OOD accepted at 95% ID recall. Mean over "
+    return (f"Score {score}; higher = more ID; ID positive; FPR95 = OOD accepted at 95% ID recall "
+            f"(rule {fpr95_rule!r}). Mean over "
             f"{n_specs} benchmarks (each the mean over seeds, averaged over OOD sets) ± std across benchmarks, "
             f"in %. Wins: benchmarks where the method's AUROC beats {' / '.join(rivals)}{rival_note}.")
 

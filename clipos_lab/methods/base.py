@@ -26,11 +26,15 @@ class Method:
     ``scale_`` multiplies cosines for prediction and for 1 - p(unknown); ``score_scale_`` (defaults to
     ``scale_``) is what the MCM and GL-MCM scores use, because a detector's softmax temperature is a choice of
     the score, not of the classifier (the MCM paper, section 4).
+
+    ``local_tokens`` names the bank's tokens GL-MCM's local part reads: ``"local"`` (the value-path local
+    features GL-MCM's and LoCoOp's reference code use, the default) or ``"patches"`` (final-layer patch tokens).
     """
 
     name = "method"
     default_score = "MCM"
     gl_lambda = 0.5
+    local_tokens = "local"
 
     def fit(self, backbone, train=None, classnames: Sequence[str] | None = None) -> "Method":
         raise NotImplementedError
@@ -56,8 +60,9 @@ class Method:
         """Every score this method gives for each image of ``bank`` (higher = more ID)."""
         self._check_fitted()
         out = {"MCM": S.mcm(self.logits(bank.global_, self.score_scale_), self.n_id_)}
-        if bank.patches is not None:
-            local = S.patch_logits_chunked(bank.patches, self.text_, self.score_scale_,
+        tokens = local_tokens_of(bank, self.local_tokens)
+        if tokens is not None:
+            local = S.patch_logits_chunked(tokens, self.text_, self.score_scale_,
                                            lambda lg: S.local_mcm(lg, self.n_id_))
             out["GL-MCM"] = out["MCM"] + self.gl_lambda * local
         if self.text_.shape[0] > self.n_id_:
@@ -67,3 +72,18 @@ class Method:
     def predict(self, bank) -> np.ndarray:
         """The ID class of each image (the unknown class, if any, is not a candidate)."""
         return self.logits(bank.global_)[:, : self.n_id_].argmax(-1).numpy()
+
+
+LOCAL_TOKENS = ("local", "patches")
+
+
+def check_local_tokens(kind: str) -> str:
+    if kind not in LOCAL_TOKENS:
+        raise ValueError(f"local_tokens={kind!r}: choose 'local' (value-path local features, the GL-MCM / LoCoOp "
+                         "reference) or 'patches' (final-layer patch tokens)")
+    return kind
+
+
+def local_tokens_of(bank, kind: str):
+    """The bank's tokens of ``kind`` (None when the bank has none: GL-MCM is then not reported)."""
+    return getattr(bank, check_local_tokens(kind), None)

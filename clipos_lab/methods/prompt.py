@@ -6,9 +6,18 @@ They differ only in switches, so a comparison measures the switches and nothing 
 method        unknown   synthesis    ID-relevant rule              PUC k        gamma
 ============  ========  ===========  ============================  ===========  =====
 CoOp          no        no           (none)                        (none)       0
-LoCoOp        no        no           top-k                         1            0.25
+LoCoOp        no        no           top-k, every step             1            0.25
 CLIP-OS       yes       yes          surgery discrepancy           3            0
 ============  ========  ===========  ============================  ===========  =====
+
+LoCoOp follows its reference code by default (``selection="per-step"``): at every training step the batch's
+local features (``patch_tokens="local"``, the value-path features) are classified with the *current* learned
+prompts, those whose label is outside their top-k classes (exactly k, ``top_k`` defaults to 20 % of the classes,
+the reference's 200 of 1000) get the entropy term ``-sum p log(p + 1e-5)``, and the first epoch is a constant
+``1e-5`` learning-rate warm-up. ``selection="zero-shot"`` is the cheaper variant: the ID-irrelevant patches are
+chosen once before training with the zero-shot "a photo of a {}." embeddings and up to 256 of them are sampled
+per step. The context length and initialisation stay the shared :class:`PromptConfig` values (the reference's 16
+random vectors are ``PromptConfig(n_ctx=16, ctx_init="")``).
 
 Defaults chosen on validation images only (``assets/benchmarks/world-validation.yaml`` and the validation
 version of the random class splits, never on test images) with ``benchmarks/tune_defaults.py``: 4 context
@@ -17,10 +26,17 @@ shifted to the global-feature region, score MCM.
 
 Score temperature: prompts are trained with CLIP's logit scale, but the MCM and GL-MCM scores use
 ``score_temperature = 1`` over cosines, the temperature zero-shot MCM uses, so that every method is scored the
-same way and a comparison measures the prompts. CoOp's and LoCoOp's reference code scores at the logit scale
-(``score_temperature=None`` here); on the validation split that costs every prompt method 0.7-1.5 AUROC points
-and made zero-shot MCM look better than all of them. 1 - p(unknown) stays at the logit scale the unknown class was
-trained at (at temperature 1 it ranks ID images as *more* unknown: AUROC about 35%).
+same way and a comparison measures the prompts. This is also what LoCoOp's reference evaluation does: its
+``test_ood`` divides the logits by 100 and takes the softmax at ``T = 1``, i.e. temperature 1 over cosines.
+CoOp's reference code has no OOD scoring (it reports classification accuracy); LoCoOp's evaluation of CoOp
+prompts is the same ``test_ood``. ``score_temperature=None`` scores at the logit scale instead; on the
+validation split that cost every prompt method 0.7-1.5 AUROC points. 1 - p(unknown) stays at the logit scale
+the unknown class was trained at (at temperature 1 it ranks ID images as *more* unknown: AUROC about 35%).
+
+Tokens: ``patch_tokens`` names the bank's tokens that stages 1-2 (relevance, synthesis) and LoCoOp's selection
+read, ``local_tokens`` those the GL-MCM score reads (``"local"``: value-path local features; ``"patches"``:
+final-layer tokens); ``surgery_weighting`` is CLIP Surgery's class weighting in the discrepancy rule
+(``"uniform"`` / ``"reference"``).
 
 Every CLIP-OS stage can be switched off for ablations: ``puc_k=1`` (no PUC), ``rule="topk"`` (no
 surgery-discrepancy), ``synthesis=False`` (no outliers), ``unknown=False`` (no unknown class: synthesised outliers
@@ -37,9 +53,11 @@ import torch
 
 from ..clipos import relevance as R
 from ..clipos import synthesis as Y
-from ..clipos.prompts import PromptConfig, PromptLearner, TrainingData, train_prompts
-from .base import Method
+from ..clipos.prompts import PromptConfig, PromptLearner, TrainingData, locoop_entropy, train_prompts
+from .base import Method, check_local_tokens
 from .zeroshot import DEFAULT_TEMPLATES, class_embeddings
+
+SELECTIONS = ("per-step", "zero-shot")
 
 
 class PromptMethod(Method):
@@ -52,8 +70,12 @@ class PromptMethod(Method):
                  gamma: float = 0.0, alpha: float = 2.0, synthesis_mode: str = "feature",
                  n_outliers: int | None = None, filter_threshold: float | None = None, rho_min: float = 0.1,
                  rho_max: float = 0.9, align_outliers: bool = True, default_score: str = "MCM",
-                 score_temperature: float | None = 1.0, seed: int = 0):
+                 score_temperature: float | None = 1.0, patch_tokens: str = "patches", local_tokens: str = "local",
+                 surgery_weighting: str = R.DEFAULT_SURGERY_WEIGHTING, selection: str = "zero-shot",
+                 warmup_epochs: int | None = None, seed: int = 0):
         self.prompt = prompt
+        self.patch_tokens, self.local_tokens = patch_tokens, local_tokens
+        self.surgery_weighting, self.selection, self.warmup_epochs = surgery_weighting, selection, warmup_epochs
         self.unknown, self.synthesis, self.rule, self.puc_k, self.top_k = unknown, synthesis, rule, puc_k, top_k
         self.beta, self.gamma, self.alpha, self.synthesis_mode = beta, gamma, alpha, synthesis_mode
         self.n_outliers, self.filter_threshold = n_outliers, filter_threshold
@@ -74,9 +96,10 @@ class PromptMethod(Method):
     def _relevance(self, backbone, train):
         zero_shot_text = class_embeddings(backbone, train.classnames, DEFAULT_TEMPLATES)
         if self.rule == "topk":
-            return R.relevance(train, zero_shot_text, rule="topk", k=self.puc_k, top_k=self.top_k)
-        return R.relevance(train, zero_shot_text, rule=self.rule, k=self.puc_k, rho_min=self.rho_min,
-                           rho_max=self.rho_max)
+            return R.relevance(train, zero_shot_text, rule="topk", tokens=self.patch_tokens, k=self.puc_k,
+                               top_k=self.top_k)
+        return R.relevance(train, zero_shot_text, rule=self.rule, tokens=self.patch_tokens, k=self.puc_k,
+                           rho_min=self.rho_min, rho_max=self.rho_max, weighting=self.surgery_weighting)
 
     def _outlier_source(self, backbone, train, rel):
         """A function epoch -> that epoch's synthesised outlier features (lam resampled every epoch)."""
@@ -104,6 +127,14 @@ class PromptMethod(Method):
             raise ValueError(f"rule={self.rule!r}: choose 'discrepancy' or 'topk'")
         if self.puc_k < 1:
             raise ValueError(f"puc_k={self.puc_k} must be at least 1 (1 switches PUC off)")
+        if self.patch_tokens not in R.TOKEN_KINDS:
+            raise ValueError(f"patch_tokens={self.patch_tokens!r}: choose one of {', '.join(R.TOKEN_KINDS)}")
+        check_local_tokens(self.local_tokens)
+        if self.surgery_weighting not in R.SURGERY_WEIGHTINGS:
+            raise ValueError(f"surgery_weighting={self.surgery_weighting!r}: choose one of "
+                             f"{', '.join(R.SURGERY_WEIGHTINGS)}")
+        if self.selection not in SELECTIONS:
+            raise ValueError(f"selection={self.selection!r}: choose one of {', '.join(SELECTIONS)}")
 
     def fit(self, backbone, train=None, classnames=None) -> "PromptMethod":
         self._check_params()
@@ -111,17 +142,28 @@ class PromptMethod(Method):
             raise ValueError(f"{self.name} needs a few-shot FeatureBank to train on")
         self.classnames_ = list(train.classnames)
         cfg = replace(self.prompt or PromptConfig(), seed=self.seed)
-        needs_patches = self.synthesis or self.gamma > 0
+        if self.warmup_epochs is not None:
+            cfg = replace(cfg, warmup_epochs=int(self.warmup_epochs))
+        per_step = self.gamma > 0 and self.rule == "topk" and self.selection == "per-step"
+        needs_patches = self.synthesis or (self.gamma > 0 and not per_step)
         rel = self._relevance(backbone, train) if needs_patches else None
         self.relevance_ = rel
         irrelevant = None
         entropy_on_outliers = self.synthesis and not self.unknown
         outliers_fn = self._outlier_source(backbone, train, rel) if self.synthesis else None
-        if self.gamma > 0:
+        if self.gamma > 0 and not per_step:
             irrelevant = rel.puc_patches[~rel.mask]
+        local_entropy = None
+        if per_step:
+            tokens = getattr(train, self.patch_tokens, None)
+            if tokens is None:
+                raise ValueError(f"{self.name} selects among the bank's {self.patch_tokens!r} tokens, but the "
+                                 "few-shot bank has none: encode it again with FeatureBank.encode")
+            top_k = R.default_top_k(len(self.classnames_)) if self.top_k is None else int(self.top_k)
+            local_entropy = locoop_entropy(tokens, train.labels, top_k)
         data = TrainingData(train.global_, train.labels,
                             outliers=None if entropy_on_outliers else outliers_fn,
-                            irrelevant_patches=irrelevant)
+                            irrelevant_patches=irrelevant, local_entropy=local_entropy)
         gamma = self.gamma
         if entropy_on_outliers:  # no unknown class: outliers should be uncertain among the ID classes
             first = self.outliers_.features
@@ -141,14 +183,16 @@ class PromptMethod(Method):
         rebuilds the same method to score without retraining."""
         self._check_fitted()
         self.learner_.save(path, extra={"class": type(self).__name__, "default_score": self.default_score,
-                                        "score_temperature": self.score_temperature})
+                                        "score_temperature": self.score_temperature,
+                                        "local_tokens": self.local_tokens})
 
     @classmethod
     def load(cls, path, backbone) -> "PromptMethod":
         learner = PromptLearner.load(path, backbone)
         saved = {c.__name__: c for c in (PromptMethod, CoOp, LoCoOp, CLIPOS)}.get(learner.extra.get("class"), cls)
         params = {"default_score": learner.extra.get("default_score", "MCM"),
-                  "score_temperature": learner.extra.get("score_temperature", 1.0)}
+                  "score_temperature": learner.extra.get("score_temperature", 1.0),
+                  "local_tokens": learner.extra.get("local_tokens", "local")}
         if saved is PromptMethod:
             params["unknown"] = learner.has_unknown
         method = saved(**params)
@@ -165,20 +209,28 @@ class CoOp(PromptMethod):
     name = "CoOp"
 
     def __init__(self, prompt: PromptConfig | None = None, default_score: str = "MCM",
-                 score_temperature: float | None = 1.0, seed: int = 0):
+                 score_temperature: float | None = 1.0, local_tokens: str = "local", seed: int = 0):
         super().__init__(prompt, unknown=False, synthesis=False, gamma=0.0, default_score=default_score,
-                         score_temperature=score_temperature, seed=seed)
+                         score_temperature=score_temperature, local_tokens=local_tokens, seed=seed)
 
 
 class LoCoOp(PromptMethod):
-    """CoOp + entropy maximisation over ID classes on ID-irrelevant patches (top-k rule, no PUC)."""
+    """CoOp + entropy maximisation over ID classes on ID-irrelevant local features (top-k rule, no PUC).
+
+    Defaults follow the reference code: per-step selection with the current prompts on the value-path local
+    features, one warm-up epoch; ``selection="zero-shot"`` selects once before training (cheaper).
+    """
 
     name = "LoCoOp"
 
     def __init__(self, prompt: PromptConfig | None = None, gamma: float = 0.25, top_k: int | None = None,
-                 puc_k: int = 1, default_score: str = "MCM", score_temperature: float | None = 1.0, seed: int = 0):
+                 puc_k: int = 1, selection: str = "per-step", patch_tokens: str = "local",
+                 local_tokens: str = "local", warmup_epochs: int | None = 1, default_score: str = "MCM",
+                 score_temperature: float | None = 1.0, seed: int = 0):
         super().__init__(prompt, unknown=False, synthesis=False, rule="topk", puc_k=puc_k, top_k=top_k,
-                         gamma=gamma, default_score=default_score, score_temperature=score_temperature, seed=seed)
+                         gamma=gamma, default_score=default_score, score_temperature=score_temperature,
+                         patch_tokens=patch_tokens, local_tokens=local_tokens, selection=selection,
+                         warmup_epochs=warmup_epochs, seed=seed)
 
 
 class CLIPOS(PromptMethod):
@@ -194,9 +246,13 @@ class CLIPOS(PromptMethod):
                  gamma: float = 0.0, alpha: float = 2.0, synthesis_mode: str = "feature",
                  n_outliers: int | None = None, filter_threshold: float | None = None, rho_min: float = 0.1,
                  rho_max: float = 0.9, align_outliers: bool = True, default_score: str = "MCM",
-                 score_temperature: float | None = 1.0, seed: int = 0):
+                 score_temperature: float | None = 1.0, patch_tokens: str = "local", local_tokens: str = "local",
+                 surgery_weighting: str = R.DEFAULT_SURGERY_WEIGHTING, seed: int = 0):
+        # patch_tokens="local" chosen on validation (benchmarks/baseline_choices.py): stages 1-2 on the value-path
+        # local features gave MCM 97.55 vs 97.49-97.51 and 1-p(unknown) 98.03 vs 97.34-97.40 on final-layer tokens
         super().__init__(prompt, unknown=unknown, synthesis=synthesis, rule=rule, puc_k=puc_k, top_k=top_k,
                          beta=beta, gamma=gamma, alpha=alpha, synthesis_mode=synthesis_mode, n_outliers=n_outliers,
                          filter_threshold=filter_threshold, rho_min=rho_min, rho_max=rho_max,
                          align_outliers=align_outliers, default_score=default_score,
-                         score_temperature=score_temperature, seed=seed)
+                         score_temperature=score_temperature, patch_tokens=patch_tokens,
+                         local_tokens=local_tokens, surgery_weighting=surgery_weighting, seed=seed)

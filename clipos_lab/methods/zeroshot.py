@@ -6,7 +6,7 @@ from typing import Sequence
 
 import torch.nn.functional as F
 
-from .base import Method
+from .base import Method, check_local_tokens
 
 DEFAULT_TEMPLATES = ("a photo of a {}.",)
 
@@ -41,18 +41,28 @@ class MCM(Method):
 
 
 class GLMCM(MCM):
-    """GL-MCM: MCM of the global feature + ``lam`` x the largest local (patch) MCM; default score GL-MCM."""
+    """GL-MCM: MCM of the global feature + ``lam`` x the largest local MCM; default score GL-MCM.
+
+    ``local_tokens="local"`` (default) reads the value-path local features, as GL-MCM's reference code does;
+    ``"patches"`` reads the ordinary final-layer patch tokens.
+    """
 
     name = "GL-MCM"
     default_score = "GL-MCM"
 
-    def __init__(self, templates: Sequence[str] = DEFAULT_TEMPLATES, temperature: float = 1.0, lam: float = 0.5):
+    def __init__(self, templates: Sequence[str] = DEFAULT_TEMPLATES, temperature: float = 1.0, lam: float = 0.5,
+                 local_tokens: str = "local"):
         super().__init__(templates, temperature)
         self.lam = lam
+        self.local_tokens = local_tokens
 
     @property
     def gl_lambda(self) -> float:
         return self.lam
+
+    def fit(self, backbone, train=None, classnames: Sequence[str] | None = None) -> "GLMCM":
+        check_local_tokens(self.local_tokens)
+        return super().fit(backbone, train, classnames)
 
 
 def class_embeddings(backbone, classnames: Sequence[str], templates: Sequence[str]):

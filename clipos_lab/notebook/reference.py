@@ -3,7 +3,8 @@
 These are **published numbers, not results of this code**: ImageNet-1k as ID, CLIP ViT-B/16 (OpenAI weights),
 FPR95 / AUROC in percent averaged over the four OOD sets iNaturalist, SUN, Places and Textures, as reported in
 the LoCoOp paper (Miyai et al., 2023). Prompt-learning rows are 16-shot; MCM, GL-MCM and NegLabel are
-zero-shot. FPR95 there uses the MCM / LoCoOp convention (ID positive), the same as :mod:`clipos_lab.metrics`.
+zero-shot. FPR95 there is MCM / LoCoOp's: ID positive, as in :mod:`clipos_lab.evaluation.metrics`, read with
+their closest-recall rule (``fpr95_rule="closest"`` here; our default rule is ``"first"``).
 The CLIP-OS paper reports other protocols (CIFAR / ImageNet-100, 1- and 2-shot); its numbers are not listed
 here. A pocket-model run is not comparable with any of these numbers.
 """
