@@ -11,7 +11,8 @@ sets) ± the std across splits, in %:
 * FPR95 with ID positive (fraction of OOD accepted at the first threshold keeping >= 95% of ID: MCM, LoCoOp and
   this project's tables);
 * FPR95 with OOD positive (fraction of ID rejected at the threshold catching 95% of OOD: OpenOOD, pytorch-ood);
-* FPR95 as CLIPN's code computes it (ID positive, the ROC linearly interpolated at TPR 0.95).
+* FPR95 as CLIPN's code computes it (ID positive, the ROC linearly interpolated at TPR 0.95: the ``interpolate``
+  rule of ``clipos_lab.evaluation.metrics``).
 
 Then the same per OOD set (near-OOD shapes, textures, clutter), which says where a score gains or loses. No
 setting was chosen on these images: CLIPN's settings come from ``benchmarks/clipn_tune.py`` (validation).
@@ -25,7 +26,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-from sklearn.metrics import roc_curve
 
 from clipos_lab.backbone import Backbone
 from clipos_lab.data import default_benchmark_path
@@ -37,17 +37,10 @@ SPLITS = default_benchmark_path().parent / "world-splits"
 COLUMNS = ("AUROC", "FPR95", "FPR95_OOD_POS", "FPR95_INTERP")
 
 
-def fpr95_interpolated(id_scores, ood_scores) -> float:
-    """CLIPN's FPR95: ID positive, the ROC curve linearly interpolated at TPR = 0.95."""
-    y = np.concatenate([np.ones(len(id_scores)), np.zeros(len(ood_scores))])
-    fpr, tpr, _ = roc_curve(y, np.concatenate([id_scores, ood_scores]), drop_intermediate=False)
-    return float(np.interp(0.95, tpr, fpr))
-
-
 def metrics_of(id_scores, ood_scores) -> dict:
     m = M.ood_metrics(id_scores, ood_scores)
     return {"AUROC": m["AUROC"], "FPR95": m["FPR95"], "FPR95_OOD_POS": m["FPR95_OOD_POS"],
-            "FPR95_INTERP": fpr95_interpolated(id_scores, ood_scores)}
+            "FPR95_INTERP": M.fpr95(id_scores, ood_scores, rule="interpolate")}
 
 
 def main() -> None:
