@@ -110,6 +110,7 @@ class Backbone:
         self.weights_id = weights_id
         self.device = torch.device(device)
         self._text_cache: dict[str, torch.Tensor] = {}
+        self.no_text = None  # CLIPN's optional no-text encoder (clipos_lab.clipn.attach sets it)
         depth = len(visual.transformer.resblocks)
         self.surgery_blocks = depth // 2 if surgery_blocks is None else int(surgery_blocks)
         if not 0 <= self.surgery_blocks <= depth:

@@ -113,7 +113,8 @@ def cmd_benchmark(args, zero_shot_only: bool = False) -> int:
     from .methods import ZERO_SHOT
 
     backbone = _backbone(args)
-    methods = args.methods.split(",") if args.methods else (list(ZERO_SHOT) if zero_shot_only else None)
+    zero_shot = [m for m in ZERO_SHOT if m != "CLIPN"]  # CLIPN needs a no tower: ask for it with --methods
+    methods = args.methods.split(",") if args.methods else (zero_shot if zero_shot_only else None)
     kwargs = {"methods": methods} if methods else {}
     prompt = PromptConfig(progress=False, **({"epochs": args.epochs} if args.epochs is not None else {}))
     kwargs.update(shots=args.shots, seeds=args.seeds, prompt=prompt, out_dir=args.out, overwrite=args.overwrite,

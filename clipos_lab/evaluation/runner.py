@@ -239,7 +239,7 @@ class SuiteResult:
     summary: list[dict]  # method, score, shots, metric, mean, std (across specs), n_specs, wins_vs_<rival>
     fpr95_rule: str = M.DEFAULT_FPR95_RULE
 
-    def summary_markdown(self, scores: Sequence[str] = ("MCM", "GL-MCM", "1-p(unknown)")) -> str:
+    def summary_markdown(self, scores: Sequence[str] = ("MCM", "GL-MCM", "1-p(unknown)", "ATD", "CTW")) -> str:
         return "\n\n".join(suite_markdown(self.summary, score, len(self.per_spec), self.fpr95_rule)
                              for score in scores if any(r["score"] == score for r in self.summary))
 
