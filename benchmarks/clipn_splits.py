@@ -47,11 +47,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="benchmarks/results/clipn_splits")
     parser.add_argument("--methods", default="MCM,CLIPN")
+    parser.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
     args = parser.parse_args()
     backbone = Backbone.load()
     start = time.perf_counter()
     suite = run_suite(sorted(SPLITS.glob("world-split*.yaml")), backbone, out_dir=args.out,
-                      methods=args.methods.split(","), shots=(1,), seeds=(1,), progress=False, save_prompts=False)
+                      methods=args.methods.split(","), shots=(1,), seeds=(1,), progress=False, save_prompts=False,
+                      overwrite=args.overwrite)
     # per (method, score): per split, per OOD set, the four metrics
     table: dict[tuple, dict] = {}
     for split, result in suite.per_spec.items():
