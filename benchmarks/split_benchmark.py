@@ -28,12 +28,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="benchmarks/results/splits")
     parser.add_argument("--methods", default=",".join([*DEFAULT_METHODS, *ABLATIONS]))
+    parser.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
     args = parser.parse_args()
     backbone = Backbone.load()
     start = time.perf_counter()
     suite = run_suite(sorted(SPLITS.glob("world-split*.yaml")), backbone, out_dir=args.out,
                       methods=args.methods.split(","), shots=(1, 2), seeds=(1, 2, 3), progress=False,
-                      save_prompts=False)
+                      save_prompts=False, overwrite=args.overwrite)
     for name, result in suite.per_spec.items():
         zero_shot = next(r["mean"] for r in result.summary if (r["method"], r["score"], r["ood"], r["metric"])
                          == ("MCM", "MCM", "Average", "AUROC"))

@@ -6,7 +6,8 @@ The pipeline reads in this order (one folder per step; ``docs/`` describes the m
     backbone     a frozen open_clip ViT: global, patch and value-value tokens
     features     FeatureBank: every image encoded once and cached
     clipos/      CLIP-OS stage by stage: relevance -> synthesis -> prompts
-    methods/     MCM, GL-MCM, CoOp, LoCoOp, CLIP-OS behind fit / score / predict
+    clipn/       CLIPN's no-text encoder: losses, training, released weights
+    methods/     MCM, GL-MCM, CLIPN, CoOp, LoCoOp, CLIP-OS behind fit / score / predict
     evaluation/  scores, metrics, the benchmark runner, tables
     anomaly/     anomaly maps: patch memory, mutual scoring, state prompts (docs/anomaly.md)
 
@@ -28,6 +29,7 @@ _API = {
     "default_benchmark_path": "data", "few_shot": "data", "DataError": "data",
     "Method": "methods", "build_method": "methods", "register": "methods",
     "MCM": "methods", "GLMCM": "methods", "CoOp": "methods", "LoCoOp": "methods", "CLIPOS": "methods",
+    "CLIPN": "methods", "NoTextEncoder": "clipn", "load_released": "clipn",
     "PromptConfig": "clipos.prompts",
     "run_benchmark": "evaluation.runner", "run_suite": "evaluation.runner", "ood_metrics": "evaluation.metrics",
     "run_sweep": "sweep",

@@ -70,6 +70,25 @@ def _register_config(config: str | os.PathLike) -> str:
     return path.stem
 
 
+def check_device(device: str | torch.device) -> str:
+    """``device`` as a string if torch can use it on this machine; else a BackboneError that says what to pass."""
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise BackboneError(f"device {device!r} is not a torch device ({err}); use cpu, cuda, cuda:<k> or mps") \
+            from None
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise BackboneError(f"device {device!r}: torch sees no CUDA GPU here (torch.cuda.is_available() is False); "
+                                "use device 'cpu'")
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise BackboneError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA GPUs "
+                                f"(cuda:0 to cuda:{torch.cuda.device_count() - 1})")
+    elif parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise BackboneError(f"device {device!r}: Apple MPS is not available here; use device 'cpu'")
+    return str(device)
+
+
 class Backbone:
     """A frozen open_clip ViT with patch tokens and the value-value path; see the module docstring."""
 
@@ -91,6 +110,7 @@ class Backbone:
         self.weights_id = weights_id
         self.device = torch.device(device)
         self._text_cache: dict[str, torch.Tensor] = {}
+        self.no_text = None  # CLIPN's optional no-text encoder (clipos_lab.clipn.attach sets it)
         depth = len(visual.transformer.resblocks)
         self.surgery_blocks = depth // 2 if surgery_blocks is None else int(surgery_blocks)
         if not 0 <= self.surgery_blocks <= depth:
@@ -104,6 +124,7 @@ class Backbone:
         """Load a backbone; see the module docstring for the sources and their order."""
         import open_clip
 
+        device = check_device(device)
         weights_id = None
         if config is not None:
             model = _register_config(config)

@@ -26,8 +26,9 @@ def _add_backbone_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--checkpoint", default=None, help="local weights file (no hub access)")
     g.add_argument("--config", default=None, help="open_clip model config JSON")
     g.add_argument("--random-weights", action="store_true", help="seeded random weights (tests, speed only)")
-    g.add_argument("--surgery-blocks", type=int, default=None, help="value-value path depth (default: half)")
-    g.add_argument("--device", default="cpu")
+    g.add_argument("--surgery-blocks", type=whole_number("--surgery-blocks", 0), default=None,
+                   help="value-value path depth (default: half)")
+    g.add_argument("--device", type=device_name, default="cpu", help="cpu, cuda, cuda:1, mps")
 
 
 def _backbone(args):
@@ -37,8 +38,44 @@ def _backbone(args):
                          random_weights=args.random_weights, surgery_blocks=args.surgery_blocks, device=args.device)
 
 
-def _ints(text: str) -> list[int]:
-    return [int(x) for x in text.replace(",", " ").split()]
+def whole_number(option: str, low: int = 1):
+    """An argparse ``type`` for an integer option >= ``low``; its errors name the option."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{option} takes a whole number, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"{option} must be at least {low}, got {value}")
+        return value
+    parse.__name__ = option  # argparse names the type in its fallback message
+    return parse
+
+
+def number_list(option: str, low: int):
+    """An argparse ``type`` for a comma-separated list of distinct whole numbers >= ``low``, e.g. ``1,2,3``."""
+    one = whole_number(option, low)
+
+    def parse(text: str) -> list[int]:
+        values = [one(x) for x in text.replace(",", " ").split()]
+        if not values:
+            raise argparse.ArgumentTypeError(f"{option} is empty: give at least one number, e.g. {option} 1,2")
+        repeated = sorted({v for v in values if values.count(v) > 1})
+        if repeated:
+            raise argparse.ArgumentTypeError(f"{option} {text!r} repeats {repeated}: give each value once")
+        return values
+    parse.__name__ = option
+    return parse
+
+
+def device_name(text: str) -> str:
+    """An argparse ``type`` for ``--device``: a torch device that exists on this machine."""
+    from .backbone import check_device
+
+    try:
+        return check_device(text)
+    except Exception as err:  # noqa: BLE001 - torch's parse error or our own: one message naming the option
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def _spec_path(value: str | None) -> str:
@@ -64,8 +101,10 @@ def cmd_encode(args) -> int:
     for name, ds in datasets.items():
         bank = FeatureBank.encode(ds, backbone, batch_size=args.batch_size, progress=not args.no_progress,
                                   cache=args.cache_dir or True)
+        folders = getattr(ds, "unreadable_folders", [])
         print(f"{name}: {len(bank)} images, {bank.meta.get('n_skipped', 0)} skipped, "
-              f"cache {bank.meta.get('cache_path', '(loaded)')}")
+              + (f"{len(folders)} sub-folders not read ({', '.join(folders[:3])}), " if folders else "")
+              + f"cache {bank.meta.get('cache_path', '(loaded)')}")
     return 0
 
 
@@ -75,11 +114,13 @@ def cmd_benchmark(args, zero_shot_only: bool = False) -> int:
     from .methods import ZERO_SHOT
 
     backbone = _backbone(args)
-    methods = args.methods.split(",") if args.methods else (list(ZERO_SHOT) if zero_shot_only else None)
+    zero_shot = [m for m in ZERO_SHOT if m != "CLIPN"]  # CLIPN needs a no tower: ask for it with --methods
+    methods = args.methods.split(",") if args.methods else (zero_shot if zero_shot_only else None)
     kwargs = {"methods": methods} if methods else {}
-    prompt = PromptConfig(progress=False, **({"epochs": args.epochs} if getattr(args, "epochs", None) else {}))
-    kwargs.update(shots=_ints(args.shots), seeds=_ints(args.seeds), prompt=prompt, out_dir=args.out,
-                  progress=not args.no_progress, cache=args.cache_dir or True, fpr95_rule=args.fpr95_rule)
+    prompt = PromptConfig(progress=False, **({"epochs": args.epochs} if args.epochs is not None else {}))
+    kwargs.update(shots=args.shots, seeds=args.seeds, prompt=prompt, out_dir=args.out, overwrite=args.overwrite,
+                  progress=not args.no_progress, cache=args.cache_dir or True, batch_size=args.batch_size,
+                  fpr95_rule=args.fpr95_rule)
     spec = Path(_spec_path(args.spec))
     if spec.is_dir():  # a suite: every YAML spec in the folder
         specs = sorted(spec.glob("*.yaml"), key=lambda p: [int(t) if t.isdigit() else t  # split2 before split10
@@ -102,7 +143,15 @@ def cmd_pocket(args) -> int:
     from .pocket import train as pocket
 
     if args.action == "train":
-        cfg = pocket.TrainConfig(**json.loads(args.options)) if args.options else None
+        cfg = None
+        if args.options:
+            try:
+                options = json.loads(args.options)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"--options is not valid JSON ({err}): give e.g. '{{\"steps\": 3600}}'") from None
+            if not isinstance(options, dict):
+                raise ValueError(f"--options must be a JSON object of TrainConfig fields, got {args.options!r}")
+            cfg = pocket.TrainConfig.from_dict(options)
         row = pocket.train(args.out, cfg, progress=not args.no_progress, max_steps_this_sitting=args.max_steps)
         print(json.dumps(row, indent=1))
     elif args.action == "export":
@@ -124,7 +173,8 @@ def cmd_splits(args) -> int:
     from .pocket.splits import N_SPLITS, write_split_specs
 
     n = N_SPLITS if args.n is None else args.n
-    for path in write_split_specs(args.out, n_splits=n, n_id=args.n_id, seed=args.seed):
+    for path in write_split_specs(args.out, n_splits=n, n_id=args.n_id, seed=args.seed,
+                                  overwrite=args.overwrite):
         print(path)
     return 0
 
@@ -139,7 +189,7 @@ def cmd_anomaly(args) -> int:
     options = json.loads(args.options) if args.options else None
     if options is not None and not isinstance(options, dict):
         raise ValueError('--options must be a JSON object {"method": {"option": value}}')
-    result = run_anomaly(spec, _backbone(args), methods=methods, shots=_ints(args.shots), seeds=_ints(args.seeds),
+    result = run_anomaly(spec, _backbone(args), methods=methods, shots=args.shots, seeds=args.seeds,
                          method_options=options, out_dir=args.out, cache=args.cache_dir or True,
                          progress=not args.no_progress)
     print(result.summary_markdown())
@@ -161,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("encode", help="encode a dataset folder or every dataset of a benchmark spec")
     p.add_argument("source", help="image folder (one sub-folder per class), a benchmark YAML, or 'default'")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=whole_number("--batch-size"), default=64)
     p.add_argument("--cache-dir", default=None, help="feature cache folder (default $CLIPOS_CACHE_DIR)")
     p.add_argument("--no-progress", action="store_true")
     _add_backbone_args(p)
@@ -174,10 +224,16 @@ def build_parser() -> argparse.ArgumentParser:
                        help="benchmark YAML, a folder of them (a suite), 'default' (the pocket world) or "
                             "'splits' (its ten random class splits, a suite)")
         p.add_argument("--methods", default=None, help="comma-separated method names")
-        p.add_argument("--shots", default="1,2")
-        p.add_argument("--seeds", default="1,2,3")
-        p.add_argument("--epochs", type=int, default=None, help="prompt-learning epochs (default 50)")
-        p.add_argument("--out", default=f"outputs/{name}", help="output folder")
+        p.add_argument("--shots", type=number_list("--shots", 1), default=[1, 2],
+                       help="comma-separated images per ID class (default 1,2)")
+        p.add_argument("--seeds", type=number_list("--seeds", 0), default=[1, 2, 3],
+                       help="comma-separated distinct seeds (default 1,2,3)")
+        p.add_argument("--epochs", type=whole_number("--epochs"), default=None,
+                       help="prompt-learning epochs (default 50)")
+        p.add_argument("--batch-size", type=whole_number("--batch-size"), default=64, help="images per encoder batch")
+        p.add_argument("--out", default=f"outputs/{name}", help="output folder (one run; see --overwrite)")
+        p.add_argument("--overwrite", action="store_true",
+                       help="replace an earlier run in --out (without it, such a folder is refused)")
         p.add_argument("--fpr95-rule", default="first", choices=["first", "closest", "interpolate"],
                        help="how FPR95 reads the 95%% point: first recall >= 0.95 (ours), closest recall "
                             "(MCM / LoCoOp), interpolated (CLIPN)")
@@ -191,7 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["train", "export", "check"])
     p.add_argument("--out", default="runs/pocket", help="training folder (checkpoint.pt, training_log.csv)")
     p.add_argument("--options", default=None, help='JSON of TrainConfig fields, e.g. \'{"steps": 3600}\'')
-    p.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (resume later)")
+    p.add_argument("--max-steps", type=whole_number("--max-steps"), default=None,
+                   help="stop after this many steps (resume later)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_pocket)
 
@@ -202,10 +259,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("splits", help="write benchmark specs of random ID/OOD class splits of the pocket world")
-    p.add_argument("--out", default="assets/benchmarks/world-splits", help="folder for world-split<k>.yaml")
-    p.add_argument("--n", type=int, default=None, help="number of splits (default: the 10 shipped ones)")
-    p.add_argument("--n-id", type=int, default=6, help="ID shapes per split (the rest are near-OOD)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the permutations")
+    p.add_argument("--out", default="outputs/world-splits",
+                   help="folder for world-split<k>.yaml (the shipped ones are in assets/benchmarks/world-splits)")
+    p.add_argument("--n", type=whole_number("--n"), default=None,
+                   help="number of splits (default: the 10 shipped ones)")
+    p.add_argument("--n-id", type=whole_number("--n-id"), default=6, help="ID shapes per split (the rest are near-OOD)")
+    p.add_argument("--seed", type=whole_number("--seed", 0), default=0, help="seed of the permutations")
+    p.add_argument("--overwrite", action="store_true", help="replace split specs that already exist in --out")
     p.set_defaults(func=cmd_splits)
 
     p = sub.add_parser("anomaly", help="anomaly maps x shots x seeds on an anomaly spec (world or MVTec-style)")
@@ -213,8 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="anomaly YAML, or a shipped one: world-anomaly (default), world-anomaly-validation, "
                         "paper-mvtec")
     p.add_argument("--methods", default=None, help="comma-separated: patch-memory, mutual, state-prompts (all)")
-    p.add_argument("--shots", default="0,1,2,4", help="0 runs the zero-shot methods; k > 0 the few-shot ones")
-    p.add_argument("--seeds", default="1,2,3")
+    p.add_argument("--shots", type=number_list("--shots", 0), default=[0, 1, 2, 4],
+                   help="0 runs the zero-shot methods; k > 0 the few-shot ones (default 0,1,2,4)")
+    p.add_argument("--seeds", type=number_list("--seeds", 0), default=[1, 2, 3], help="distinct seeds (default 1,2,3)")
     p.add_argument("--options", default=None,
                    help='JSON of method options, e.g. \'{"patch-memory": {"layers": [3, 4]}}\'')
     p.add_argument("--out", default="outputs/anomaly", help="output folder")
@@ -236,13 +297,22 @@ def _show_progress_logs() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; a problem with the input, a file or the machine is one ``error:`` line and exit code 2."""
+    from .files import describe_os_error
+
     args = build_parser().parse_args(argv)
     _show_progress_logs()
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, RuntimeError) as err:
+    except OSError as err:  # before ValueError: some errors are both; this names the path
+        print(f"error: {describe_os_error(err)}", file=sys.stderr)
+        return 2
+    except (ValueError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted (output folders and caches keep their earlier state)", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

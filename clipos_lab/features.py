@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .files import atomic_path
+from .files import check_name, ensure_writable_dir, save_safetensors
 
 FORMAT_VERSION = 2  # 2: value-path local features stored beside the surgery tokens
 
@@ -82,8 +82,6 @@ class FeatureBank:
 
     # ------------------------------------------------------------------------------------------- persistence
     def save(self, path: str | os.PathLike) -> None:
-        from safetensors.torch import save_file
-
         tensors = {"global": self.global_.contiguous(), "labels": self.labels.contiguous()}
         if self.patches is not None:
             tensors["patches"] = self.patches.contiguous()
@@ -94,8 +92,7 @@ class FeatureBank:
         header = {"format": str(FORMAT_VERSION), "ids": json.dumps(self.ids),
                   "classnames": json.dumps(self.classnames), "grid": json.dumps(list(self.grid)),
                   "meta": json.dumps(self.meta)}
-        with atomic_path(path) as tmp:
-            save_file(tensors, str(tmp), metadata=header)
+        save_safetensors(tensors, path, metadata=header)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "FeatureBank":
@@ -112,6 +109,8 @@ class FeatureBank:
                        json.loads(header["meta"]), local=get("local"))
         if len(bank.ids) != len(bank.global_) or len(bank.labels) != len(bank.ids):
             raise ValueError(f"{path} is inconsistent: {len(bank.ids)} ids for {len(bank.global_)} features")
+        if not bool(torch.isfinite(bank.global_.float()).all()):
+            raise ValueError(f"{path} holds NaN or infinite features")
         return bank
 
     # ---------------------------------------------------------------------------------------------- encoding
@@ -123,17 +122,20 @@ class FeatureBank:
         if cache is not False:
             key = cache_key(dataset, backbone, surgery, patch_dtype, local)
             folder = default_cache_dir() if cache is True else Path(cache)
-            path = folder / f"{getattr(dataset, 'name', 'dataset')}-{key[:20]}.safetensors"
+            name = check_name(str(getattr(dataset, "name", "dataset")), "dataset name")  # never a path outside
+            path = folder / f"{name}-{key[:20]}.safetensors"
             if path.exists():
                 try:
                     bank = cls.load(path)
                     if bank.meta.get("key") == key:
+                        bank.meta["cache_path"] = str(path)
                         return bank
                     warnings.warn(f"feature cache {path} belongs to another key; rebuilding it", CacheWarning)
                 except Exception as err:  # truncated, corrupt or foreign file: never trust it
                     warnings.warn(f"feature cache {path} is unreadable ({type(err).__name__}: {err}); "
                                   "rebuilding it", CacheWarning)
                 path.unlink(missing_ok=True)
+            ensure_writable_dir(folder, "feature cache")  # before the encoding work, not after it
         bank = cls._encode(dataset, backbone, batch_size, surgery, progress, patch_dtype, local)
         if path is not None:
             bank.meta["key"] = key

@@ -24,7 +24,7 @@ NB_DIR = ROOT / "notebooks"
 NOTEBOOKS = sorted(NB_DIR.glob("[0-9][0-9]_*.ipynb"))
 CI_PARAMS = NB_DIR / "params" / "ci.yaml"
 EXPECTED = ["01_quickstart", "02_relevance_maps", "03_synthetic_outliers_umap", "04_prompt_learning_and_scores",
-            "05_benchmark", "07_anomaly_maps"]
+            "05_benchmark", "06_saying_no", "07_anomaly_maps"]
 COMMON = {"MODEL": "pocket", "PRETRAINED": "", "CHECKPOINT": "", "INTERACTIVE": "auto", "PROGRESS": "auto"}
 TYPES = {"str": str, "int": int, "float": float, "bool": bool}
 # NAME: type = literal  # help   (papermill reads type and help from exactly this shape; no "=" in the help)
@@ -190,6 +190,11 @@ def test_notebook_runs_with_ci_params(path, tmp_path, kernel_env):
     if path.stem == "04_prompt_learning_and_scores":
         assert {"CoOp", "LoCoOp", "CLIP-OS"} <= set(metrics["methods"])
         assert "1-p(unknown)" in metrics["methods"]["CLIP-OS"]["scores"]
+    if path.stem == "06_saying_no":
+        assert {"ATD", "CTW", "MCM", "zero-shot MCM"} == set(metrics["scores"])
+        # CLIPN's yes branch is zero-shot MCM: the same numbers
+        assert metrics["scores"]["MCM"]["Average"]["AUROC"] == metrics["scores"]["zero-shot MCM"]["Average"]["AUROC"]
+        assert all(0.0 <= r["AUROC"] <= 1.0 for rows in metrics["scores"].values() for r in rows.values())
     if path.stem == "07_anomaly_maps":
         assert set(metrics["per_method"]) == {"patch-memory", "mutual", "state-prompts"}
         for row in metrics["per_method"].values():

@@ -29,6 +29,9 @@ def test_wheel_contains_the_pocket_model_and_every_shipped_spec(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     for f in ("pocket-vit.safetensors", "pocket-vit.safetensors.sha256", "pocket-vit.json"):
         assert f"clipos_lab/assets/pocket/{f}" in names
+    for f in ("pocket-clipn.safetensors", "pocket-clipn.safetensors.sha256"):  # CLIPN's no tower for the pocket model
+        assert f"clipos_lab/assets/clipn/{f}" in names
+    assert "clipos_lab/clipn/encoder.py" in names
     shipped = [p.relative_to(ROOT / "assets").as_posix() for p in (ROOT / "assets").rglob("*.yaml")]
     assert shipped and all(f"clipos_lab/assets/{s}" in names for s in shipped)
 

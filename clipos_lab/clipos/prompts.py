@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ..files import atomic_path
+from ..files import save_safetensors
 
 PLACEHOLDER = "X"
 
@@ -49,6 +49,20 @@ class PromptConfig:
     warmup_lr: float = 1e-5
     seed: int = 0
     progress: bool = True
+
+    def __post_init__(self):
+        """Refuse values that would train nothing (yet still label results CoOp) or fail deep inside training."""
+        whole = {"n_ctx": 1, "epochs": 1, "batch_size": 1, "min_steps": 0, "seed": 0}
+        bad = [f"{k}={getattr(self, k)!r} (a whole number >= {low})" for k, low in whole.items()
+               if isinstance(getattr(self, k), bool) or not isinstance(getattr(self, k), (int, np.integer))
+               or getattr(self, k) < low]
+        for k in ("lr", "momentum", "weight_decay"):
+            v = getattr(self, k)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0 \
+                    or (k == "lr" and v == 0) or (k == "momentum" and v >= 1):
+                bad.append(f"{k}={v!r} ({'> 0' if k == 'lr' else '0 to 1' if k == 'momentum' else '>= 0'})")
+        if bad:
+            raise ValueError(f"PromptConfig: {', '.join(bad)}")
 
 
 class PromptLearner(torch.nn.Module):
@@ -121,16 +135,13 @@ class PromptLearner(torch.nn.Module):
     # ------------------------------------------------------------------------------------------- persistence
     def save(self, path: str | os.PathLike, extra: dict | None = None) -> None:
         """Save the learned vectors (safetensors) with what is needed to rebuild the prompts."""
-        from safetensors.torch import save_file
-
         tensors = {"ctx": self.ctx.detach().contiguous()}
         if self.has_unknown:
             tensors["unknown_token"] = self.unknown_token.detach().contiguous()
         meta = {"classnames": json.dumps(self.classnames), "n_ctx": str(self.n_ctx), "ctx_init": self.ctx_init,
                 "unknown": str(self.has_unknown), "model": self.backbone.name,
-                "weights": self.backbone.weights_id, "extra": json.dumps(extra or {})}
-        with atomic_path(path) as tmp:
-            save_file(tensors, str(tmp), metadata=meta)
+                "weights": self.backbone.weights_id, "extra": json.dumps(extra or {}, sort_keys=True)}
+        save_safetensors(tensors, path, metadata=meta)
 
     @classmethod
     def load(cls, path: str | os.PathLike, backbone) -> "PromptLearner":

@@ -13,6 +13,7 @@ import functools
 import hashlib
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -22,8 +23,8 @@ from PIL import Image
 
 from ..files import atomic_path
 from ..pocket import world as W
-from .errors import DataError
-from .images import IMAGE_EXTENSIONS, load_image
+from .errors import DataError, UnreadableFolderWarning
+from .images import IMAGE_EXTENSIONS, LOADER_VERSION, load_image
 
 ID_SHAPES: tuple[str, ...] = W.SHAPES[:6]
 NEAR_OOD_SHAPES: tuple[str, ...] = W.SHAPES[6:]
@@ -90,8 +91,11 @@ class ImageDataset:
     def _fingerprint_sample(self, sample: Sample) -> str:
         if sample.path is None:
             raise NotImplementedError(f"{type(self).__name__} must fingerprint samples without a path itself")
-        st = os.stat(sample.path)
-        return f"{sample.id}|{st.st_size}|{st.st_mtime_ns}"
+        try:
+            st = os.stat(sample.path)
+        except OSError as err:  # dangling link, symlink loop, unreadable: loading will skip and count it
+            return f"{sample.id}|unreadable|{err.errno}"
+        return f"{sample.id}|{st.st_size}|{st.st_mtime_ns}|{LOADER_VERSION}"
 
 
 class FolderDataset(ImageDataset):
@@ -114,12 +118,21 @@ class FolderDataset(ImageDataset):
             raise DataError(f"no class folders in {self.root}: expected the layout root/<class>/<image files>")
         mapping = self._read_classnames(classnames_file, folders)
         samples = []
+        self.unreadable_folders: list[str] = []  # sub-folders that could not be listed (their images are missing)
         for label, folder in enumerate(folders):
-            files = _image_files(self.root / folder)
+            files, problems = _walk_image_files(self.root / folder)
+            if (self.root / folder).as_posix() in problems:
+                raise DataError(f"cannot read class folder {self.root / folder} "
+                                f"({problems[(self.root / folder).as_posix()]}): fix its permissions or remove it")
+            self.unreadable_folders += [f"{p} ({why})" for p, why in problems.items()]
             if not files:
                 raise DataError(f"empty class '{folder}' at {self.root / folder}: add images or remove the folder")
             samples += [Sample(f.relative_to(self.root).as_posix(), label, str(f)) for f in files]
-        super().__init__(name or self.root.name, [mapping.get(f, f) for f in folders], samples)
+        if self.unreadable_folders:
+            warnings.warn(f"dataset {self.root}: {len(self.unreadable_folders)} sub-folders were not read, so any "
+                          f"images in them are left out: {'; '.join(self.unreadable_folders[:5])}",
+                          UnreadableFolderWarning, stacklevel=2)
+        super().__init__(name or self.root.resolve().name, [mapping.get(f, f) for f in folders], samples)
 
     def _read_classnames(self, classnames_file, folders: list[str]) -> dict[str, str]:
         if classnames_file is None:
@@ -141,12 +154,35 @@ class FolderDataset(ImageDataset):
 
 
 def _image_files(folder: Path) -> list[Path]:
-    files = []
-    for dirpath, dirnames, filenames in os.walk(folder):
+    """Image files under ``folder``; sub-folders that could not be read are reported (UnreadableFolderWarning)."""
+    files, problems = _walk_image_files(folder)
+    if problems:
+        warnings.warn(f"{len(problems)} folders under {folder} were not read, so any images in them are left out: "
+                      + "; ".join(f"{p} ({why})" for p, why in list(problems.items())[:5]), UnreadableFolderWarning,
+                      stacklevel=2)
+    return files
+
+
+def _walk_image_files(folder: Path) -> tuple[list[Path], dict[str, str]]:
+    """Image files under ``folder`` (sorted, hidden entries left out, linked folders followed once) and the
+    sub-folders that could not be listed, with why: nothing is left out without being reported."""
+    files, problems = [], {}
+    seen = set()
+
+    def onerror(err: OSError) -> None:
+        problems[Path(err.filename).as_posix()] = err.strerror or type(err).__name__
+
+    for dirpath, dirnames, filenames in os.walk(folder, onerror=onerror, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:  # a linked folder that leads back to one already read: a loop or a duplicate
+            problems[Path(dirpath).as_posix()] = f"a link back to {real}, already read"
+            dirnames[:] = []
+            continue
+        seen.add(real)
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         files += [Path(dirpath) / f for f in sorted(filenames)
                   if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS)]
-    return files
+    return files, problems
 
 
 def _parse_classnames(path: Path) -> dict[str, str]:

@@ -1,4 +1,5 @@
-"""The two errors the data layer raises: a spec, file or dataset that cannot be used, and one unreadable image."""
+"""The errors the data layer raises (a spec, file or dataset that cannot be used; one unreadable image) and its
+warning (a sub-folder that could not be read)."""
 
 from __future__ import annotations
 
@@ -18,3 +19,7 @@ class ImageLoadError(DataError):
 
     def __reduce__(self):  # keeps the exception picklable across DataLoader workers
         return type(self), (self.path, self.reason)
+
+
+class UnreadableFolderWarning(UserWarning):
+    """A sub-folder of an image folder could not be listed, so its images are not in the dataset."""

@@ -6,15 +6,18 @@ so a dataset can count them as skipped instead of stopping a whole encode.
 
 from __future__ import annotations
 
+import errno
 import os
 import struct
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from .errors import ImageLoadError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+# changes whenever load_image would give other pixels for the same file; file fingerprints (and so cache keys) hold it
+LOADER_VERSION = "exif-transpose"
 
 
 # what Pillow raises for files that are corrupt, truncated or not images (plugins are not consistent about it)
@@ -26,17 +29,27 @@ def load_image(path: str | os.PathLike) -> Image.Image:
     """Decode ``path`` fully and return it as RGB.
 
     Decoding happens here (not lazily on first pixel access) so a broken file fails with its name, at load time.
+    The EXIF orientation tag is applied (as image viewers do), so a phone photo stored sideways is seen upright.
     Transparent pixels become white, the usual background of product and clip-art images.
     """
     try:
         with Image.open(path) as img:
             img.load()
-            return _to_rgb(img)
+            return _to_rgb(ImageOps.exif_transpose(img))
     except Image.DecompressionBombError as e:
         raise ImageLoadError(path, f"{e} (limit PIL.Image.MAX_IMAGE_PIXELS = {Image.MAX_IMAGE_PIXELS}); downscale "
                                    f"the image, or raise PIL.Image.MAX_IMAGE_PIXELS if you trust it") from e
     except FileNotFoundError as e:
-        raise ImageLoadError(path, "no such file") from e
+        dangling = os.path.islink(path)
+        raise ImageLoadError(path, f"a symbolic link to {os.readlink(path)!r}, which does not exist" if dangling
+                             else "no such file") from e
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise ImageLoadError(path, "a loop of symbolic links; point the link at a real file or remove it") from e
+        if e.errno is not None:  # the file system said no (permissions, I/O error, a folder with an image name)
+            raise ImageLoadError(path, f"{e.strerror} ({type(e).__name__})") from e
+        raise ImageLoadError(path, f"{e} ({type(e).__name__}); the file is corrupt, truncated or not an "
+                                   f"image: replace or remove it") from e
     except _DECODE_ERRORS as e:
         raise ImageLoadError(path, f"{e} ({type(e).__name__}); the file is corrupt, truncated or not an "
                                    f"image: replace or remove it") from e

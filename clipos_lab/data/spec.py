@@ -12,6 +12,7 @@ from pathlib import Path
 
 import yaml
 
+from ..files import UnsafeNameError, check_name
 from ..files import expand_path as _expand
 from ..resources import ASSETS
 from .datasets import (
@@ -147,7 +148,19 @@ class BenchmarkSpec:
             raise DataError("benchmark spec needs an `id` entry (the in-distribution dataset)")
         if not isinstance(d.get("ood"), dict) or not d["ood"]:
             raise DataError("benchmark spec needs at least one OOD set: `ood: {<name>: <dataset entry>, ...}`")
-        return cls(name=str(d.get("name", default_name)), id=d["id"], ood=dict(d["ood"]),
+        name = str(d.get("name", default_name))
+        ood = {str(k): v for k, v in d["ood"].items()}  # YAML keys such as 2020 are ints
+        try:  # names become file and folder names (cache files, suite folders): refuse any that could escape
+            check_name(name, "benchmark name")
+            for key in ood:
+                check_name(key, "OOD set name")
+            for where, entry in (("id", d["id"]), ("id_train", d.get("id_train")),
+                                 *((f"ood '{k}'", v) for k, v in ood.items())):
+                if isinstance(entry, dict) and "name" in entry:
+                    check_name(str(entry["name"]), f"{where} entry's name")
+        except UnsafeNameError as err:
+            raise DataError(str(err)) from None
+        return cls(name=name, id=d["id"], ood=ood,
                    id_train=d.get("id_train"), base_dir=Path(base_dir).expanduser().resolve())
 
     def validate(self, need_train: bool = True) -> None:
@@ -156,6 +169,11 @@ class BenchmarkSpec:
         ``need_train=False`` skips the few-shot pool, for zero-shot methods on folder benchmarks without one.
         """
         problems = []
+        for what, name in (("benchmark name", self.name), *(("OOD set name", k) for k in self.ood)):
+            try:
+                check_name(name, what)
+            except UnsafeNameError as err:
+                problems.append(str(err))
         folded = [k.lower() for k in self.ood]
         clashes = sorted({k for k in self.ood if folded.count(k.lower()) > 1})
         if clashes:

@@ -19,16 +19,20 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
+import torch
 from tqdm.auto import tqdm
 
 from ..clipos.prompts import PromptConfig
-from ..data import BenchmarkSpec, few_shot, write_manifest
+from ..data import BenchmarkSpec, DataError, few_shot, write_manifest
 from ..features import FeatureBank
-from ..files import write_json
+from ..files import RunFolder, check_name, write_json
 from ..methods import build_method, is_few_shot
 from ..methods import methods as registered_methods
 from . import metrics as M
@@ -75,7 +79,39 @@ def encode_banks(spec: BenchmarkSpec, backbone, batch_size: int = 64, cache=True
         train_ds = train_ds.subset([i for i, s in enumerate(train_ds.samples) if s.id in readable])
     banks = Banks(enc(id_ds), train_bank, {name: enc(ds) for name, ds in ood_ds.items()}, train_ds)
     banks.encode_seconds = time.perf_counter() - start
+    check_banks(banks)
     return banks
+
+
+class OverlapWarning(UserWarning):
+    """An OOD set shares images with the ID test set, so its AUROC is pulled towards 50."""
+
+
+def check_banks(banks: Banks) -> None:
+    """Refuse features that are not finite (naming the cache file); warn when an OOD set repeats ID images."""
+    named = {"ID test": banks.id_test, "ID training pool": banks.id_train,
+             **{f"OOD set '{k}'": b for k, b in banks.ood.items()}}
+    for what, bank in named.items():
+        bad = ~torch.isfinite(bank.global_.float()).all(dim=-1)
+        if bool(bad.any()):
+            where = bank.meta.get("cache_path") or "not cached"
+            raise DataError(f"{what} has {int(bad.sum())} of {len(bank)} feature vectors with NaN or inf (e.g. "
+                            f"{bank.ids[int(bad.nonzero()[0])]!r}; cache file: {where}): delete that file to encode "
+                            f"again, and check the model weights if it comes back")
+    id_rows = {row.numpy().tobytes() for row in banks.id_test.global_}
+    for name, bank in banks.ood.items():
+        shared = sum(row.numpy().tobytes() in id_rows for row in bank.global_)
+        if shared == len(bank) and len(bank) == len(banks.id_test):
+            warnings.warn(f"OOD set '{name}' is identical to the ID test set ({shared} images): its AUROC will be "
+                          f"about 50; check the spec", OverlapWarning, stacklevel=3)
+        elif shared:
+            warnings.warn(f"{shared} of {len(bank)} images of OOD set '{name}' are also ID test images: they count "
+                          f"as OOD and as ID; check the spec", OverlapWarning, stacklevel=3)
+    shared = sum(row.numpy().tobytes() in id_rows for row in banks.id_train.global_)
+    if shared:
+        warnings.warn(f"{shared} of {len(banks.id_train)} images of the few-shot pool are also ID test images: "
+                      f"few-shot methods may train on test images; give `id_train` its own images", OverlapWarning,
+                      stacklevel=3)
 
 
 def run_benchmark(spec: BenchmarkSpec | str | os.PathLike, backbone, methods: Sequence[str] = DEFAULT_METHODS,
@@ -83,21 +119,74 @@ def run_benchmark(spec: BenchmarkSpec | str | os.PathLike, backbone, methods: Se
                   method_options: dict | None = None, out_dir: str | os.PathLike | None = None, cache=True,
                   progress: bool = True, batch_size: int = 64, save_prompts: bool = True,
                   banks: Banks | None = None, keep_fitted: bool = False,
-                  fpr95_rule: str = M.DEFAULT_FPR95_RULE) -> BenchmarkResult:
-    """Fit and score every method; write ``results.csv``, ``summary.csv``, ``summary.md``, ``metrics.json``."""
+                  fpr95_rule: str = M.DEFAULT_FPR95_RULE, overwrite: bool = False) -> BenchmarkResult:
+    """Fit and score every method; write ``results.csv``, ``summary.csv``, ``summary.md``, ``metrics.json``.
+
+    ``out_dir`` is written as a whole (see :class:`~clipos_lab.files.RunFolder`): with ``run.json`` listing every
+    file, never mixed with an earlier run, and an earlier run there is replaced only with ``overwrite=True``.
+    """
     M.check_fpr95_rule(fpr95_rule)
     if isinstance(spec, (str, os.PathLike)):
         spec = BenchmarkSpec.from_yaml(spec)
-    unknown = [m for m in methods if m not in registered_methods()]
+    check_run_arguments(methods, shots, seeds, batch_size)
+    check_name(spec.name, "benchmark name")
+    if out_dir is None:
+        return _run_benchmark(spec, backbone, methods, shots, seeds, prompt, method_options, None, cache, progress,
+                              batch_size, save_prompts, banks, keep_fitted, fpr95_rule)
+    run = RunFolder(out_dir, BENCHMARK_OUTPUTS, overwrite=overwrite)  # refuses before any work
+    try:
+        result = _run_benchmark(spec, backbone, methods, shots, seeds, prompt, method_options, run.path, cache,
+                                progress, batch_size, save_prompts, banks, keep_fitted, fpr95_rule)
+        run.commit(_run_info(spec, backbone, methods=list(methods), shots=list(shots), seeds=list(seeds)))
+    except BaseException:
+        run.discard()
+        raise
+    return result
+
+
+BENCHMARK_OUTPUTS = ["results.csv", "summary.csv", "summary.md", "metrics.json", "manifests", "prompts"]
+
+
+def check_run_arguments(methods: Sequence[str], shots: Sequence[int], seeds: Sequence[int],
+                        batch_size: int = 64) -> None:
+    """Every argument problem at once, before any image is encoded."""
+    problems = []
+    known = registered_methods()
+    unknown = [m for m in methods if m not in known]
     if unknown:
-        raise ValueError(f"unknown methods {unknown}; choose from {registered_methods()}")
-    if any(int(s) < 1 for s in shots):
-        raise ValueError(f"shots={list(shots)}: every entry must be at least 1")
+        problems.append(f"unknown methods {unknown}; choose from {known}")
+    if not list(methods):
+        problems.append("methods is empty: name at least one method")
+    for what, values, low in (("shots", shots, 1), ("seeds", seeds, 0)):
+        values = list(values)
+        if any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low for v in values):
+            problems.append(f"{what}={values}: every entry must be a whole number >= {low}")
+        elif len(set(values)) != len(values):
+            repeated = sorted({v for v in values if values.count(v) > 1})
+            problems.append(f"{what}={values} repeats {repeated}: each value once (a repeated seed would be averaged "
+                            f"as if it were an independent run)")
+    few_shot_methods = [m for m in methods if m in known and is_few_shot(m)]
+    if few_shot_methods and (not list(shots) or not list(seeds)):
+        problems.append(f"few-shot methods {few_shot_methods} need at least one shots value and one seed "
+                        f"(got shots={list(shots)}, seeds={list(seeds)})")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        problems.append(f"batch_size={batch_size!r} must be a whole number >= 1")
+    if problems:
+        raise ValueError("; ".join(problems))
+
+
+def _run_info(spec, backbone, **extra) -> dict:
+    return {"benchmark": spec.name, "spec": str(spec.path) if getattr(spec, "path", None) else None,
+            "model": backbone.name, "weights": backbone.weights_id, **extra,
+            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+def _run_benchmark(spec, backbone, methods, shots, seeds, prompt, method_options, out, cache, progress, batch_size,
+                   save_prompts, banks, keep_fitted, fpr95_rule) -> BenchmarkResult:
     prompt = prompt or PromptConfig(progress=False)
     method_options = method_options or {}
     t0 = time.perf_counter()
     banks = banks or encode_banks(spec, backbone, batch_size=batch_size, cache=cache, progress=progress)
-    out = Path(out_dir) if out_dir is not None else None
     result = BenchmarkResult([], [], fpr95_rule=fpr95_rule)
     fit_seconds: dict[str, float] = {}
     n_fits = sum(not is_few_shot(m) for m in methods) + len(shots) * len(seeds) * sum(map(is_few_shot, methods))
@@ -156,7 +245,7 @@ class SuiteResult:
     summary: list[dict]  # method, score, shots, metric, mean, std (across specs), n_specs, wins_vs_<rival>
     fpr95_rule: str = M.DEFAULT_FPR95_RULE
 
-    def summary_markdown(self, scores: Sequence[str] = ("MCM", "GL-MCM", "1-p(unknown)")) -> str:
+    def summary_markdown(self, scores: Sequence[str] = ("MCM", "GL-MCM", "1-p(unknown)", "ATD", "CTW")) -> str:
         return "\n\n".join(suite_markdown(self.summary, score, len(self.per_spec), self.fpr95_rule)
                              for score in scores if any(r["score"] == score for r in self.summary))
 
@@ -165,21 +254,34 @@ SUITE_RIVALS = ("MCM", "CoOp", "LoCoOp")
 
 
 def run_suite(specs: Sequence[BenchmarkSpec | str | os.PathLike], backbone, out_dir: str | os.PathLike | None = None,
-              **kwargs) -> SuiteResult:
+              overwrite: bool = False, **kwargs) -> SuiteResult:
     """:func:`run_benchmark` on every spec (outputs in ``<out_dir>/<spec name>/``), then the across-spec summary
-    (``suite_summary.csv`` / ``.md`` in ``out_dir``)."""
+    (``suite_summary.csv`` / ``.md`` in ``out_dir``). ``out_dir`` is one run folder, as in :func:`run_benchmark`."""
     specs = [BenchmarkSpec.from_yaml(s) if isinstance(s, (str, os.PathLike)) else s for s in specs]
-    names = [s.name for s in specs]
+    names = [check_name(s.name, "benchmark name") for s in specs]
     if not specs or len(set(names)) != len(names):
         raise ValueError(f"a suite needs at least one spec and distinct spec names, got {names}")
-    out = Path(out_dir) if out_dir is not None else None
-    per_spec = {s.name: run_benchmark(s, backbone, out_dir=None if out is None else out / s.name, **kwargs)
-                for s in specs}
-    result = SuiteResult(per_spec, summarise_suite({n: r.summary for n, r in per_spec.items()}),
-                         kwargs.get("fpr95_rule", M.DEFAULT_FPR95_RULE))
-    if out is not None:
-        T.write_csv(result.summary, out / "suite_summary.csv")
-        T.write_text(result.summary_markdown(), out / "suite_summary.md")
+    if len({n.lower() for n in names}) != len(names):
+        raise ValueError(f"suite spec names {names} differ only in case; their output folders would collide")
+    check_run_arguments(kwargs.get("methods", DEFAULT_METHODS), kwargs.get("shots", (1, 2)),
+                        kwargs.get("seeds", (1, 2, 3)), kwargs.get("batch_size", 64))
+    run = None if out_dir is None else RunFolder(out_dir, [*names, "suite_summary.csv", "suite_summary.md"],
+                                                 overwrite=overwrite)
+    out = None if run is None else run.path
+    try:
+        per_spec = {s.name: run_benchmark(s, backbone, out_dir=None if out is None else out / s.name, **kwargs)
+                    for s in specs}
+        result = SuiteResult(per_spec, summarise_suite({n: r.summary for n, r in per_spec.items()}),
+                             kwargs.get("fpr95_rule", M.DEFAULT_FPR95_RULE))
+        if out is not None:
+            T.write_csv(result.summary, out / "suite_summary.csv")
+            T.write_text(result.summary_markdown(), out / "suite_summary.md")
+            run.commit({"suite": names, "model": backbone.name, "weights": backbone.weights_id,
+                        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+    except BaseException:
+        if run is not None:
+            run.discard()
+        raise
     return result
 
 

@@ -4,12 +4,14 @@
   ending in ``_``);
 * :mod:`.zeroshot`: MCM and GL-MCM (class names only);
 * :mod:`.prompt`: CoOp, LoCoOp and CLIP-OS (prompt learning on few-shot features);
+* :mod:`.clipn`: CLIPN (class names only, plus a CLIPN no-text encoder; ATD and CTW);
 * :mod:`.registry`: names -> class + preset, ablations included.
 """
 
 from __future__ import annotations
 
 from .base import Method, NotFittedError
+from .clipn import CLIPN
 from .prompt import CLIPOS, CoOp, LoCoOp, PromptMethod
 from .registry import REGISTRY, build_method, is_few_shot, methods, register
 from .zeroshot import GLMCM, MCM
@@ -19,5 +21,5 @@ ZERO_SHOT = [n for n in METHODS if not REGISTRY[n].few_shot]
 FEW_SHOT = ["CoOp", "LoCoOp", "CLIP-OS"]
 ABLATIONS = [n for n in METHODS if n.startswith("CLIP-OS w/o")]
 
-__all__ = ["ABLATIONS", "CLIPOS", "FEW_SHOT", "GLMCM", "MCM", "METHODS", "REGISTRY", "ZERO_SHOT", "CoOp", "LoCoOp",
-           "Method", "NotFittedError", "PromptMethod", "build_method", "is_few_shot", "methods", "register"]
+__all__ = ["ABLATIONS", "CLIPN", "CLIPOS", "FEW_SHOT", "GLMCM", "MCM", "METHODS", "REGISTRY", "ZERO_SHOT", "CoOp",
+           "LoCoOp", "Method", "NotFittedError", "PromptMethod", "build_method", "is_few_shot", "methods", "register"]

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from ..clipos.prompts import PromptConfig
 from .base import Method
+from .clipn import CLIPN
 from .prompt import CLIPOS, CoOp, LoCoOp
 from .zeroshot import GLMCM, MCM
 
@@ -35,6 +36,7 @@ def register(name: str, cls: type, few_shot: bool, **preset) -> None:
 
 register("MCM", MCM, few_shot=False)
 register("GL-MCM", GLMCM, few_shot=False)
+register("CLIPN", CLIPN, few_shot=False)  # zero-shot; needs a no-text encoder (shipped for the pocket model)
 register("CoOp", CoOp, few_shot=True)
 register("LoCoOp", LoCoOp, few_shot=True)
 register("CLIP-OS", CLIPOS, few_shot=True)

@@ -10,6 +10,7 @@ ID shapes, near-OOD = the other shapes, background textures, and clutter of the 
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 from typing import Sequence
@@ -17,7 +18,7 @@ from typing import Sequence
 import numpy as np
 import yaml
 
-from ..files import atomic_path
+from ..files import atomic_path, ensure_writable_dir
 from . import world as W
 
 SPLITS_SEED = 0
@@ -75,12 +76,23 @@ def split_specs(n_splits: int = N_SPLITS, n_id: int = 6, seed: int = SPLITS_SEED
             for k, (ids, oods) in enumerate(random_class_splits(n_splits, n_id, seed))]
 
 
-def write_split_specs(folder: str | os.PathLike, **kwargs) -> list[Path]:
-    """Write :func:`split_specs` as ``<folder>/world-split<k>.yaml`` (atomically); returns the paths."""
+def write_split_specs(folder: str | os.PathLike, overwrite: bool = False, **kwargs) -> list[Path]:
+    """Write :func:`split_specs` as ``<folder>/world-split<k>.yaml`` (atomically); returns the paths.
+
+    Existing spec files are never replaced unless ``overwrite=True`` (the shipped specs are what the split
+    benchmark reads; rewriting them with another seed would silently change every later result).
+    """
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    specs = split_specs(**kwargs)
+    existing = [folder / f"{spec['name']}.yaml" for spec in specs if (folder / f"{spec['name']}.yaml").exists()]
+    if existing and not overwrite:
+        names = ", ".join(p.name for p in existing)
+        raise FileExistsError(errno.EEXIST, f"{len(existing)} split specs already exist in {folder} ({names}); pass "
+                                            f"--overwrite (overwrite=True) to replace them, or choose another folder",
+                              str(folder))
+    ensure_writable_dir(folder, "splits folder")
     paths = []
-    for spec in split_specs(**kwargs):
+    for spec in specs:
         path = folder / f"{spec['name']}.yaml"
         header = ("# A random class split of the pocket world (clipos_lab.splits; regenerate with\n"
                   "# `python -m clipos_lab splits`). Drawn by a seeded permutation, not chosen by results.\n")

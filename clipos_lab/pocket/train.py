@@ -88,6 +88,16 @@ class TrainConfig:
         unknown = set(values) - known
         if unknown:
             raise ValueError(f"unknown training options {sorted(unknown)}; known: {sorted(known)}")
+        wrong = []
+        for f in fields(cls):
+            if f.name in values:
+                want, got = type(f.default), values[f.name]
+                ok = isinstance(got, want) and not (isinstance(got, bool) and want is not bool)
+                ok = ok or (want is float and isinstance(got, int) and not isinstance(got, bool))
+                if not ok:
+                    wrong.append(f"{f.name}={got!r} (wants {want.__name__})")
+        if wrong:
+            raise ValueError(f"training options of the wrong type: {', '.join(wrong)}")
         return cls(**values)
 
 
@@ -328,15 +338,14 @@ def write_log(log: list[dict], path: str | os.PathLike) -> None:
 
 def export(out_dir: str | os.PathLike, weights_path: str | os.PathLike = POCKET_WEIGHTS) -> str:
     """Write the trained model (heads dropped) as float16 safetensors plus its sha256; returns the digest."""
-    from safetensors.torch import save_file
+    from ..files import save_safetensors
 
     state = torch.load(Path(out_dir) / "checkpoint.pt", map_location="cpu", weights_only=False)
     tensors = {k: v.detach().to(torch.float16).contiguous() if v.is_floating_point() else v.contiguous()
                for k, v in state["model"].items()}
     weights_path = Path(weights_path)
-    with atomic_path(weights_path) as tmp:
-        save_file(tensors, str(tmp), metadata={"format": "pt", "model": POCKET_NAME,
-                                               "steps": str(state["step"])})
+    save_safetensors(tensors, weights_path, metadata={"format": "pt", "model": POCKET_NAME,  # same bytes each time
+                                                      "steps": str(state["step"])})
     digest = sha256_of(weights_path)
     with atomic_path(weights_path.with_name(weights_path.name + ".sha256")) as tmp:
         Path(tmp).write_text(f"{digest}  {weights_path.name}\n")

@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ..files import atomic_path
+from ..files import atomic_path, remove_stale_temporaries
 from .report import SweepResult, _Renderer, aggregate
 from .spec import _ANSI, RESERVED, Sweep, _canonical, cell_slugs, load_sweep
 
@@ -94,6 +94,8 @@ def _execute(sweep: Sweep, record: RunRecord, params: dict, kernel: str | None) 
 
     folder = record.folder
     folder.mkdir(parents=True, exist_ok=True)
+    for name in ("notebook.ipynb", "status.json", "metrics.json"):  # left by a run killed mid-write (SIGKILL)
+        remove_stale_temporaries(folder, name)
     metrics_path = folder / "metrics.json"
     metrics_path.unlink(missing_ok=True)  # a stale file must not pass for this run's result
     base = {"parameters": params, "cell": record.cell, "notebook": str(sweep.notebook), "kernel": kernel,

@@ -1,0 +1,332 @@
+"""Training CLIPN's no tower on cached image features of pocket-world images and their captions.
+
+The image tower and the yes tower are frozen, so an image enters training only through its global feature:
+a pool of pocket-world images (drawn like the pocket model's own training batches, ``pocket.train.make_batch``,
+from steps it never trained on) is encoded once and cached; the image encoder never runs while training. Every
+step then draws a batch of pool images and, for each, a fresh caption (``world.caption``), so an image meets
+many captions over a run. Which captions of the batch are true of which image comes from the captions' stated
+constraints (:func:`clipos_lab.clipn.losses.exact_targets`); ``targets="reference"`` gives CLIPN's diagonal
+instead, for comparison.
+
+Every batch, caption and no-prompt draw is a pure function of ``(seed, step)`` and a checkpoint holds the tower,
+the optimiser and the log, so an interrupted run resumed from its folder continues the same run.
+
+    python -m clipos_lab.clipn.train train --out runs/clipn --options '{"steps": 3000}'
+    python -m clipos_lab.clipn.train export --out runs/clipn --to assets/clipn/pocket-clipn.safetensors
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from tqdm.auto import tqdm
+
+from ..files import atomic_path
+from ..pocket import train as P
+from ..pocket import world as W
+from ..resources import sha256_of
+from .encoder import NoTextEncoder
+from .losses import exact_targets, itbo_loss, own_caption_targets, tso_loss, yes_no_margin
+
+POOL_FIRST_STEP = 1_000_000  # pool batches come from pocket training steps far past any pocket run (<= 6,500)
+VAL_FIRST_STEP = 2_000_000  # held-out pool images for the pair-accuracy check, disjoint from the training pool
+POOL_CHUNK = 250
+
+
+@dataclass
+class ClipnConfig:
+    """Every knob of a no-tower training run; stored in the checkpoint so a resume cannot change the run."""
+
+    steps: int = 2000
+    batch_size: int = 128  # images per step (captions are one per image, merged when identical)
+    lr: float = 2e-4
+    weight_decay: float = 0.05
+    warmup_steps: int = 100
+    tso_weight: float = 1.0  # the reference sums ITBO-yes, ITBO-no and TSO with equal weights (then halves)
+    targets: str = "exact"  # "exact" (caption constraints) or "reference" (only an image's own caption is true)
+    scale: float = 0.0  # logit scale of ITBO; 0 = the backbone's own
+    pool_size: int = 20_000  # cached training images
+    val_size: int = 1_000  # held-out images for the pair accuracy in the log
+    background_fraction: float = 0.1  # pool mix, as in the pocket model's training batches
+    clutter_fraction: float = 0.05
+    eval_every: int = 250
+    checkpoint_every: int = 250
+    seed: int = 0
+    threads: int = 0  # 0 keeps torch's default
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "ClipnConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ValueError(f"unknown CLIPN training options {sorted(unknown)}; known: {sorted(known)}")
+        cfg = cls(**values)
+        if cfg.targets not in ("exact", "reference"):
+            raise ValueError(f"targets={cfg.targets!r}: choose 'exact' or 'reference'")
+        return cfg
+
+
+# ------------------------------------------------------------------------------------------------ the pool
+@dataclass
+class Pool:
+    """Global features ``(N, D)`` of pocket-world images and the scenes they show (for captions and truth)."""
+
+    features: torch.Tensor
+    scenes: list[W.Scene]
+
+
+def _scene_to_json(scene: W.Scene) -> list:
+    return [scene.kind, scene.background, [[o.shape, o.colour, o.size] for o in scene.objects]]
+
+
+def _scene_from_json(item: list) -> W.Scene:
+    kind, background, objects = item
+    return W.Scene(kind, background, tuple(W.DrawnObject(s, c, z, 0.0, (0, 0, 0, 0)) for s, c, z in objects))
+
+
+def build_pool(backbone, n_images: int, seed: int, first_step: int, cfg: ClipnConfig, cache=True,
+               progress: bool = True) -> Pool:
+    """Draw ``n_images`` pocket-world training images (full difficulty) and encode them once; cached on disk."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from ..features import default_cache_dir
+
+    chunk = min(POOL_CHUNK, n_images)
+    key = json.dumps({"weights": backbone.weights_id, "preprocess": backbone.preprocess_id(), "n": n_images,
+                      "seed": seed, "first": first_step, "bg": cfg.background_fraction,
+                      "clutter": cfg.clutter_fraction, "chunk": chunk, "v": 1}, sort_keys=True)
+    folder = (Path(cache) if isinstance(cache, (str, os.PathLike)) else default_cache_dir()) / "clipn_pool"
+    path = folder / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.safetensors"
+    if cache and path.is_file():
+        try:
+            with safe_open(str(path), framework="pt") as fh:
+                scenes = [_scene_from_json(s) for s in json.loads(fh.metadata()["scenes"])]
+                return Pool(fh.get_tensor("features"), scenes)
+        except Exception:  # unreadable cache: rebuild it
+            pass
+    world = W.World(backbone.image_size)
+    batch_cfg = P.TrainConfig(batch_size=chunk, curriculum_steps=1, background_fraction=cfg.background_fraction,
+                              clutter_fraction=cfg.clutter_fraction)
+    grid = backbone.grid[0]
+    features, scenes = [], []
+    n_chunks = math.ceil(n_images / chunk)
+    for k in tqdm(range(n_chunks), disable=not progress, desc="CLIPN pool"):
+        images, chunk_scenes, _, _, _ = P.make_batch(world, seed, first_step + k, batch_cfg, grid)
+        x = torch.stack([backbone.preprocess(Image.fromarray(img)) for img in images])
+        features.append(backbone.encode_images(x, surgery=False).global_.cpu())
+        scenes.extend(chunk_scenes)
+    pool = Pool(torch.cat(features)[:n_images].contiguous(), scenes[:n_images])
+    if cache:
+        with atomic_path(path) as tmp:
+            save_file({"features": pool.features}, str(tmp),
+                      metadata={"key": key, "scenes": json.dumps([_scene_to_json(s) for s in pool.scenes])})
+    return pool
+
+
+# ------------------------------------------------------------------------------------------------ batches
+def draw_batch(pool: Pool, step: int, cfg: ClipnConfig):
+    """Step ``step``'s batch: pool rows, one fresh caption per image, the distinct texts and both target kinds."""
+    rng = np.random.default_rng([cfg.seed, 7, step])
+    rows = rng.choice(len(pool.scenes), size=min(cfg.batch_size, len(pool.scenes)), replace=False)
+    scenes = [pool.scenes[i] for i in rows]
+    captions = [W.caption(s, rng) for s in scenes]
+    constraints = {text: c for text, c in captions}
+    texts = sorted(constraints)
+    if cfg.targets == "exact":
+        positives = exact_targets(scenes, [constraints[t] for t in texts])
+    else:
+        positives = own_caption_targets([c for c, _ in captions], texts)
+    return torch.as_tensor(rows), texts, positives
+
+
+def _prompt_draw(n_texts: int, n_prompts: int, seed: int, step: int) -> torch.Tensor:
+    """Which no-prompt each caption uses this step: one of the ``n_prompts`` or (index ``n_prompts``) their mean."""
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + step)
+    return torch.randint(0, n_prompts + 1, (n_texts,), generator=gen)
+
+
+@torch.no_grad()
+def pair_accuracy(encoder: NoTextEncoder, backbone, pool: Pool, scale: float, seed: int = 0) -> float:
+    """Balanced accuracy of "p_yes > 0.5" against exact truth over every (image, caption) pair of a held-out pool,
+    one random caption per image: does the no tower say no exactly where a caption is false?"""
+    rng = np.random.default_rng([seed, 11])
+    captions = [W.caption(s, rng) for s in pool.scenes]
+    constraints = {t: c for t, c in captions}
+    texts = sorted(constraints)
+    truth = exact_targets(pool.scenes, [constraints[t] for t in texts])
+    was_training = encoder.training
+    encoder.eval()
+    no = encoder(backbone.tokenize(texts))
+    encoder.train(was_training)
+    says_yes = yes_no_margin(pool.features, backbone.encode_text(texts), no, scale) > 0
+    return 0.5 * float((says_yes[truth]).float().mean() + (~says_yes[~truth]).float().mean())
+
+
+def _lr_at(step: int, cfg: ClipnConfig) -> float:
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+# ------------------------------------------------------------------------------------------------ training
+def train(backbone, out_dir: str | os.PathLike, cfg: ClipnConfig | None = None, progress: bool = True,
+          max_steps_this_sitting: int | None = None, cache=True) -> NoTextEncoder:
+    """Train (or resume) a no tower for ``backbone`` in ``out_dir``; returns the encoder.
+
+    ``out_dir/checkpoint.pt`` is written every ``checkpoint_every`` steps and at the end; calling again with the
+    same folder resumes (the stored config wins). ``training_log.csv`` has one row per step.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out / "checkpoint.pt"
+    state = torch.load(ckpt_path, map_location="cpu", weights_only=False) if ckpt_path.exists() else None
+    if state is not None:
+        cfg = ClipnConfig.from_dict(state["config"])
+    cfg = cfg or ClipnConfig()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    scale = cfg.scale or backbone.logit_scale
+    pool = build_pool(backbone, cfg.pool_size, cfg.seed, POOL_FIRST_STEP, cfg, cache, progress)
+    val = build_pool(backbone, cfg.val_size, cfg.seed, VAL_FIRST_STEP, cfg, cache, progress)
+
+    encoder = NoTextEncoder.from_backbone(backbone)
+    params = list(encoder.parameters())
+    decay = [p for p in params if p.ndim >= 2 and p is not encoder.prompts]
+    no_decay = [p for p in params if p.ndim < 2 or p is encoder.prompts]
+    optim = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                               {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+    log: list[dict] = []
+    step = 0
+    if state is not None:
+        if state["fingerprint"] != encoder.fingerprint:
+            raise RuntimeError(f"{ckpt_path} was trained for another backbone's text tower; use another --out")
+        encoder.load_state_dict(state["encoder"])
+        optim.load_state_dict(state["optim"])
+        log, step = state["log"], state["step"]
+    stop_at = cfg.steps if max_steps_this_sitting is None else min(cfg.steps, step + max_steps_this_sitting)
+    bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc="CLIPN no tower")
+    t_start = time.time() - (log[-1]["elapsed_s"] if log else 0.0)
+    cpu_start = time.process_time() - (log[-1]["cpu_s"] if log else 0.0)  # CPU time: the machine is shared
+    encoder.train()
+    while step < stop_at:
+        rows, texts, positives = draw_batch(pool, step, cfg)
+        tokens = backbone.tokenize(texts)
+        yes = backbone.encode_text(texts).to(backbone.device)
+        no = F.normalize(encoder(tokens, _prompt_draw(len(texts), encoder.n_prompts, cfg.seed, step)), dim=-1)
+        images = pool.features[rows].to(backbone.device)
+        loss_yes, loss_no = itbo_loss(images, yes, no, scale, positives)
+        loss_tso = tso_loss(yes, no)
+        loss = 0.5 * (loss_yes + loss_no + cfg.tso_weight * loss_tso)
+        for group in optim.param_groups:
+            group["lr"] = _lr_at(step, cfg)
+        optim.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optim.step()
+        step += 1
+        bar.update(1)
+        row = {"step": step, "loss": loss.item(), "itbo_yes": loss_yes.item(), "itbo_no": loss_no.item(),
+               "tso": loss_tso.item(), "true_pair_fraction": float(positives.float().mean()),
+               "lr": optim.param_groups[0]["lr"], "val_pair_acc": "", "elapsed_s": time.time() - t_start,
+               "cpu_s": time.process_time() - cpu_start}
+        if step % cfg.eval_every == 0 or step == cfg.steps:
+            row["val_pair_acc"] = pair_accuracy(encoder, backbone, val, scale, cfg.seed)
+        log.append(row)
+        bar.set_postfix(loss=f"{row['loss']:.3f}", acc=row["val_pair_acc"] or "-")
+        if step % cfg.checkpoint_every == 0 or step == stop_at:
+            with atomic_path(ckpt_path) as tmp:
+                torch.save({"encoder": encoder.state_dict(), "optim": optim.state_dict(), "step": step, "log": log,
+                            "config": asdict(cfg), "fingerprint": encoder.fingerprint}, tmp)
+            write_log(log, out / "training_log.csv")
+    bar.close()
+    encoder.meta = {"config": asdict(cfg), "step": step}
+    return encoder.eval()
+
+
+def write_log(log: list[dict], path: str | os.PathLike) -> None:
+    """The training log as CSV, written atomically."""
+    if not log:
+        return
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(log[0]))
+            writer.writeheader()
+            writer.writerows(log)
+
+
+def load_checkpoint(backbone, out_dir: str | os.PathLike) -> NoTextEncoder:
+    """The no tower of a training folder's ``checkpoint.pt`` (any step), for evaluating a run in progress."""
+    path = Path(out_dir) / "checkpoint.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist: train first (python -m clipos_lab.clipn.train train)")
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    encoder = NoTextEncoder.from_backbone(backbone)
+    if state["fingerprint"] != encoder.fingerprint:
+        raise RuntimeError(f"{path} was trained for another backbone's text tower")
+    encoder.load_state_dict(state["encoder"])
+    encoder.meta = {"config": state["config"], "step": state["step"]}
+    return encoder.eval().requires_grad_(False)
+
+
+def export(backbone, out_dir: str | os.PathLike, weights_path: str | os.PathLike, overwrite: bool = False) -> str:
+    """Write a run's no tower as float16 safetensors plus ``.sha256`` and the log beside it; returns the digest."""
+    encoder = load_checkpoint(backbone, out_dir)
+    weights_path = Path(weights_path)
+    encoder.save(weights_path, overwrite=overwrite, dtype=torch.float16)
+    digest = sha256_of(weights_path)
+    with atomic_path(weights_path.with_name(weights_path.name + ".sha256")) as tmp:
+        Path(tmp).write_text(f"{digest}  {weights_path.name}\n")
+    state = torch.load(Path(out_dir) / "checkpoint.pt", map_location="cpu", weights_only=False)
+    # the shipped log keeps every 10th step and every evaluation: the curve, in a file small enough to commit
+    thin = [row for row in state["log"] if row["step"] % 10 == 0 or row["val_pair_acc"] != ""]
+    write_log(thin, weights_path.with_name(weights_path.stem + "_training_log.csv"))
+    return digest
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m clipos_lab.clipn.train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("action", choices=["train", "export"])
+    parser.add_argument("--out", default="runs/clipn", help="training folder (checkpoint.pt, training_log.csv)")
+    parser.add_argument("--options", default=None, help='JSON of ClipnConfig fields, e.g. \'{"steps": 3000}\'')
+    parser.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (resume later)")
+    parser.add_argument("--to", default=None, help="export: the safetensors file to write")
+    parser.add_argument("--overwrite", action="store_true", help="export: replace an existing file")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    from ..backbone import Backbone
+
+    try:
+        backbone = Backbone.load()
+        if args.action == "train":
+            cfg = ClipnConfig.from_dict(json.loads(args.options)) if args.options else None
+            encoder = train(backbone, args.out, cfg, progress=not args.no_progress,
+                            max_steps_this_sitting=args.max_steps)
+            print(json.dumps(encoder.meta.get("step")))
+        else:
+            if not args.to:
+                raise ValueError("export needs --to <file.safetensors>")
+            print(export(backbone, args.out, args.to, overwrite=args.overwrite))
+    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
