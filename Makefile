@@ -21,12 +21,12 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 benchmark: setup
-	$(BIN)/python -m clipos_lab benchmark splits --out $(OUT)
+	$(BIN)/python -m clipos_lab benchmark splits --out $(OUT) --overwrite  # the Makefile owns this folder
 
 benchmark-splits: benchmark
 
 benchmark-quick: setup
-	$(BIN)/python -m clipos_lab benchmark default --out outputs/benchmark-quick
+	$(BIN)/python -m clipos_lab benchmark default --out outputs/benchmark-quick --overwrite
 
 # Debian's Chromium for tests/test_browser.py (Playwright drives the system binary; it downloads no browser)
 browser:
