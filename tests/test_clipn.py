@@ -3,6 +3,7 @@ layout, training (seeded, resumable) and the method through the runner."""
 
 from __future__ import annotations
 
+import json
 import math
 import warnings
 
@@ -140,11 +141,10 @@ def test_save_load_round_trip_and_refusals(tiny_backbone, other_backbone, tmp_pa
 
 def test_released_layout_loader(tiny_files, tiny_backbone, other_backbone, tmp_path):
     """A tiny random CLIPN saved as the reference's training script saves it: 'state_dict' with 'module.' keys."""
-    from conftest import TINY_CONFIG
     from open_clip.model import CLIP
 
     torch.manual_seed(123)  # the tiny backbone's weights: CLIPN's yes tower is the frozen stock one
-    stock = CLIP(**TINY_CONFIG).state_dict()
+    stock = CLIP(**json.loads(tiny_files[0].read_text())).state_dict()
     gen = torch.Generator().manual_seed(1)
     no_branch = {}
     for key, value in stock.items():

@@ -7,6 +7,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import time
 import warnings
 from dataclasses import dataclass
@@ -110,8 +111,7 @@ def _execute(sweep: Sweep, record: RunRecord, params: dict, kernel: str | None) 
                 with warnings.catch_warnings(), _package_on_kernel_path():
                     warnings.filterwarnings("ignore", message=r".*does not end in one of")  # the temporary name
                     # static figures, no bars, even when the sweep is started from a JupyterLab kernel
-                    static = {k: False for k in ("INTERACTIVE", "PROGRESS") if k in pm.inspect_notebook(
-                        str(sweep.notebook))}
+                    static = _static_overrides(sweep.notebook)
                     pm.execute_notebook(str(sweep.notebook), str(tmp), parameters={**static, **params},
                                         kernel_name=kernel,
                                         progress_bar=False, cwd=str(sweep.notebook.parent),
@@ -140,6 +140,15 @@ def _execute(sweep: Sweep, record: RunRecord, params: dict, kernel: str | None) 
     else:
         record.status, (record.error, detail) = "failed", _describe(error)
         _write_json(folder / "status.json", {"status": "failed", "error": record.error, "detail": detail, **status})
+
+
+def _static_overrides(notebook: Path) -> dict:
+    """``INTERACTIVE`` / ``PROGRESS`` = False for the notebook's parameters cell, if it declares them."""
+    import nbformat
+
+    cells = nbformat.read(str(notebook), as_version=4).cells
+    source = "\n".join(c.source for c in cells if "parameters" in c.get("metadata", {}).get("tags", []))
+    return {k: False for k in ("INTERACTIVE", "PROGRESS") if re.search(rf"^{k}\b", source, re.M)}
 
 
 @contextlib.contextmanager
