@@ -35,15 +35,71 @@ DEFAULT_METHODS = ("MCM", "GL-MCM", "CoOp", "LoCoOp", "CLIP-OS")
 METRICS = ("AUROC", "FPR95", "AUPR_IN", "AUPR_OUT")
 
 
+class TrainPool:
+    """The few-shot training pool: its file list, encoded only where shots are drawn.
+
+    :meth:`draw` samples the shots from the file list first (seeded, as :func:`~clipos_lab.data.few_shot`
+    does) and encodes just those images; every seed and shot count shares the pool's cache rows, so an image
+    drawn twice is encoded once. A drawn image that turns out unreadable is recorded as skipped and the draw is
+    repeated without it (without only the unreadable images that draw met, so a draw does not depend on what
+    other draws found).
+    """
+
+    def __init__(self, dataset, backbone, batch_size: int = 64, cache=True, progress: bool = True,
+                 num_workers: int = 0):
+        self.dataset, self.backbone = dataset, backbone
+        self._encode_options = {"batch_size": batch_size, "cache": cache, "progress": progress,
+                                "num_workers": num_workers}
+        self._row = {s.id: i for i, s in enumerate(dataset.samples)}
+        self.skipped: dict[str, str] = {}
+
+    @property
+    def classnames(self) -> list[str]:
+        return list(self.dataset.classnames)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def select_ids(self, ids) -> FeatureBank:
+        """The bank of these sample ids, in this order, encoding only those not cached yet."""
+        unknown = [i for i in ids if i not in self._row]
+        if unknown:
+            raise KeyError(f"{len(unknown)} ids are not in the pool {self.dataset.name!r}, e.g. {unknown[:3]}")
+        bank = FeatureBank.encode(self.dataset, self.backbone, indices=[self._row[i] for i in ids],
+                                  **self._encode_options)
+        self.skipped.update({s["id"]: s["error"] for s in bank.skipped})
+        return bank
+
+    def draw(self, shots: int, seed: int) -> tuple[FeatureBank, list[dict]]:
+        """``(bank, manifest)`` of ``shots`` readable images per class drawn with ``seed``."""
+        unreadable: set[str] = set()
+        while True:
+            pool = self.dataset if not unreadable else self.dataset.subset(
+                [i for i, s in enumerate(self.dataset.samples) if s.id not in unreadable])
+            _, manifest = few_shot(pool, int(shots), int(seed))
+            ids = [m["id"] for m in manifest]
+            bank = self.select_ids(ids)
+            missing = set(ids) - set(bank.ids)
+            if not missing:
+                return bank, manifest
+            unreadable |= missing
+
+
 @dataclass
 class Banks:
-    """The encoded features one benchmark needs."""
+    """The encoded features one benchmark needs (the training pool is encoded only where shots are drawn)."""
 
     id_test: FeatureBank
-    id_train: FeatureBank
+    id_train: TrainPool
     ood: dict[str, FeatureBank]
     train_dataset: object
     encode_seconds: float = 0.0
+
+    def skipped(self) -> dict[str, list[dict]]:
+        """Unreadable images per set (``id_test``, ``id_train``, ``ood/<name>``), for metrics.json."""
+        out = {"id_test": self.id_test.skipped, **{f"ood/{k}": b.skipped for k, b in self.ood.items()},
+               "id_train": [{"id": i, "error": e} for i, e in self.id_train.skipped.items()]}
+        return {k: v for k, v in out.items() if v}
 
 
 @dataclass
@@ -53,23 +109,23 @@ class BenchmarkResult:
     timings: dict = field(default_factory=dict)
     fitted: dict = field(default_factory=dict)  # (method, shots, seed) -> fitted method, for notebooks
     scores: dict = field(default_factory=dict)  # (method, shots, seed) -> {"id": {...}, ood name: {...}}
+    skipped: dict = field(default_factory=dict)  # set -> [{"id", "error"}] of unreadable images
 
     def summary_markdown(self) -> str:
         return summary_markdown(self.summary)
 
 
-def encode_banks(spec: BenchmarkSpec, backbone, batch_size: int = 64, cache=True, progress: bool = True) -> Banks:
-    """Validate the spec, then encode (or load from cache) every dataset it names."""
+def encode_banks(spec: BenchmarkSpec, backbone, batch_size: int = 64, cache=True, progress: bool = True,
+                 num_workers: int = 0) -> Banks:
+    """Validate the spec, then encode (or load from cache) the ID test set and every OOD set; the training
+    pool is only listed here (its shots are encoded when drawn)."""
     spec.validate()
     start = time.perf_counter()
     id_ds, train_ds, ood_ds = spec.id_dataset(), spec.id_train_dataset(), spec.ood_datasets()
-    enc = lambda ds: FeatureBank.encode(ds, backbone, batch_size=batch_size, cache=cache,  # noqa: E731
-                                        progress=progress)
-    train_bank = enc(train_ds)
-    if len(train_bank) < len(train_ds):  # unreadable images were skipped: never draw them as shots
-        readable = set(train_bank.ids)
-        train_ds = train_ds.subset([i for i, s in enumerate(train_ds.samples) if s.id in readable])
-    banks = Banks(enc(id_ds), train_bank, {name: enc(ds) for name, ds in ood_ds.items()}, train_ds)
+    options = {"batch_size": batch_size, "cache": cache, "progress": progress, "num_workers": num_workers}
+    enc = lambda ds: FeatureBank.encode(ds, backbone, **options)  # noqa: E731
+    pool = TrainPool(train_ds, backbone, **options)
+    banks = Banks(enc(id_ds), pool, {name: enc(ds) for name, ds in ood_ds.items()}, train_ds)
     banks.encode_seconds = time.perf_counter() - start
     return banks
 
@@ -78,7 +134,7 @@ def run_benchmark(spec: BenchmarkSpec | str | os.PathLike, backbone, methods: Se
                   shots: Sequence[int] = (1, 2), seeds: Sequence[int] = (1, 2, 3), prompt: PromptConfig | None = None,
                   method_options: dict | None = None, out_dir: str | os.PathLike | None = None, cache=True,
                   progress: bool = True, batch_size: int = 64, save_prompts: bool = True,
-                  banks: Banks | None = None, keep_fitted: bool = False) -> BenchmarkResult:
+                  banks: Banks | None = None, keep_fitted: bool = False, num_workers: int = 0) -> BenchmarkResult:
     """Fit and score every method; write ``results.csv``, ``summary.csv``, ``summary.md``, ``metrics.json``."""
     if isinstance(spec, (str, os.PathLike)):
         spec = BenchmarkSpec.from_yaml(spec)
@@ -90,7 +146,8 @@ def run_benchmark(spec: BenchmarkSpec | str | os.PathLike, backbone, methods: Se
     prompt = prompt or PromptConfig(progress=False)
     method_options = method_options or {}
     t0 = time.perf_counter()
-    banks = banks or encode_banks(spec, backbone, batch_size=batch_size, cache=cache, progress=progress)
+    banks = banks or encode_banks(spec, backbone, batch_size=batch_size, cache=cache, progress=progress,
+                                  num_workers=num_workers)
     out = Path(out_dir) if out_dir is not None else None
     result = BenchmarkResult([], [])
     fit_seconds: dict[str, float] = {}
@@ -118,8 +175,9 @@ def run_benchmark(spec: BenchmarkSpec | str | os.PathLike, backbone, methods: Se
         fit_seconds[name] = time.perf_counter() - start
     for n_shots in shots:
         for seed in seeds:
-            _, manifest = few_shot(banks.train_dataset, int(n_shots), int(seed))
-            train = banks.id_train.select_ids([m["id"] for m in manifest])
+            start = time.perf_counter()
+            train, manifest = banks.id_train.draw(int(n_shots), int(seed))
+            banks.encode_seconds += time.perf_counter() - start
             if out is not None:
                 write_manifest(manifest, out / "manifests" / f"shots{n_shots}-seed{seed}.json")
             for name in [m for m in methods if is_few_shot(m)]:
@@ -131,6 +189,7 @@ def run_benchmark(spec: BenchmarkSpec | str | os.PathLike, backbone, methods: Se
                 if out is not None and save_prompts:
                     method.save(out / "prompts" / f"{_slug(name)}-shots{n_shots}-seed{seed}.safetensors")
     result.summary = summarise(result.rows)
+    result.skipped = banks.skipped()
     result.timings = {"encode_s": banks.encode_seconds, "total_s": time.perf_counter() - t0,
                       "fit_and_score_s": fit_seconds}
     if out is not None:
@@ -265,6 +324,7 @@ def write_outputs(result: BenchmarkResult, out: Path, spec, backbone) -> None:
     metrics_json = {
         "benchmark": getattr(spec, "name", ""), "model": backbone.name, "weights": backbone.weights_id,
         "convention": M.CONVENTION, "timings": result.timings,
+        "skipped_images": result.skipped,
         "summary": result.summary,
     }
     with atomic_path(out / "metrics.json") as tmp:
