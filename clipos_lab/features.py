@@ -113,10 +113,16 @@ class FeatureBank:
         return cls(tensors["global"], tensors.get("patches"), tensors.get("surgery"), labels, list(ids),
                    list(classnames), tuple(grid), dict(meta or {}), extra)
 
+    def to(self, device: str | torch.device, non_blocking: bool = False) -> "FeatureBank":
+        """The same bank with every tensor (features and labels) on ``device``."""
+        move = lambda t: t.to(device, non_blocking=non_blocking)  # noqa: E731
+        return FeatureBank.from_tensors({k: move(v) for k, v in self.tensors().items()}, move(self.labels),
+                                        self.ids, self.classnames, self.grid, self.meta)
+
     def subset(self, indices: Sequence[int] | torch.Tensor | np.ndarray) -> "FeatureBank":
-        idx = torch.as_tensor(np.asarray(indices, dtype=np.int64))
+        idx = torch.as_tensor(np.asarray(indices, dtype=np.int64), device=self.global_.device)
         tensors = {k: v[idx] for k, v in self.tensors().items()}
-        return FeatureBank.from_tensors(tensors, self.labels[idx], [self.ids[i] for i in idx.tolist()],
+        return FeatureBank.from_tensors(tensors, self.labels.to(idx.device)[idx], [self.ids[i] for i in idx.tolist()],
                                         self.classnames, self.grid, self.meta)
 
     def select_ids(self, ids: Sequence[str]) -> "FeatureBank":

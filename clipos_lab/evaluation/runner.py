@@ -134,8 +134,12 @@ def run_benchmark(spec: BenchmarkSpec | str | os.PathLike, backbone, methods: Se
                   shots: Sequence[int] = (1, 2), seeds: Sequence[int] = (1, 2, 3), prompt: PromptConfig | None = None,
                   method_options: dict | None = None, out_dir: str | os.PathLike | None = None, cache=True,
                   progress: bool = True, batch_size: int = 64, save_prompts: bool = True,
-                  banks: Banks | None = None, keep_fitted: bool = False, num_workers: int = 0) -> BenchmarkResult:
-    """Fit and score every method; write ``results.csv``, ``summary.csv``, ``summary.md``, ``metrics.json``."""
+                  banks: Banks | None = None, keep_fitted: bool = False, num_workers: int = 0,
+                  scores: Sequence[str] | None = None) -> BenchmarkResult:
+    """Fit and score every method; write ``results.csv``, ``summary.csv``, ``summary.md``, ``metrics.json``.
+
+    ``scores`` limits the scores computed (e.g. ``["MCM"]`` never reads patch tokens); default: all of them.
+    """
     if isinstance(spec, (str, os.PathLike)):
         spec = BenchmarkSpec.from_yaml(spec)
     unknown = [m for m in methods if m not in METHODS]
@@ -152,10 +156,20 @@ def run_benchmark(spec: BenchmarkSpec | str | os.PathLike, backbone, methods: Se
     result = BenchmarkResult([], [])
     fit_seconds: dict[str, float] = {}
 
+    memo: dict[tuple, tuple] = {}  # score signature -> (per-set scores, ID predictions): zero-shot MCM and
+    # GL-MCM share their text and scale, so each bank is scored once for both
+
     def evaluate(name: str, method, n_shots: int, seed: int):
-        id_scores = method.score(banks.id_test)
-        acc = M.id_accuracy(method.predict(banks.id_test), banks.id_test.labels.numpy())
-        ood_scores = {ood: method.score(bank) for ood, bank in banks.ood.items()}
+        signature = method.score_signature()
+        if signature not in memo:
+            per_set = {"id": method.score(banks.id_test, scores=scores),
+                       **{ood: method.score(bank, scores=scores) for ood, bank in banks.ood.items()}}
+            memo.clear()  # prompt methods never share a signature: keep only the last
+            memo[signature] = (per_set, method.predict(banks.id_test))
+        per_set, predicted = memo[signature]
+        id_scores = per_set["id"]
+        acc = M.id_accuracy(predicted, banks.id_test.labels.numpy())
+        ood_scores = {ood: per_set[ood] for ood in banks.ood}
         result.scores[(name, n_shots, seed)] = {"id": id_scores, **ood_scores}
         for score_name in id_scores:
             per_ood = {ood: M.ood_metrics(id_scores[score_name], s[score_name]) for ood, s in ood_scores.items()}

@@ -102,6 +102,7 @@ class PromptMethod(Method):
         if train is None or len(train) == 0:
             raise ValueError(f"{self.name} needs a few-shot FeatureBank to train on")
         self.classnames_ = list(train.classnames)
+        train = train.to(backbone.device)  # every stage runs where the backbone is
         cfg = replace(self.prompt, seed=self.seed)
         needs_patches = self.synthesis or self.gamma > 0
         rel = self._relevance(backbone, train) if needs_patches else None
