@@ -24,14 +24,20 @@ def _add_backbone_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--config", default=None, help="open_clip model config JSON")
     g.add_argument("--random-weights", action="store_true", help="seeded random weights (tests, speed only)")
     g.add_argument("--surgery-blocks", type=int, default=None, help="value-value path depth (default: half)")
-    g.add_argument("--device", default="cpu")
+    g.add_argument("--device", default="auto",
+                   help="auto (a CUDA GPU when there is one, else the CPU), cpu, cuda or cuda:<n>; every stage runs there")
+    g.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
+                   help="autocast precision of forward passes (fp16 needs CUDA); fp32 is exact")
+    g.add_argument("--workers", type=int, default=0,
+                   help="DataLoader worker processes decoding and preprocessing images (default 0: in-process)")
 
 
 def _backbone(args):
     from .backbone import Backbone
 
     return Backbone.load(args.model, pretrained=args.pretrained, checkpoint=args.checkpoint, config=args.config,
-                         random_weights=args.random_weights, surgery_blocks=args.surgery_blocks, device=args.device)
+                         random_weights=args.random_weights, surgery_blocks=args.surgery_blocks, device=args.device,
+                         precision=args.precision)
 
 
 def _ints(text: str) -> list[int]:
@@ -60,7 +66,7 @@ def cmd_encode(args) -> int:
         datasets = {target.name: FolderDataset(target)}
     for name, ds in datasets.items():
         bank = FeatureBank.encode(ds, backbone, batch_size=args.batch_size, progress=not args.no_progress,
-                                  cache=args.cache_dir or True)
+                                  cache=args.cache_dir or True, num_workers=args.workers)
         print(f"{name}: {len(bank)} images, {bank.meta.get('n_skipped', 0)} skipped, "
               f"cache {bank.meta.get('cache_path', '(loaded)')}")
     return 0
@@ -76,7 +82,8 @@ def cmd_benchmark(args, zero_shot_only: bool = False) -> int:
     kwargs = {"methods": methods} if methods else {}
     prompt = PromptConfig(progress=False, **({"epochs": args.epochs} if getattr(args, "epochs", None) else {}))
     kwargs.update(shots=_ints(args.shots), seeds=_ints(args.seeds), prompt=prompt, out_dir=args.out,
-                  progress=not args.no_progress, cache=args.cache_dir or True)
+                  progress=not args.no_progress, cache=args.cache_dir or True, num_workers=args.workers,
+                  batch_size=args.batch_size, scores=args.scores.split(",") if args.scores else None)
     spec = Path(_spec_path(args.spec))
     if spec.is_dir():  # a suite: every YAML spec in the folder
         specs = sorted(spec.glob("*.yaml"))
@@ -147,6 +154,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--shots", default="1,2")
         p.add_argument("--seeds", default="1,2,3")
         p.add_argument("--epochs", type=int, default=None, help="prompt-learning epochs (default 50)")
+        p.add_argument("--scores", default=None,
+                       help="comma-separated scores to compute (MCM, GL-MCM, 1-p(unknown)); default all. Leaving "
+                            "out GL-MCM never reads patch tokens at scoring time")
+        p.add_argument("--batch-size", type=int, default=64, help="images per encoder batch")
         p.add_argument("--out", default=f"outputs/{name}", help="output folder")
         p.add_argument("--cache-dir", default=None)
         p.add_argument("--no-progress", action="store_true")
