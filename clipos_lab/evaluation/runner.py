@@ -174,7 +174,7 @@ def run_benchmark(spec: BenchmarkSpec | str | os.PathLike, backbone, methods: Se
         for score_name in id_scores:
             per_ood = {ood: M.ood_metrics(id_scores[score_name], s[score_name]) for ood, s in ood_scores.items()}
             for row in M.results_table(per_ood):
-                for metric in METRICS:
+                for metric in getattr(spec, "metrics", None) or METRICS:
                     result.rows.append({"method": name, "score": score_name, "shots": n_shots, "seed": seed,
                                         "ood": row["ood"], "metric": metric, "value": float(row[metric])})
             result.rows.append({"method": name, "score": score_name, "shots": n_shots, "seed": seed,
