@@ -3,6 +3,7 @@
     python benchmarks/scale.py memory      [--sizes 1000,4000,16000] [--before /work/base]
     python benchmarks/scale.py throughput  [--images 96] [--workers 0,1,2]
     python benchmarks/scale.py prompts     [--classes 10,100,1000] [--before /work/base]
+    python benchmarks/scale.py runtime default --before /work/base   (or: runtime splits --before ... -- --seeds 1)
 
 ``memory`` encodes N images with ViT-B/16 output geometry (global 512-d float32, 196 patch and 196 surgery tokens
 of 512-d float16: what a ViT-B/16 at 224 px gives) through a stub encoder, each N in a fresh process, and prints
@@ -15,6 +16,9 @@ DataLoader workers (decoding included), and prints the ratios.
 
 ``prompts`` times prompt-training steps (CoOp's loss, a random-weight ViT-B/16 text tower) at K classes, in a
 fresh process per K, for this code and (``--before``) another checkout.
+
+``runtime`` times the CLI benchmark (wall and CPU seconds, cold and warm cache) for this code and another
+checkout, alternating between them, and compares their results.csv.
 
 All numbers are measured in the run that prints them; the machine's load is printed with them.
 """
@@ -237,6 +241,36 @@ def cmd_prompts(args) -> None:
             print(f"{label:8} {k:6d} {r['s_per_step']:9.2f} {1 / r['s_per_step']:9.3f} {r['peak_rss_mb']:12.0f}")
 
 
+def cmd_runtime(args) -> None:
+    """Wall and CPU seconds of `python -m clipos_lab benchmark <spec>`, before and after, cold then warm cache;
+    the runs alternate between the two checkouts so both see the same machine load; results.csv compared."""
+    import csv
+
+    print(f"`python -m clipos_lab benchmark {args.spec} {' '.join(args.extra)}`, CPU fp32; {_load()}")
+    print(f"{'code':8} {'cache':6} {'wall s':>8} {'CPU s':>8}")
+    with tempfile.TemporaryDirectory(dir=args.tmp) as tmp:
+        tables = {}
+        for cache_state in ("cold", "warm"):
+            for label, root in (("before", Path(args.before)), ("after", HERE)):
+                out = Path(tmp) / f"{label}-{cache_state}"
+                env = {**os.environ, "PYTHONPATH": str(root), "CLIPOS_CACHE_DIR": str(Path(tmp) / f"cache-{label}")}
+                cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+                start = time.perf_counter()
+                subprocess.run([sys.executable, "-m", "clipos_lab", "benchmark", args.spec, "--out", str(out),
+                                "--no-progress", *args.extra], env=env, cwd=str(root), check=True,
+                               capture_output=True)
+                wall = time.perf_counter() - start
+                cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+                cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
+                print(f"{label:8} {cache_state:6} {wall:8.1f} {cpu:8.1f}", flush=True)
+                files = sorted(out.rglob("results.csv"))
+                tables[(label, cache_state)] = {
+                    (f.parent.name, *row[:6]): float(row[6]) for f in files for row in list(csv.reader(open(f)))[1:]}
+        a, b = tables[("before", "cold")], tables[("after", "cold")]
+        diff = max((abs(a[k] - b[k]) for k in a), default=float("nan")) if a.keys() == b.keys() else float("inf")
+        print(f"results.csv rows {len(a)} before / {len(b)} after, max |difference| {diff:.3g}")
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "_memory":
         return _memory_child(int(sys.argv[2]), sys.argv[3])
@@ -260,6 +294,12 @@ def main() -> None:
     p.add_argument("--classes", default="10,100,1000")
     p.add_argument("--before", default=None)
     p.set_defaults(func=cmd_prompts)
+    p = sub.add_parser("runtime")
+    p.add_argument("spec", help="default, splits or a spec path (as the CLI takes it)")
+    p.add_argument("extra", nargs="*", help="more CLI arguments, e.g. -- --seeds 1 --shots 1")
+    p.add_argument("--before", required=True, help="a checkout of the code before (e.g. /work/base)")
+    p.add_argument("--tmp", default=None)
+    p.set_defaults(func=cmd_runtime)
     args = parser.parse_args()
     args.func(args)
 
