@@ -75,7 +75,8 @@ def main() -> int:
         return f"{torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB" if cuda else "n/a (CPU)"
 
     backbone = Backbone.load("ViT-B-16", random_weights=True, device=str(device), precision=args.precision)
-    print(f"{torch.cuda.get_device_name(device) if cuda else 'CPU smoke run'}, ViT-B/16 random weights, precision {args.precision}, "
+    where = torch.cuda.get_device_name(device) if cuda else "CPU smoke run"
+    print(f"{where}, ViT-B/16 random weights, precision {args.precision}, "
           f"{args.workers} DataLoader workers, K = {args.classes}")
     k = args.classes
     sets = {"id_test": Generated("gpu-id", args.images, k, 1), "ood": Generated("gpu-ood", args.images // 2, 1, 2),

@@ -1,0 +1,50 @@
+"""clipos_lab: few-shot and zero-shot OOD detection with CLIP (CLIP-OS and its baselines), Jupyter-first.
+
+The pipeline reads in this order (one folder per step; ``docs/`` describes the method)::
+
+    data/        which images: datasets, few-shot draws, benchmark specs
+    backbone     a frozen open_clip ViT: global, patch and value-value tokens
+    features     FeatureBank: every image encoded once and cached
+    clipos/      CLIP-OS stage by stage: relevance -> synthesis -> prompts
+    methods/     MCM, GL-MCM, CoOp, LoCoOp, CLIP-OS behind fit / score / predict
+    evaluation/  scores, metrics, the benchmark runner, tables
+    anomaly/     anomaly maps: patch memory, mutual scoring, state prompts (docs/anomaly.md)
+
+The names below are the public API; they are imported on first use, so ``import clipos_lab`` stays fast::
+
+    from clipos_lab import Backbone, BenchmarkSpec, run_benchmark
+    result = run_benchmark(BenchmarkSpec.from_yaml(default_benchmark_path()), Backbone.load())
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+_API = {
+    "Backbone": "backbone", "FeatureBank": "features",
+    "BenchmarkSpec": "data", "FolderDataset": "data", "WorldDataset": "data", "TorchvisionDataset": "data",
+    "default_benchmark_path": "data", "few_shot": "data", "DataError": "data",
+    "Method": "methods", "build_method": "methods", "register": "methods",
+    "MCM": "methods", "GLMCM": "methods", "CoOp": "methods", "LoCoOp": "methods", "CLIPOS": "methods",
+    "PromptConfig": "clipos.prompts",
+    "run_benchmark": "evaluation.runner", "run_suite": "evaluation.runner", "ood_metrics": "evaluation.metrics",
+    "run_sweep": "sweep",
+    "AnomalySpec": "anomaly", "run_anomaly": "anomaly", "PatchMemory": "anomaly", "MutualScoring": "anomaly",
+    "StatePrompts": "anomaly",
+}
+
+__all__ = sorted(_API)
+
+
+def __getattr__(name: str):
+    if name in _API:
+        value = getattr(importlib.import_module(f".{_API[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'clipos_lab' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_API))

@@ -70,6 +70,9 @@ class ImageFeatures:
     grid: tuple[int, int]
 
 
+_REGISTERED: dict[str, str] = {}  # model name -> config text given to open_clip
+
+
 def _register_config(config: str | os.PathLike) -> str:
     import open_clip
 
@@ -80,7 +83,10 @@ def _register_config(config: str | os.PathLike) -> str:
         json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise BackboneError(f"model config {path} is not valid JSON ({err})") from err
-    open_clip.add_model_config(path)
+    text = path.read_text()
+    if _REGISTERED.get(path.stem) != text:  # open_clip keeps a global registry: add each config once
+        open_clip.add_model_config(path)
+        _REGISTERED[path.stem] = text
     return path.stem
 
 
@@ -145,15 +151,16 @@ class Backbone:
             weights, weights_id = pretrained, f"open_clip:{model}/{pretrained}"
         elif random_weights:
             weights, weights_id = None, f"random:seed{seed}"
-            torch.manual_seed(seed)
         else:
             raise WeightsNotFoundError(
                 f"no weights given for model {model!r}: pass pretrained=<tag> "
                 f"(tags: {open_clip.list_pretrained_tags_by_model(model) or 'none known'}), checkpoint=<file>, "
                 "or use model='pocket' (shipped, offline)")
         try:
-            net, _, preprocess = open_clip.create_model_and_transforms(model, pretrained=weights, device=device,
-                                                                       cache_dir=cache_dir)
+            with torch.random.fork_rng(devices=[]):  # random init draws from the global RNG; leave it as it was
+                torch.manual_seed(seed)
+                net, _, preprocess = open_clip.create_model_and_transforms(model, pretrained=weights, device=device,
+                                                                           cache_dir=cache_dir)
         except Exception as err:  # open_clip raises RuntimeError / OSError / HF errors: name what was tried
             if checkpoint is not None:
                 raise BackboneError(f"could not load checkpoint {checkpoint} into {model!r}: {err}") from err

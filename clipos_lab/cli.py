@@ -6,12 +6,14 @@
     pocket     train / export / check the shipped pocket model
     sweep      run a notebook through papermill over a parameter grid, then aggregate
     splits     write the benchmark specs of random ID/OOD class splits of the pocket world
+    anomaly    anomaly maps (patch memory, mutual scoring, state prompts) x shots x seeds on an anomaly spec
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -25,7 +27,7 @@ def _add_backbone_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--random-weights", action="store_true", help="seeded random weights (tests, speed only)")
     g.add_argument("--surgery-blocks", type=int, default=None, help="value-value path depth (default: half)")
     g.add_argument("--device", default="auto",
-                   help="auto (a CUDA GPU when there is one, else the CPU), cpu, cuda or cuda:<n>; every stage runs there")
+                   help="auto (a CUDA GPU if there is one, else the CPU), cpu, cuda or cuda:<n>; all stages run there")
     g.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
                    help="autocast precision of forward passes (fp16 needs CUDA); fp32 is exact")
     g.add_argument("--workers", type=int, default=0,
@@ -131,6 +133,31 @@ def cmd_splits(args) -> int:
     return 0
 
 
+def cmd_anomaly(args) -> int:
+    from .anomaly.data import AnomalySpec
+    from .anomaly.runner import DEFAULT_METHODS, run_anomaly
+
+    spec = AnomalySpec.from_yaml(_anomaly_spec_path(args.spec))
+    spec.categories()  # a missing folder fails here, before the backbone loads
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else list(DEFAULT_METHODS)
+    options = json.loads(args.options) if args.options else None
+    if options is not None and not isinstance(options, dict):
+        raise ValueError('--options must be a JSON object {"method": {"option": value}}')
+    result = run_anomaly(spec, _backbone(args), methods=methods, shots=_ints(args.shots), seeds=_ints(args.seeds),
+                         method_options=options, out_dir=args.out, cache=args.cache_dir or True,
+                         progress=not args.no_progress)
+    print(result.summary_markdown())
+    print(f"\nwrote {args.out}/results.csv, summary.csv, summary.md, metrics.json "
+          f"({result.timings['total_s']:.1f} s, of which encoding {result.timings['encode_s']:.1f} s)")
+    return 0
+
+
+def _anomaly_spec_path(value: str) -> Path:
+    from .anomaly.data import shipped_spec
+
+    return shipped_spec(value) or Path(value)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m clipos_lab", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -185,11 +212,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-id", type=int, default=6, help="ID shapes per split (the rest are near-OOD)")
     p.add_argument("--seed", type=int, default=0, help="seed of the permutations")
     p.set_defaults(func=cmd_splits)
+
+    p = sub.add_parser("anomaly", help="anomaly maps x shots x seeds on an anomaly spec (world or MVTec-style)")
+    p.add_argument("spec", nargs="?", default="world-anomaly",
+                   help="anomaly YAML, or a shipped one: world-anomaly (default), world-anomaly-validation, "
+                        "paper-mvtec")
+    p.add_argument("--methods", default=None, help="comma-separated: patch-memory, mutual, state-prompts (all)")
+    p.add_argument("--shots", default="0,1,2,4", help="0 runs the zero-shot methods; k > 0 the few-shot ones")
+    p.add_argument("--seeds", default="1,2,3")
+    p.add_argument("--options", default=None,
+                   help='JSON of method options, e.g. \'{"patch-memory": {"layers": [3, 4]}}\'')
+    p.add_argument("--out", default="outputs/anomaly", help="output folder")
+    p.add_argument("--cache-dir", default=None)
+    p.add_argument("--no-progress", action="store_true")
+    _add_backbone_args(p)
+    p.set_defaults(func=cmd_anomaly)
     return parser
+
+
+def _show_progress_logs() -> None:
+    """The library logs its progress (``clipos_lab.*`` loggers); the command line shows it on stderr."""
+    logger = logging.getLogger("clipos_lab")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _show_progress_logs()
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError, RuntimeError) as err:

@@ -65,9 +65,17 @@ def test_unfitted_and_bad_options():
     with pytest.raises(NotFittedError, match="not fitted"):
         MCM().score(bank_of(torch.stack([E[0]])))
     with pytest.raises(ValueError, match="template"):
-        MCM(templates=("no placeholder",))
+        MCM(templates=("no placeholder",)).fit(None, classnames=["a"])
     with pytest.raises(ValueError, match="unknown method 'Nope'"):
         build_method("Nope")
+
+
+def test_registry_presets_are_parameters_not_renamed_instances():
+    ablation = build_method("CLIP-OS w/o PUC", seed=3)
+    assert type(ablation).__name__ == "CLIPOS" and ablation.puc_k == 1 and ablation.seed == 3
+    assert ablation.beta == 0.1 and build_method("CLIP-OS").puc_k == 3  # the preset touches only its switch
+    assert build_method("CLIP-OS w/o PUC", puc_k=5).puc_k == 5  # options win over the preset
+    assert build_method("GL-MCM", lam=0.25).gl_lambda == 0.25
 
 
 def test_text_embeddings_are_cached_by_the_backbone(tiny_backbone):
@@ -76,3 +84,17 @@ def test_text_embeddings_are_cached_by_the_backbone(tiny_backbone):
     after_first = len(tiny_backbone._text_cache)
     MCM().fit(tiny_backbone, classnames=["zebra", "yak"])
     assert after_first == before + 2 and len(tiny_backbone._text_cache) == after_first
+
+
+def test_public_api_names_resolve_lazily_without_shadowing_subpackages():
+    import clipos_lab
+
+    assert clipos_lab.build_method is build_method
+    assert clipos_lab.run_benchmark.__module__ == "clipos_lab.evaluation.runner"
+    for name in clipos_lab.__all__:
+        assert getattr(clipos_lab, name) is not None
+    import clipos_lab.methods as package
+
+    assert clipos_lab.methods is package  # the subpackage, not a function of the same name
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        clipos_lab.nope  # noqa: B018

@@ -24,7 +24,7 @@ NB_DIR = ROOT / "notebooks"
 NOTEBOOKS = sorted(NB_DIR.glob("[0-9][0-9]_*.ipynb"))
 CI_PARAMS = NB_DIR / "params" / "ci.yaml"
 EXPECTED = ["01_quickstart", "02_relevance_maps", "03_synthetic_outliers_umap", "04_prompt_learning_and_scores",
-            "05_benchmark"]
+            "05_benchmark", "07_anomaly_maps"]
 COMMON = {"MODEL": "pocket", "PRETRAINED": "", "CHECKPOINT": "", "INTERACTIVE": False, "PROGRESS": False}
 TYPES = {"str": str, "int": int, "float": float, "bool": bool}
 # NAME: type = literal  # help   (papermill reads type and help from exactly this shape; no "=" in the help)
@@ -169,6 +169,12 @@ def test_notebook_runs_with_ci_params(path, tmp_path, kernel_env):
     if path.stem == "04_prompt_learning_and_scores":
         assert {"CoOp", "LoCoOp", "CLIP-OS"} <= set(metrics["methods"])
         assert "1-p(unknown)" in metrics["methods"]["CLIP-OS"]["scores"]
+    if path.stem == "07_anomaly_maps":
+        assert set(metrics["per_method"]) == {"patch-memory", "mutual", "state-prompts"}
+        for row in metrics["per_method"].values():
+            assert all(0.0 <= v <= 1.0 for v in row.values()) and "pixel_AUROC" in row
+        assert 0.5 < metrics["grid_oracle"]["pixel_AUROC"] <= 1.0
+        assert {"stain", "bite", "scratch", "hole"} <= set(metrics["per_defect"]["image_AUROC"][0])
 
 
 @pytest.mark.slow

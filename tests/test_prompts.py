@@ -109,6 +109,12 @@ def test_scores_use_the_score_temperature_and_unknown_keeps_the_logit_scale(tiny
     assert type(method).load(tmp_path / "p.safetensors", tiny_backbone).score_temperature == temperature
 
 
-def test_bad_score_temperature_is_refused():
+def test_bad_options_are_refused_at_fit_and_unknown_ones_at_build(tiny_backbone):
+    method = build_method("CoOp", score_temperature=0.0)  # scikit-learn style: __init__ only stores
+    assert method.score_temperature == 0.0
     with pytest.raises(ValueError, match="score_temperature"):
-        build_method("CoOp", score_temperature=0.0)
+        method.fit(tiny_backbone, None)
+    with pytest.raises(ValueError, match="puc_k"):
+        build_method("CLIP-OS", puc_k=0).fit(tiny_backbone, None)
+    with pytest.raises(ValueError, match="does not take these options.*synthesis"):
+        build_method("CoOp", synthesis=True)  # CoOp's signature has no synthesis switch

@@ -6,7 +6,7 @@ are shared by all classes and are the only trainable word embeddings. With ``unk
 the prompt parameters get gradients, and the image side is read from a FeatureBank, so training never runs the
 image encoder.
 
-The loss (CLIP-OS, section 3 of CLIP-OS.md): cross-entropy of ID features to their class; ``beta`` x
+The loss (CLIP-OS stage 3, ``docs/method.md`` section 3): cross-entropy of ID features to their class; ``beta`` x
 cross-entropy of synthesised outliers to *unknown*; ``gamma`` x LoCoOp's entropy maximisation over the ID
 classes on ID-irrelevant patches. CoOp is ``beta = gamma = 0`` without unknown; LoCoOp is CoOp with ``gamma``.
 """
@@ -48,7 +48,8 @@ class PromptConfig:
 class PromptLearner(torch.nn.Module):
     """Context vectors (+ optional unknown token) spliced into the frozen token embeddings of class prompts."""
 
-    def __init__(self, backbone, classnames: Sequence[str], n_ctx: int = 16, ctx_init: str = "a photo of a",
+    def __init__(self, backbone, classnames: Sequence[str], n_ctx: int = PromptConfig.n_ctx,
+                 ctx_init: str = "a photo of a",
                  unknown: bool = False, seed: int = 0):
         super().__init__()
         if n_ctx < 1:
@@ -155,7 +156,6 @@ class TrainingData:
 def train_prompts(learner: PromptLearner, data: TrainingData, cfg: PromptConfig, beta: float = 0.0,
                   gamma: float = 0.0) -> list[dict]:
     """SGD + cosine schedule over ``cfg.epochs``; returns the loss history (one row per step)."""
-    torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     params = [p for p in learner.parameters() if p.requires_grad]
     optim = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)

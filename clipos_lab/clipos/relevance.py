@@ -1,4 +1,4 @@
-"""ID-relevant / ID-irrelevant patch separation (CLIP-OS stage 1, see ``/work/shared/CLIP-OS.md`` section 1).
+"""ID-relevant / ID-irrelevant patch separation (CLIP-OS stage 1, ``docs/method.md`` section 1).
 
 Every function here is batched over images: patch tensors are ``(N, P, D)`` with ``P = H * W`` patches in
 row-major order of the ``(H, W)`` grid, patch-level maps are ``(N, P)`` and text embeddings are ``(K, D)``.
@@ -218,7 +218,7 @@ class RelevanceResult:
 
 def discrepancy_masks(raw_patches: torch.Tensor, surgery_patches: torch.Tensor | None, text: torch.Tensor,
                       labels, grid, k: int = 3, rho_min: float = 0.1, rho_max: float = 0.9) -> RelevanceResult:
-    """CLIP-OS's CLIP-surgery-discrepancy rule (CLIP-OS.md section 1.2).
+    """CLIP-OS's CLIP-surgery-discrepancy rule (``docs/method.md``, section 1).
 
     Both token sets get the same PUC. ``surgery_patches`` should be the value-value tokens of CLIP Surgery;
     when a backbone could not provide them (None), the raw patches are used for the surgery map too, so

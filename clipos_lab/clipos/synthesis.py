@@ -1,4 +1,4 @@
-"""Outlier synthesis from ID-relevant features (CLIP-OS stage 2, see ``/work/shared/CLIP-OS.md`` section 2).
+"""Outlier synthesis from ID-relevant features (CLIP-OS stage 2, ``docs/method.md`` section 2).
 
 Few-shot OOD detection lacks OOD supervision, so CLIP-OS makes it: mix the ID-relevant features of two images
 of *different* classes, ``o = normalise(lam * r_i + (1 - lam) * r_j)`` with ``lam ~ Beta(alpha, alpha)``.
@@ -101,7 +101,7 @@ def confidence_filter(text: torch.Tensor, threshold: float = 0.9, scale: float =
     """Filter for :func:`synthesize`: keep outliers whose max ID softmax is below ``threshold``.
 
     ``scale`` defaults to 100, the logit scale zero-shot CLIP classifies with; pass the backbone's own
-    ``logit_scale`` for other models. Both defaults are ours (CLIP-OS.md section 2).
+    ``logit_scale`` for other models. Both defaults are ours (``docs/method.md``, section 2).
     """
     if not torch.is_tensor(text) or text.dim() != 2:
         raise ValueError("text must be a (K, D) tensor of class embeddings")

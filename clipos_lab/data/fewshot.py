@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import pandas as pd
 
+from ..evaluation.tables import write_csv
 from ..files import atomic_path
 from .datasets import ImageDataset
 from .errors import DataError
@@ -47,14 +48,10 @@ def write_manifest(manifest: Sequence[dict], path: str | os.PathLike) -> Path:
     if suffix not in (".json", ".csv"):
         raise DataError(f"manifest {path}: use a .json or .csv file name")
     rows = [{k: row[k] for k in _MANIFEST_FIELDS} for row in manifest]
+    if suffix == ".csv":
+        return write_csv(rows, path, columns=_MANIFEST_FIELDS)
     with atomic_path(path) as tmp:
-        with open(tmp, "w", encoding="utf-8", newline="") as fh:
-            if suffix == ".json":
-                json.dump(rows, fh, indent=1)
-            else:
-                writer = csv.DictWriter(fh, fieldnames=_MANIFEST_FIELDS)
-                writer.writeheader()
-                writer.writerows(rows)
+        tmp.write_text(json.dumps(rows, indent=1), encoding="utf-8")
     return path
 
 
@@ -63,11 +60,15 @@ def read_manifest(path: str | os.PathLike) -> list[dict]:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"manifest {path} does not exist")
-    with open(path, encoding="utf-8", newline="") as fh:
-        try:
-            rows = json.load(fh) if path.suffix.lower() == ".json" else list(csv.DictReader(fh))
-        except json.JSONDecodeError as e:
-            raise DataError(f"manifest {path} is not valid JSON: {e}") from e
+    try:
+        if path.suffix.lower() == ".json":
+            rows = json.loads(path.read_text(encoding="utf-8"))
+        else:
+            rows = pd.read_csv(path, dtype=str, keep_default_na=False).to_dict("records")
+    except json.JSONDecodeError as e:
+        raise DataError(f"manifest {path} is not valid JSON: {e}") from e
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        raise DataError(f"manifest {path} is not a readable CSV file: {e}") from e
     if not isinstance(rows, list) or not all(isinstance(r, dict) and set(_MANIFEST_FIELDS) <= set(r) for r in rows):
         raise DataError(f"manifest {path} must be a list of rows with the fields {list(_MANIFEST_FIELDS)}")
     try:

@@ -131,59 +131,11 @@ def _check_same_keys(dicts, what: str) -> list:
 
 
 def results_table(per_ood: dict) -> list:
-    """Rows ``{"ood": name, **metrics}`` plus an "Average" row (mean over OOD sets).
-
-    Plain list of dicts so the package does not depend on pandas.
-    """
+    """Rows ``{"ood": name, **metrics}`` plus an "Average" row (mean over OOD sets); the runner's tidy rows are
+    built from these."""
     if not per_ood:
         raise ValueError("per_ood is empty")
     rows = [{"ood": name, **m} for name, m in per_ood.items()]
     keys = _check_same_keys(list(per_ood.values()), "per_ood entries")
     avg = {k: float(np.mean([m[k] for m in per_ood.values()])) for k in keys}
     return rows + [{"ood": "Average", **avg}]
-
-
-def format_mean_std(mean: float, std: float, percent: bool = True) -> str:
-    """Render e.g. ``"92.31 ± 1.20"``."""
-    f = 100.0 if percent else 1.0
-    return f"{mean * f:.2f} ± {std * f:.2f}"
-
-
-def format_table(rows: list, percent: bool = True) -> str:
-    """Markdown table; first line states the convention.
-
-    A cell may be a float or a ``(mean, std)`` tuple from ``mean_std``.
-    """
-    if not rows:
-        raise ValueError("rows is empty")
-    cols = [k for k in rows[0] if k != "ood"]
-    f = 100.0 if percent else 1.0
-
-    def cell(v):
-        if isinstance(v, tuple):
-            return format_mean_std(v[0], v[1], percent)
-        return f"{v * f:.2f}"
-
-    lines = [f"_{CONVENTION}{' (values in %)' if percent else ''}._", "",
-             "| OOD | " + " | ".join(cols) + " |",
-             "|---|" + "---:|" * len(cols)]
-    for r in rows:
-        lines.append(f"| {r['ood']} | " + " | ".join(cell(r[c]) for c in cols) + " |")
-    return "\n".join(lines)
-
-
-def mean_std(values_by_seed: list) -> dict:
-    """Per-metric (mean, std) over seeds.
-
-    Sample std (ddof=1) when there are >= 2 seeds, since seeds are a sample of
-    the run distribution; a single seed gives std 0 rather than NaN.
-    """
-    if not values_by_seed:
-        raise ValueError("values_by_seed is empty")
-    keys = _check_same_keys(list(values_by_seed), "values_by_seed entries")
-    ddof = 1 if len(values_by_seed) > 1 else 0
-    out = {}
-    for k in keys:
-        v = _as_1d([d[k] for d in values_by_seed], f"values_by_seed[*][{k!r}]")
-        out[k] = (float(v.mean()), float(v.std(ddof=ddof)))
-    return out

@@ -15,8 +15,6 @@ and per-spec win counts against the baselines.
 
 from __future__ import annotations
 
-import csv
-import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -26,10 +24,11 @@ from typing import Sequence
 from ..clipos.prompts import PromptConfig
 from ..data import BenchmarkSpec, few_shot, write_manifest
 from ..features import FeatureBank
-from ..files import atomic_path
-from ..methods import METHODS, build_method, is_few_shot
+from ..files import write_json
+from ..methods import build_method, is_few_shot
+from ..methods import methods as registered_methods
 from . import metrics as M
-from .tables import average_cells, mean_std
+from . import tables as T
 
 DEFAULT_METHODS = ("MCM", "GL-MCM", "CoOp", "LoCoOp", "CLIP-OS")
 METRICS = ("AUROC", "FPR95", "AUPR_IN", "AUPR_OUT")
@@ -112,7 +111,7 @@ class BenchmarkResult:
     skipped: dict = field(default_factory=dict)  # set -> [{"id", "error"}] of unreadable images
 
     def summary_markdown(self) -> str:
-        return summary_markdown(self.summary)
+        return T.summary_markdown(self.summary)
 
 
 def encode_banks(spec: BenchmarkSpec, backbone, batch_size: int = 64, cache=True, progress: bool = True,
@@ -142,9 +141,9 @@ def run_benchmark(spec: BenchmarkSpec | str | os.PathLike, backbone, methods: Se
     """
     if isinstance(spec, (str, os.PathLike)):
         spec = BenchmarkSpec.from_yaml(spec)
-    unknown = [m for m in methods if m not in METHODS]
+    unknown = [m for m in methods if m not in registered_methods()]
     if unknown:
-        raise ValueError(f"unknown methods {unknown}; choose from {METHODS}")
+        raise ValueError(f"unknown methods {unknown}; choose from {registered_methods()}")
     if any(int(s) < 1 for s in shots):
         raise ValueError(f"shots={list(shots)}: every entry must be at least 1")
     prompt = prompt or PromptConfig(progress=False)
@@ -202,7 +201,7 @@ def run_benchmark(spec: BenchmarkSpec | str | os.PathLike, backbone, methods: Se
                 fit_seconds[name] = fit_seconds.get(name, 0.0) + time.perf_counter() - start
                 if out is not None and save_prompts:
                     method.save(out / "prompts" / f"{_slug(name)}-shots{n_shots}-seed{seed}.safetensors")
-    result.summary = summarise(result.rows)
+    result.summary = T.summarise(result.rows)
     result.skipped = banks.skipped()
     result.timings = {"encode_s": banks.encode_seconds, "total_s": time.perf_counter() - t0,
                       "fit_and_score_s": fit_seconds}
@@ -237,109 +236,34 @@ def run_suite(specs: Sequence[BenchmarkSpec | str | os.PathLike], backbone, out_
                 for s in specs}
     result = SuiteResult(per_spec, summarise_suite({n: r.summary for n, r in per_spec.items()}))
     if out is not None:
-        _write_csv(result.summary, out / "suite_summary.csv")
-        with atomic_path(out / "suite_summary.md") as tmp:
-            Path(tmp).write_text(result.summary_markdown() + "\n")
+        T.write_csv(result.summary, out / "suite_summary.csv")
+        T.write_text(result.summary_markdown(), out / "suite_summary.md")
     return result
 
 
 def summarise_suite(summaries: dict[str, list[dict]]) -> list[dict]:
-    """Across specs: per (method, score, shots, metric) the mean and std of each spec's seed-mean of the OOD
-    average (ID accuracy for ACC), and for AUROC how many specs it beats each rival in (rivals without the score
-    are compared through their MCM; zero-shot rivals through shots 0)."""
-    per_spec = {name: {(*key, metric): r["mean"] for key, cell in average_cells(summary).items()
-                       for metric, r in cell.items()} for name, summary in summaries.items()}
-    keys = [k for k in next(iter(per_spec.values())) if all(k in v for v in per_spec.values())]
-    rows = []
-    for method, score, shots, metric in keys:
-        values_of_key = [values[(method, score, shots, metric)] for values in per_spec.values()]
-        mean, std = mean_std(values_of_key)
-        row = {"method": method, "score": score, "shots": shots, "metric": metric, "mean": mean, "std": std,
-               "n_specs": len(values_of_key)}
-        if metric == "AUROC":
-            for rival in SUITE_RIVALS:
-                candidates = [(rival, sc, sh, "AUROC") for sc in (score, "MCM") for sh in (shots, 0)]
-                rival_key = next((k for k in candidates if k in keys), None)
-                if rival != method and rival_key is not None:
-                    row[f"wins_vs_{rival}"] = int(sum(values[(method, score, shots, metric)] > values[rival_key]
-                                                      for values in per_spec.values()))
-        rows.append(row)
-    return rows
+    """Across specs: see :func:`clipos_lab.evaluation.tables.suite_summary` (rivals: ``SUITE_RIVALS``)."""
+    return T.suite_summary(summaries, SUITE_RIVALS)
 
 
 def suite_markdown(summary: list[dict], score: str, n_specs: int) -> str:
     """One line per (method, shots) for ``score``: mean ± std across specs and AUROC wins per spec."""
-    index: dict[tuple, dict] = {}
-    for r in summary:
-        if r["score"] == score:
-            index.setdefault((r["method"], r["shots"]), {})[r["metric"]] = r
-    rivals = "" if score == "MCM" else f" (their {score} where they have it, else their MCM)"
-    lines = [f"Score {score}; higher = more ID; ID positive; FPR95 = OOD accepted at 95% ID recall. Mean over "
-             f"{n_specs} benchmarks (each the mean over seeds, averaged over OOD sets) ± std across benchmarks, "
-             f"in %. Wins: benchmarks where the method's AUROC beats {' / '.join(SUITE_RIVALS)}{rivals}.", "",
-             "| method | shots | AUROC | FPR95 | ACC | " + " | ".join(f"wins vs {r}" for r in SUITE_RIVALS) + " |",
-             "|---|---|---|---|---|" + "---|" * len(SUITE_RIVALS)]
-    for (method, shots), rows in index.items():
-        cells = [M.format_mean_std(rows[m]["mean"], rows[m]["std"]) if m in rows else "" for m in
-                 ("AUROC", "FPR95", "ACC")]
-        auroc = rows.get("AUROC", {})
-        wins = [f"{auroc[f'wins_vs_{r}']}/{n_specs}" if f"wins_vs_{r}" in auroc else "" for r in SUITE_RIVALS]
-        lines.append(f"| {method} | {shots} | " + " | ".join(cells + wins) + " |")
-    return "\n".join(lines)
+    return T.to_markdown(T.suite_table(summary, score, SUITE_RIVALS), T.suite_caption(score, n_specs, SUITE_RIVALS))
 
 
 def _slug(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
 
 
-def summarise(rows: list[dict]) -> list[dict]:
-    """Mean and std over seeds, per method, score, shots, OOD set (incl. Average) and metric."""
-    groups: dict[tuple, list[float]] = {}
-    for r in rows:
-        groups.setdefault((r["method"], r["score"], r["shots"], r["ood"], r["metric"]), []).append(r["value"])
-    summary = []
-    for (method, score, shots, ood, metric), values in groups.items():
-        mean, std = mean_std(values)
-        summary.append({"method": method, "score": score, "shots": shots, "ood": ood, "metric": metric,
-                        "mean": mean, "std": std, "n_seeds": len(values)})
-    return summary
-
-
-def summary_markdown(summary: list[dict], metrics: Sequence[str] = ("AUROC", "FPR95"),
-                     scores: Sequence[str] | None = None) -> str:
-    """One line per (method, score, shots): OOD-average metrics and ID accuracy, mean +- std, in percent."""
-    cols = list(metrics) + ["ACC"]
-    index = {key: {m: M.format_mean_std(r["mean"], r["std"]) for m, r in cell.items()}
-             for key, cell in average_cells(summary, cols).items() if scores is None or key[1] in scores}
-    lines = ["Higher score = more ID; ID positive; FPR95 = OOD accepted at 95% ID recall; mean ± std over "
-             "seeds, averaged over OOD sets, in %.", "",
-             "| method | score | shots | " + " | ".join(cols) + " |",
-             "|---|---|---|" + "---|" * len(cols)]
-    for (method, score, shots), vals in index.items():
-        lines.append(f"| {method} | {score} | {shots} | " + " | ".join(vals.get(c, "") for c in cols) + " |")
-    return "\n".join(lines)
-
-
-def _write_csv(rows: list[dict], path: Path) -> None:
-    with atomic_path(path) as tmp:
-        with open(tmp, "w", newline="") as fh:
-            fields = list(dict.fromkeys(k for row in rows for k in row)) or ["empty"]  # rows may differ in keys
-            writer = csv.DictWriter(fh, fieldnames=fields, restval="")
-            writer.writeheader()
-            writer.writerows(rows)
-
-
 def write_outputs(result: BenchmarkResult, out: Path, spec, backbone) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    _write_csv(result.rows, out / "results.csv")
-    _write_csv(result.summary, out / "summary.csv")
-    with atomic_path(out / "summary.md") as tmp:
-        Path(tmp).write_text(result.summary_markdown() + "\n")
+    T.write_csv(result.rows, out / "results.csv")
+    T.write_csv(result.summary, out / "summary.csv")
+    T.write_text(result.summary_markdown(), out / "summary.md")
     metrics_json = {
         "benchmark": getattr(spec, "name", ""), "model": backbone.name, "weights": backbone.weights_id,
         "convention": M.CONVENTION, "timings": result.timings,
         "skipped_images": result.skipped,
         "summary": result.summary,
     }
-    with atomic_path(out / "metrics.json") as tmp:
-        Path(tmp).write_text(json.dumps(metrics_json, indent=1))
+    write_json(metrics_json, out / "metrics.json")

@@ -1,7 +1,8 @@
 """OOD scores from logits, with one sign convention: higher score = more in-distribution.
 
-Logits are ``scale * cosine``. Zero-shot MCM uses ``scale = 1`` (temperature 1 over cosine similarities, as the
-MCM paper does); prompt-learning methods use CLIP's logit scale, as CoOp and LoCoOp evaluate them. With an extra
+Logits are ``scale * cosine``. The MCM and GL-MCM scores of every method use ``scale = 1`` (temperature 1 over
+cosine similarities, as the MCM paper does; prompt methods can opt into CLIP's logit scale with
+``score_temperature=None``); predictions and 1 - p(unknown) use the logit scale the prompts were trained at. With an extra
 *unknown* class (K + 1 columns) the softmax runs over all K + 1 columns and MCM takes the maximum over the K ID
 columns only.
 """

@@ -1,42 +1,23 @@
-"""Methods behind one interface (``fit`` / ``score`` / ``predict``), and a registry by name.
+"""Methods behind one interface (``fit`` / ``score`` / ``predict``), built by name from a registry.
 
-Names used by benchmark specs and the command line; the ablations switch off one CLIP-OS stage each.
+* :mod:`.base`: the interface (scikit-learn-style: parameters in ``__init__``, checks in ``fit``, fitted state
+  ending in ``_``);
+* :mod:`.zeroshot`: MCM and GL-MCM (class names only);
+* :mod:`.prompt`: CoOp, LoCoOp and CLIP-OS (prompt learning on few-shot features);
+* :mod:`.registry`: names -> class + preset, ablations included.
 """
 
 from __future__ import annotations
 
-from ..clipos.prompts import PromptConfig
 from .base import Method, NotFittedError
 from .prompt import CLIPOS, CoOp, LoCoOp, PromptMethod
+from .registry import REGISTRY, build_method, is_few_shot, methods, register
 from .zeroshot import GLMCM, MCM
 
-ZERO_SHOT = {"MCM": MCM, "GL-MCM": GLMCM}
-FEW_SHOT = {"CoOp": CoOp, "LoCoOp": LoCoOp, "CLIP-OS": CLIPOS}
-ABLATIONS = {
-    "CLIP-OS w/o PUC": {"puc_k": 1},
-    "CLIP-OS w/o discrepancy": {"rule": "topk"},
-    "CLIP-OS w/o synthesis": {"synthesis": False},
-    "CLIP-OS w/o unknown": {"unknown": False},
-}
-METHODS = [*ZERO_SHOT, *FEW_SHOT, *ABLATIONS]
+METHODS = methods()  # the names registered at import time (see registry.methods() for later additions)
+ZERO_SHOT = [n for n in METHODS if not REGISTRY[n].few_shot]
+FEW_SHOT = ["CoOp", "LoCoOp", "CLIP-OS"]
+ABLATIONS = [n for n in METHODS if n.startswith("CLIP-OS w/o")]
 
-
-def build_method(name: str, seed: int = 0, prompt: PromptConfig | None = None, **options) -> Method:
-    """A fresh, unfitted method by its registry name; ``options`` override its defaults."""
-    if name in ZERO_SHOT:
-        return ZERO_SHOT[name](**options)
-    if name in FEW_SHOT:
-        return FEW_SHOT[name](prompt=prompt, seed=seed, **options)
-    if name in ABLATIONS:
-        method = CLIPOS(prompt=prompt, seed=seed, **{**ABLATIONS[name], **options})
-        method.name = name
-        return method
-    raise ValueError(f"unknown method {name!r}; choose from {METHODS}")
-
-
-def is_few_shot(name: str) -> bool:
-    return name in FEW_SHOT or name in ABLATIONS
-
-
-__all__ = ["Method", "NotFittedError", "MCM", "GLMCM", "CoOp", "LoCoOp", "CLIPOS", "PromptMethod",
-           "build_method", "is_few_shot", "METHODS", "ZERO_SHOT", "FEW_SHOT", "ABLATIONS"]
+__all__ = ["ABLATIONS", "CLIPOS", "FEW_SHOT", "GLMCM", "MCM", "METHODS", "REGISTRY", "ZERO_SHOT", "CoOp", "LoCoOp",
+           "Method", "NotFittedError", "PromptMethod", "build_method", "is_few_shot", "methods", "register"]

@@ -16,7 +16,6 @@ import torch
 
 from ..evaluation import scores as S
 
-
 SCORE_NAMES = ("MCM", "GL-MCM", "1-p(unknown)")
 SCORE_CHUNK = 4096  # images per scoring step (a multiple of the patch chunk, so chunking changes no number)
 

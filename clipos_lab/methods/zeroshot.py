@@ -22,19 +22,20 @@ class MCM(Method):
     default_score = "MCM"
 
     def __init__(self, templates: Sequence[str] = DEFAULT_TEMPLATES, temperature: float = 1.0):
-        if not templates or any("{}" not in t for t in templates):
-            raise ValueError(f"templates={templates!r}: give at least one template with a '{{}}' for the class")
-        if temperature <= 0:
-            raise ValueError(f"temperature={temperature} must be positive")
-        self.templates = tuple(templates)
+        self.templates = templates
         self.temperature = temperature
 
     def fit(self, backbone, train=None, classnames: Sequence[str] | None = None) -> "MCM":
+        if not self.templates or isinstance(self.templates, str) or any("{}" not in t for t in self.templates):
+            raise ValueError(f"templates={self.templates!r}: give a list of templates, each with a '{{}}' for the "
+                             "class")
+        if not self.temperature > 0:
+            raise ValueError(f"temperature={self.temperature} must be positive")
         classnames = list(classnames if classnames is not None else train.classnames)
         if not classnames:
             raise ValueError("MCM needs at least one class name")
         self.classnames_ = classnames
-        self.text_ = class_embeddings(backbone, classnames, self.templates)
+        self.text_ = class_embeddings(backbone, classnames, tuple(self.templates))
         self.scale_ = 1.0 / self.temperature
         return self
 
@@ -47,7 +48,11 @@ class GLMCM(MCM):
 
     def __init__(self, templates: Sequence[str] = DEFAULT_TEMPLATES, temperature: float = 1.0, lam: float = 0.5):
         super().__init__(templates, temperature)
-        self.gl_lambda = lam
+        self.lam = lam
+
+    @property
+    def gl_lambda(self) -> float:
+        return self.lam
 
 
 def class_embeddings(backbone, classnames: Sequence[str], templates: Sequence[str]):

@@ -42,24 +42,25 @@ def reference_rows() -> list[dict]:
     return [{"method": m, "score": s, **v} for (m, s), v in PUBLISHED.items()]
 
 
+def beside_table(summary: Iterable[dict]):
+    """Our OOD-average AUROC / FPR95 (runner summary rows; mean ± std over seeds, %) next to the published
+    numbers (%), one row per (method, score, shots); methods without a published number show a dash."""
+    from ..evaluation import tables as T
+
+    table = T.summary_table(summary, ("AUROC", "FPR95")).drop(columns="ACC", errors="ignore")
+    table = table.rename(columns={"AUROC": "AUROC (ours)", "FPR95": "FPR95 (ours)"})
+    refs = [lookup(m, s) for m, s in zip(table["method"], table["score"])]
+    table["AUROC (published)"] = [f"{r['AUROC']:.1f}" if r else "–" for r in refs]
+    table["FPR95 (published)"] = [f"{r['FPR95']:.1f}" if r else "–" for r in refs]
+    table["published setting"] = [r["setting"] if r else "–" for r in refs]
+    return table
+
+
 def beside_markdown(summary: Iterable[dict]) -> str:
-    """Our OOD-average AUROC / FPR95 (runner summary rows, fractions) next to the published numbers (percent).
+    """:func:`beside_table` as Markdown, with the source of the published numbers."""
+    from ..evaluation import tables as T
 
-    One line per (method, score, shots) of ``summary``; methods without a published number show a dash.
-    """
-    from ..evaluation.metrics import format_mean_std
-    from ..evaluation.tables import average_cells
-
-    ours = average_cells(summary, ("AUROC", "FPR95"))
-    lines = [f"_Ours: this run (mean ± std over seeds, %). Published: {SOURCE}._", "",
-             "| method | score | shots | AUROC (ours) | FPR95 (ours) | AUROC (published) | FPR95 (published) | "
-             "published setting |", "|---|---|---|---|---|---|---|---|"]
-    fmt = lambda r: format_mean_std(r["mean"], r["std"]) if r else ""  # noqa: E731
-    for (method, score, shots), vals in ours.items():
-        ref = lookup(method, score)
-        pub = (f"{ref['AUROC']:.1f} | {ref['FPR95']:.1f} | {ref['setting']}" if ref else "– | – | –")
-        lines.append(f"| {method} | {score} | {shots} | {fmt(vals.get('AUROC'))} | {fmt(vals.get('FPR95'))} | {pub} |")
-    return "\n".join(lines)
+    return T.to_markdown(beside_table(summary), f"_Ours: this run (mean ± std over seeds, %). Published: {SOURCE}._")
 
 
-__all__ = ["PUBLISHED", "SOURCE", "beside_markdown", "is_paper_spec", "lookup", "reference_rows"]
+__all__ = ["PUBLISHED", "SOURCE", "beside_markdown", "beside_table", "is_paper_spec", "lookup", "reference_rows"]

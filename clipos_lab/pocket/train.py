@@ -34,7 +34,6 @@ interrupted at any step and resumed continues exactly the same run.
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
@@ -47,6 +46,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from ..evaluation.tables import write_csv
 from ..files import atomic_path
 from ..resources import POCKET_CONFIG, POCKET_NAME, POCKET_WEIGHTS, sha256_of
 from . import world as W
@@ -91,13 +91,16 @@ class TrainConfig:
         return cls(**values)
 
 
-def build_model(config_path: str | os.PathLike, seed: int = 0):
+def build_model(config_path: str | os.PathLike, seed: int | None = 0):
     """An open_clip CLIP built from a model config JSON, with seeded random weights."""
     from open_clip.model import CLIP
 
     cfg = json.loads(Path(config_path).read_text())
-    torch.manual_seed(seed)
-    return CLIP(**cfg)
+    if seed is None:  # the caller seeds (and isolates) the global RNG itself
+        return CLIP(**cfg)
+    with torch.random.fork_rng(devices=[]):  # module init draws from the global RNG: seed it, then restore it
+        torch.manual_seed(seed)
+        return CLIP(**cfg)
 
 
 def images_to_tensor(images: np.ndarray) -> torch.Tensor:
@@ -230,10 +233,12 @@ def train(out_dir: str | os.PathLike, cfg: TrainConfig | None = None, progress: 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
 
-    model = build_model(cfg.model_config, cfg.seed)
+    with torch.random.fork_rng(devices=[]):  # model and heads draw their init from one seeded stream
+        torch.manual_seed(cfg.seed)
+        model = build_model(cfg.model_config, seed=None)
+        heads = AuxHeads(model.visual.output_dim)
     context_length = model.context_length
     tokenizer = lambda texts: tokenize(texts, context_length=context_length)  # noqa: E731
-    heads = AuxHeads(model.visual.output_dim)
     params = list(model.parameters()) + list(heads.parameters())
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]
@@ -317,13 +322,8 @@ def train(out_dir: str | os.PathLike, cfg: TrainConfig | None = None, progress: 
 
 def write_log(log: list[dict], path: str | os.PathLike) -> None:
     """The training log as CSV (one row per step), written atomically."""
-    if not log:
-        return
-    with atomic_path(path) as tmp:
-        with open(tmp, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(log[0]))
-            writer.writeheader()
-            writer.writerows(log)
+    if log:
+        write_csv(log, path, columns=list(log[0]))
 
 
 def export(out_dir: str | os.PathLike, weights_path: str | os.PathLike = POCKET_WEIGHTS) -> str:

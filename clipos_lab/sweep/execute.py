@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
-import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -17,6 +17,8 @@ from typing import Any
 from ..files import atomic_path
 from .report import SweepResult, _Renderer, aggregate
 from .spec import _ANSI, RESERVED, Sweep, _canonical, cell_slugs, load_sweep
+
+LOG = logging.getLogger(__name__)
 
 
 @dataclass
@@ -177,10 +179,10 @@ def run_sweep(sweep: str | os.PathLike, out_dir: str | os.PathLike | None = None
               *, render: bool = True, log: bool = True) -> SweepResult:
     """Run (or resume) a sweep file and aggregate it; ``str(result)`` is the Markdown table.
 
-    ``kernel=None`` uses the kernel named in the notebook. Progress goes to stderr unless ``log=False``.
+    ``kernel=None`` uses the kernel named in the notebook. Progress goes to the ``clipos_lab.sweep`` logger unless ``log=False``.
     """
     spec = load_sweep(sweep, out_dir)
-    say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if log else (lambda msg: None)
+    say = LOG.info if log else (lambda msg: None)
     renderer = _Renderer(say) if render else None
     cells = spec.cells()
     runs = []

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import csv
 import html
 import json
 import math
@@ -11,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..evaluation import tables as T
 from ..evaluation.tables import average_cells
 from ..files import atomic_path
 from .spec import Sweep
@@ -162,28 +162,21 @@ class SweepResult:
         cols.insert(1, "status")
         if self.failed:
             cols.append("error")
-        esc = lambda s: s.replace("|", "\\|").replace("\n", " ")  # noqa: E731
+        text = T.frame(self.table_rows()).reindex(columns=cols).map(_cell_text)
+        text = text.map(lambda v: v.replace("|", "\\|").replace("\n", " "))
         n_ok = len(self.runs) - len(self.failed)
-        lines = [f"Sweep {self.sweep.path.name} ({self.sweep.notebook.name}): {n_ok} of {len(self.runs)} cells ok"
-                 + (f", {len(self.failed)} failed" if self.failed else "") + ".", "",
-                 "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-        for row in self.table_rows():
-            lines.append("| " + " | ".join(esc(_cell_text(row.get(c))) for c in cols) + " |")
-        return "\n".join(lines)
+        caption = (f"Sweep {self.sweep.path.name} ({self.sweep.notebook.name}): {n_ok} of {len(self.runs)} cells ok"
+                   + (f", {len(self.failed)} failed" if self.failed else "") + ".")
+        return T.to_markdown(text, caption)
 
     def __str__(self) -> str:
         return self.markdown
 
 
 def _write_csv(result: SweepResult, path: Path) -> None:
-    cols = result.columns
-    with atomic_path(path) as tmp:
-        with open(tmp, "w", newline="") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(cols)
-            for row in result.rows:
-                writer.writerow(["" if row.get(c) is None else
-                                 json.dumps(row[c]) if isinstance(row[c], (list, dict)) else row[c] for c in cols])
+    cells = T.frame(result.rows).reindex(columns=result.columns)
+    cells = cells.map(lambda v: json.dumps(v) if isinstance(v, (list, dict)) else v)
+    T.write_csv(cells, path)
 
 
 def _write_index(result: SweepResult, path: Path) -> None:

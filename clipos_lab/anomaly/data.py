@@ -1,0 +1,344 @@
+"""Anomaly-detection data: per product category, normal training images and a test set with defect masks.
+
+Two sources, one shape (:class:`AnomalyCategory`: ``train`` holds normal images only, ``test`` normal and
+defective ones, labelled ``0 = good`` and ``1..`` per defect type, with a pixel mask per defective image):
+
+* :class:`WorldDefectDataset`: pocket-world products (:func:`clipos_lab.pocket.world.render_product`), masks exact;
+* :func:`mvtec_category`: an MVTec-AD-style folder ``<root>/<category>/{train/good, test/<type>,
+  ground_truth/<type>/<stem>_mask.png}``. Masks are optional: without them only image-level metrics exist.
+
+An anomaly spec (YAML, :class:`AnomalySpec`) names one source and its categories.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import yaml
+from PIL import Image
+
+from ..data.datasets import ID_SHAPES, ImageDataset, Sample, _image_files, _world_version
+from ..data.errors import DataError
+from ..files import expand_path
+from ..pocket import world as W
+
+GOOD = "good"
+
+
+class AnomalyDataset(ImageDataset):
+    """Images labelled ``0`` (good) or ``1..`` (a defect type, ``classnames[label]``), with optional masks.
+
+    :meth:`mask` gives a defect's pixel mask as the model sees the image (resized and centre-cropped like the
+    backbone's preprocessing, see :func:`fit_mask`); good images have an empty mask.
+    """
+
+    category: str = ""
+
+    @property
+    def is_anomalous(self) -> np.ndarray:
+        return self.labels > 0
+
+    @property
+    def defect_types(self) -> list[str]:
+        return [c for c in self.classnames if c != GOOD]
+
+    @property
+    def has_masks(self) -> bool:
+        """True when every defective image has a mask (pixel metrics need all of them)."""
+        return all(self._has_mask(s) for s in self.samples if s.label > 0)
+
+    def mask(self, i: int, size: int | None = None) -> np.ndarray | None:
+        """Boolean mask of image ``i`` (``size`` x ``size`` when given), or ``None`` when it has none."""
+        sample = self.samples[i]
+        if sample.label == 0:
+            full = np.zeros(self._image_shape(i), dtype=bool)
+        else:
+            if not self._has_mask(sample):
+                return None
+            full = self._load_mask(i)
+        return full if size is None else fit_mask(full, size)
+
+    def masks(self, size: int) -> np.ndarray | None:
+        """``(N, size, size)`` masks of every image, or ``None`` unless every defective image has one."""
+        if not self.has_masks:
+            return None
+        return np.stack([self.mask(i, size) for i in range(len(self))])
+
+    # subclasses
+    def _has_mask(self, sample: Sample) -> bool:
+        raise NotImplementedError
+
+    def _load_mask(self, i: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def _image_shape(self, i: int) -> tuple[int, int]:
+        raise NotImplementedError
+
+
+def fit_mask(mask: np.ndarray, size: int) -> np.ndarray:
+    """A full-resolution mask as the backbone sees its image: shorter side resized to ``size``, centre crop.
+
+    Mirrors CLIP's preprocessing (Resize(size) + CenterCrop(size)); nearest-neighbour, so it stays binary.
+    """
+    h, w = mask.shape
+    if (h, w) == (size, size):
+        return mask.astype(bool)
+    scale = size / min(h, w)
+    nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
+    img = Image.fromarray(mask.astype(np.uint8) * 255).resize((nw, nh), Image.NEAREST)
+    top, left = (nh - size) // 2, (nw - size) // 2
+    return np.asarray(img)[top: top + size, left: left + size] > 127
+
+
+@dataclass
+class AnomalyCategory:
+    """One product: its normal training pool and its test set."""
+
+    name: str
+    train: AnomalyDataset
+    test: AnomalyDataset
+
+
+# ---------------------------------------------------------------------------------------------- pocket world
+_STRIDE = 100_000
+
+
+class WorldDefectDataset(AnomalyDataset):
+    """Pocket-world pictures of one product: ``n_good`` normal ones and ``n_per_defect`` of each defect.
+
+    Image ``j`` of group ``g`` (0 = good, then the defects in order) is render index ``offset + g * 1e5 + j`` of
+    ``seed``, so a set never changes when another grows; train and test sets use different offsets.
+    """
+
+    def __init__(self, shape: str, n_good: int, n_per_defect: int = 0, defects: Sequence[str] = W.DEFECTS,
+                 seed: int = 0, image_size: int = 64, offset: int = 0, name: str | None = None):
+        if shape not in W.PRODUCT_STYLES:
+            raise DataError(f"unknown product {shape!r}; the world has {list(W.PRODUCT_STYLES)}")
+        bad = [d for d in defects if d not in W.DEFECTS]
+        if bad or len(set(defects)) != len(defects):
+            raise DataError(f"bad defects {list(defects)}: give distinct names from {list(W.DEFECTS)}")
+        for key, value in (("n_good", n_good), ("n_per_defect", n_per_defect)):
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < _STRIDE:
+                raise DataError(f"{key}={value!r}: give an integer from 0 to {_STRIDE - 1}")
+        if image_size < 32:
+            raise DataError(f"image_size={image_size}: products need 32 px or more")
+        self.shape, self.seed, self.image_size, self.offset = shape, int(seed), int(image_size), int(offset)
+        self.category = shape
+        defects = list(defects) if n_per_defect else []
+        self._render_args: dict[str, tuple[str | None, int]] = {}
+        samples = []
+        for g, (defect, n) in enumerate([(None, n_good)] + [(d, n_per_defect) for d in defects]):
+            for j in range(n):
+                sid = f"{defect or GOOD}/{offset + j:06d}"
+                self._render_args[sid] = (defect, offset + g * _STRIDE + j)
+                samples.append(Sample(sid, g))
+        super().__init__(name or f"products-{shape}-seed{seed}", [GOOD, *defects], samples)
+
+    def render(self, i: int):
+        defect, index = self._render_args[self.samples[i].id]
+        return W.render_product(self.seed, index, self.shape, defect, image_size=self.image_size)
+
+    def _load_sample(self, sample: Sample) -> Image.Image:
+        defect, index = self._render_args[sample.id]
+        return Image.fromarray(W.render_product(self.seed, index, self.shape, defect, self.image_size)[0])
+
+    def _fingerprint_sample(self, sample: Sample) -> str:
+        defect, index = self._render_args[sample.id]
+        return (f"{sample.id}|world-{_world_version()}|product={self.shape}|defect={defect}|seed={self.seed}"
+                f"|size={self.image_size}|index={index}")
+
+    def _has_mask(self, sample: Sample) -> bool:
+        return True
+
+    def _load_mask(self, i: int) -> np.ndarray:
+        return self.render(i)[1]
+
+    def _image_shape(self, i: int) -> tuple[int, int]:
+        return (self.image_size, self.image_size)
+
+
+def world_category(shape: str, n_train: int = 16, n_good: int = 40, n_per_defect: int = 15,
+                   defects: Sequence[str] = W.DEFECTS, seed: int = 0, image_size: int = 64) -> AnomalyCategory:
+    """A pocket-world product: ``n_train`` normal training images and a test set (disjoint render indices)."""
+    train = WorldDefectDataset(shape, n_train, 0, defects, seed, image_size, offset=0,
+                               name=f"products-{shape}-seed{seed}-train")
+    test = WorldDefectDataset(shape, n_good, n_per_defect, defects, seed, image_size, offset=50_000,
+                              name=f"products-{shape}-seed{seed}-test")
+    return AnomalyCategory(shape, train, test)
+
+
+# ------------------------------------------------------------------------------------------- MVTec-style folder
+class MVTecDataset(AnomalyDataset):
+    """Images of one MVTec-AD-style split folder: ``<split>/<type>/*`` with masks in ``ground_truth/<type>/``.
+
+    A defect type without a ``ground_truth/<type>`` folder has no masks (fine for image-level metrics); a mask
+    that exists must have its image's size.
+    """
+
+    def __init__(self, category_dir: Path, split: str, name: str):
+        self.category_dir, self.category = category_dir, category_dir.name
+        split_dir = category_dir / split
+        if not split_dir.is_dir():
+            raise DataError(f"{split_dir} does not exist: an MVTec-style category needs train/good and test/<type> "
+                            "folders")
+        types = sorted(p.name for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+        if GOOD not in types:
+            why = ("the normal training images go there" if split == "train" else
+                   "the test set needs normal images: every metric compares them with the defective ones")
+            raise DataError(f"{split_dir / GOOD} does not exist: {why}")
+        classnames = [GOOD] + [t for t in types if t != GOOD]
+        self._masks: dict[str, Path | None] = {}
+        samples = []
+        for label, t in enumerate(classnames):
+            if not (split_dir / t).is_dir():
+                continue
+            files = _image_files(split_dir / t)
+            if not files:
+                raise DataError(f"empty folder {split_dir / t}: add images or remove it")
+            for f in files:
+                sid = f"{t}/{f.relative_to(split_dir / t).as_posix()}"
+                if label > 0:
+                    self._masks[sid] = self._find_mask(t, f, split_dir / t)
+                samples.append(Sample(sid, label, str(f)))
+        if split == "test" and not samples:
+            raise DataError(f"{split_dir} holds no images")
+        super().__init__(name, classnames, samples)
+
+    def _find_mask(self, defect: str, image: Path, folder: Path) -> Path | None:
+        gt = self.category_dir / "ground_truth" / defect
+        if not gt.is_dir():
+            return None
+        rel = image.relative_to(folder)
+        for candidate in (gt / rel.parent / f"{rel.stem}_mask.png", gt / rel.parent / f"{rel.stem}.png"):
+            if candidate.is_file():
+                return candidate
+        raise DataError(f"no mask for {image}: expected {gt / rel.parent / f'{rel.stem}_mask.png'} (the folder "
+                        f"{gt} exists, so every {defect} image needs one; remove the folder to go without masks)")
+
+    def _has_mask(self, sample: Sample) -> bool:
+        return self._masks.get(sample.id) is not None
+
+    def _load_mask(self, i: int) -> np.ndarray:
+        sample = self.samples[i]
+        path = self._masks[sample.id]
+        try:
+            with Image.open(path) as m:
+                mask = np.asarray(m.convert("L")) > 127
+        except OSError as err:
+            raise DataError(f"cannot read mask {path}: {err}") from err
+        shape = self._image_shape(i)
+        if mask.shape != shape:
+            raise DataError(f"mask {path} is {mask.shape[1]}x{mask.shape[0]} but its image {sample.path} is "
+                            f"{shape[1]}x{shape[0]}: masks must have their image's size")
+        return mask
+
+    def _image_shape(self, i: int) -> tuple[int, int]:
+        with Image.open(self.samples[i].path) as img:
+            return (img.height, img.width)
+
+
+def mvtec_category(root: str | os.PathLike, category: str) -> AnomalyCategory:
+    """One category of an MVTec-AD-style tree under ``root``."""
+    root = expand_path(root)
+    if "/" in category or "\\" in category or category in ("", ".", ".."):
+        raise DataError(f"category {category!r} must be a plain folder name under {root}")
+    folder = root / category
+    if not folder.is_dir():
+        raise DataError(f"category folder {folder} does not exist")
+    return AnomalyCategory(category, MVTecDataset(folder, "train", f"mvtec-{category}-train"),
+                           MVTecDataset(folder, "test", f"mvtec-{category}-test"))
+
+
+# ------------------------------------------------------------------------------------------------------ specs
+SHIPPED_SPECS = ("world-anomaly", "world-anomaly-validation", "paper-mvtec")
+
+
+def shipped_spec(name: str) -> Path | None:
+    """The path of a shipped anomaly spec by name (``world-anomaly``, ...), else ``None``."""
+    from ..resources import BENCHMARKS
+
+    return BENCHMARKS / f"{name}.yaml" if name in SHIPPED_SPECS else None
+
+
+_SPEC_KEYS = {
+    "world": {"type", "products", "defects", "n_train", "n_good", "n_per_defect", "seed", "image_size"},
+    "mvtec": {"type", "root", "categories", "get"},
+}
+
+
+@dataclass
+class AnomalySpec:
+    """An anomaly benchmark: ``name`` and one ``data`` entry (``type: world`` or ``type: mvtec``).
+
+    World entries: ``products`` (shapes), ``defects``, ``n_train`` (normal pool the shots are drawn from),
+    ``n_good`` / ``n_per_defect`` (test set), ``seed``, ``image_size``. MVTec entries: ``root``, ``categories``
+    (default: every folder under root) and ``get`` (how to obtain the data, added to "not found" errors).
+    """
+
+    name: str
+    data: dict
+    path: Path | None = None
+    base_dir: Path = field(default_factory=Path.cwd)
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike) -> "AnomalySpec":
+        path = expand_path(path)
+        if not path.is_file():
+            raise DataError(f"anomaly spec {path} does not exist")
+        try:
+            d = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as err:
+            raise DataError(f"cannot parse anomaly spec {path}: {err}") from err
+        if not isinstance(d, dict) or set(d) - {"name", "data"} or not isinstance(d.get("data"), dict):
+            raise DataError(f"anomaly spec {path} must be a mapping with keys `name` and `data` "
+                            "(data: {type: world | mvtec, ...})")
+        spec = cls(str(d.get("name", path.stem)), d["data"], path, path.parent.resolve())
+        spec._check_keys()
+        return spec
+
+    def _check_keys(self) -> None:
+        kind = self.data.get("type")
+        if kind not in _SPEC_KEYS:
+            raise DataError(f"anomaly spec '{self.name}': data type {kind!r} is unknown; use world or mvtec")
+        unknown = sorted(set(self.data) - _SPEC_KEYS[kind])
+        if unknown:
+            raise DataError(f"anomaly spec '{self.name}': unknown keys {unknown}; allowed {sorted(_SPEC_KEYS[kind])}")
+
+    def restricted(self, categories: Sequence[str] | None = None, n_good: int = 0, n_per_defect: int = 0,
+                   n_train: int = 0) -> "AnomalySpec":
+        """A copy with only ``categories`` and (world specs) other test / pool sizes; 0 keeps the spec's."""
+        data = dict(self.data)
+        if categories:
+            data["products" if data.get("type") == "world" else "categories"] = list(categories)
+        if data.get("type") == "world":
+            for key, value in (("n_good", n_good), ("n_per_defect", n_per_defect), ("n_train", n_train)):
+                if value:
+                    data[key] = int(value)
+        return AnomalySpec(self.name, data, self.path, self.base_dir)
+
+    def categories(self) -> list[AnomalyCategory]:
+        """Build every category now (a missing folder fails before anything is encoded)."""
+        self._check_keys()
+        d = self.data
+        if d["type"] == "world":
+            products = d.get("products", list(ID_SHAPES))
+            ints = {k: d[k] for k in ("n_train", "n_good", "n_per_defect", "seed", "image_size") if k in d}
+            bad = [k for k, v in ints.items() if isinstance(v, bool) or not isinstance(v, int)]
+            if bad:
+                raise DataError(f"anomaly spec '{self.name}': {bad} must be integers")
+            if not isinstance(products, list) or not products:
+                raise DataError(f"anomaly spec '{self.name}': `products` must be a list of shapes")
+            return [world_category(p, defects=d.get("defects", list(W.DEFECTS)), **ints) for p in products]
+        root = expand_path(d.get("root", ""))
+        root = root if root.is_absolute() else self.base_dir / root
+        try:
+            if not root.is_dir():
+                raise DataError(f"MVTec-style root {root} does not exist")
+            names = d.get("categories") or sorted(p.name for p in root.iterdir() if p.is_dir())
+            return [mvtec_category(root, c) for c in names]
+        except DataError as err:
+            raise DataError(f"{err}. How to get it: {d['get']}" if d.get("get") else str(err)) from err

@@ -1,0 +1,204 @@
+"""Anomaly runs: methods x shots x seeds on every category of an anomaly spec, in one tidy table.
+
+Per category, the normal training pool and the test set are encoded once (:func:`encode_tokens`). Zero-shot
+methods (mutual scoring, state prompts) are scored once at ``shots = 0``; few-shot methods (patch memory) once per
+shot count and seed, each seed drawing its own normal shots from the pool (a manifest records them). Rows: one
+per (method, shots, seed, category, defect, metric); ``defect = "all"`` is the whole test set, a defect type is
+its images against the good ones, and ``category = "mean"`` averages the categories. The summary gives mean and
+std over seeds; outputs mirror the OOD runner's: ``results.csv``, ``summary.csv``, ``summary.md``,
+``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..data import few_shot, write_manifest
+from ..evaluation import tables as T
+from ..evaluation.runner import _slug
+from ..files import write_json
+from . import metrics as AM
+from .base import AnomalyMethod, AnomalyScores
+from .data import AnomalyCategory, AnomalySpec
+from .memory import PatchMemory
+from .mutual import MutualScoring
+from .prompts import StatePrompts
+from .tokens import encode_tokens
+
+METHODS: dict[str, type] = {"patch-memory": PatchMemory, "mutual": MutualScoring, "state-prompts": StatePrompts}
+DEFAULT_METHODS = ("patch-memory", "mutual", "state-prompts")
+CONVENTION = "higher score = more anomalous; anomalous images / defect pixels positive; AUPRO up to FPR 0.3"
+
+
+def build_anomaly_method(name: str, **options) -> AnomalyMethod:
+    if name not in METHODS:
+        raise ValueError(f"unknown anomaly method {name!r}; choose from {list(METHODS)}")
+    try:
+        return METHODS[name](**options)
+    except TypeError as err:  # an option the method does not have
+        known = [p for p in inspect.signature(METHODS[name]).parameters]
+        raise ValueError(f"bad options {options} for {name}: {err}; its options are {known}") from err
+
+
+@dataclass
+class AnomalyResult:
+    rows: list[dict]
+    summary: list[dict]
+    timings: dict = field(default_factory=dict)
+    scores: dict = field(default_factory=dict)  # (method, shots, seed, category) -> AnomalyScores
+    categories: dict = field(default_factory=dict)  # name -> AnomalyCategory
+
+    def summary_markdown(self) -> str:
+        return summary_markdown(self.summary)
+
+
+def evaluate_scores(category: AnomalyCategory, scores: AnomalyScores, masks: np.ndarray | None) -> list[dict]:
+    """Metric rows of one scored test set: the whole set, then each defect type against the good images."""
+    labels = category.test.labels
+    rows = []
+    groups = [("all", np.ones(len(labels), dtype=bool))]
+    groups += [(t, (labels == 0) | (labels == k)) for k, t in enumerate(category.test.classnames) if k > 0]
+    for defect, keep in groups:
+        if not (labels[keep] > 0).any():
+            continue
+        values = AM.anomaly_metrics(labels[keep] > 0, scores.image[keep],
+                                    None if masks is None else masks[keep], scores.maps[keep])
+        rows += [{"category": category.name, "defect": defect, "metric": m, "value": v} for m, v in values.items()]
+    return rows
+
+
+def run_anomaly(spec: AnomalySpec | str | os.PathLike, backbone, methods: Sequence[str] = DEFAULT_METHODS,
+                shots: Sequence[int] = (0, 1, 2, 4), seeds: Sequence[int] = (1, 2, 3),
+                method_options: dict | None = None, out_dir: str | os.PathLike | None = None, cache=True,
+                progress: bool = True, batch_size: int = 32, keep_scores: bool = False) -> AnomalyResult:
+    """Score every method on every category; write the outputs when ``out_dir`` is given."""
+    if isinstance(spec, (str, os.PathLike)):
+        spec = AnomalySpec.from_yaml(spec)
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise ValueError(f"unknown anomaly methods {unknown or list(methods)}; choose from {list(METHODS)}")
+    shots = [int(s) for s in shots]
+    if any(s < 0 for s in shots):
+        raise ValueError(f"shots={shots}: use 0 (zero-shot methods) or positive counts")
+    method_options = method_options or {}
+    built = {m: build_anomaly_method(m, **method_options.get(m, {})) for m in methods}  # options checked early
+    zero = [m for m in methods if built[m].zero_shot]
+    few = [m for m in methods if not built[m].zero_shot]
+    if not (zero and 0 in shots) and not (few and any(s > 0 for s in shots)):
+        raise ValueError(f"nothing to run: zero-shot methods {zero} need shots 0, few-shot methods {few} need "
+                         f"shots >= 1 (got shots={shots})")
+    layers = sorted({layer for m in built.values() for layer in m.layers if layer != "surgery"}, key=str) or [-1]
+    out = Path(out_dir) if out_dir is not None else None
+    t0 = time.perf_counter()
+    categories = spec.categories()
+    result = AnomalyResult([], [], categories={c.name: c for c in categories})
+    seconds = {"encode_s": 0.0, "score_s": {m: 0.0 for m in methods}, "images_scored": {m: 0 for m in methods}}
+
+    def record(name, n_shots, seed, category, method, test_bank, masks):
+        start = time.perf_counter()
+        scores = method.score(test_bank)
+        seconds["score_s"][name] += time.perf_counter() - start
+        seconds["images_scored"][name] += len(test_bank)
+        for row in evaluate_scores(category, scores, masks):
+            result.rows.append({"method": name, "shots": n_shots, "seed": seed, **row})
+        if keep_scores:
+            result.scores[(name, n_shots, seed, category.name)] = scores
+
+    for category in categories:
+        start = time.perf_counter()
+        enc = lambda ds: encode_tokens(ds, backbone, layers, batch_size=batch_size, cache=cache,  # noqa: E731
+                                       progress=progress)
+        train_bank, test_bank = enc(category.train), enc(category.test)
+        masks = category.test.masks(backbone.image_size)
+        seconds["encode_s"] += time.perf_counter() - start
+        if 0 in shots:
+            for name in zero:
+                method = build_anomaly_method(name, **method_options.get(name, {}))
+                record(name, 0, 0, category, method.fit(None, backbone, category.name), test_bank, masks)
+        for n_shots in [s for s in shots if s > 0] if few else []:
+            if n_shots > len(category.train):
+                raise ValueError(f"shots={n_shots} but category {category.name!r} has only "
+                                 f"{len(category.train)} normal training images")
+            for seed in seeds:
+                _, manifest = few_shot(category.train, n_shots, int(seed))
+                if out is not None:
+                    manifest_name = f"{_slug(category.name)}-shots{n_shots}-seed{seed}.json"
+                    write_manifest(manifest, out / "manifests" / manifest_name)
+                normal = train_bank.select_ids([m["id"] for m in manifest])
+                for name in few:
+                    method = build_anomaly_method(name, **method_options.get(name, {}))
+                    record(name, n_shots, int(seed), category, method.fit(normal, backbone, category.name),
+                           test_bank, masks)
+    if len(categories) > 1:
+        result.rows += category_means(result.rows)
+    result.summary = summarise(result.rows)
+    seconds["total_s"] = time.perf_counter() - t0
+    seconds["ms_per_image"] = {m: 1000 * seconds["score_s"][m] / max(1, seconds["images_scored"][m])
+                               for m in methods}
+    result.timings = seconds
+    if out is not None:
+        write_outputs(result, out, spec, backbone, method_options, {m: built[m].options() for m in methods})
+    return result
+
+
+def category_means(rows: list[dict]) -> list[dict]:
+    """Rows with ``category = "mean"``: per method, shots, seed, defect and metric, the mean over categories."""
+    keys = ["method", "shots", "seed", "defect", "metric"]
+    means = T.frame(rows).groupby(keys, sort=False)["value"].mean().reset_index()
+    means.insert(3, "category", "mean")
+    return means[["method", "shots", "seed", "category", "defect", "metric", "value"]].to_dict("records")
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    """Mean and std over seeds per method, shots, category, defect and metric (first-seen order)."""
+    grouped = T.frame(rows).groupby(SUMMARY_KEYS, sort=False)["value"]
+    return T.records(grouped.agg(mean="mean", std=lambda v: T.mean_std(v)[1], n_seeds="size").reset_index())
+
+
+SUMMARY_KEYS = ["method", "shots", "category", "defect", "metric"]
+
+
+def summary_table(summary: list[dict], category: str | None = None) -> pd.DataFrame:
+    """One row per (method, shots): ``"mean ± std"`` (in %) of each metric over the whole test set of
+    ``category`` (default: the mean over categories, or the only one)."""
+    df = T.frame(summary)
+    if category is None:
+        category = "mean" if (df["category"] == "mean").any() else df["category"].iloc[0]
+    cells = df[(df["category"] == category) & (df["defect"] == "all")].copy()
+    cells["text"] = [T.mean_std_text(m, s, percent=True) for m, s in zip(cells["mean"], cells["std"])]
+    table = cells.pivot_table(index=["method", "shots"], columns="metric", values="text", aggfunc="first",
+                              sort=False)
+    return table.reindex(columns=[m for m in AM.METRICS if m in table.columns]).reset_index()
+
+
+def summary_markdown(summary: list[dict], category: str | None = None) -> str:
+    df = T.frame(summary)
+    shown = category or ("mean" if (df["category"] == "mean").any() else df["category"].iloc[0])
+    caption = (f"Anomaly detection, category {shown} ({CONVENTION}); mean ± std over seeds, in %; "
+               "shots 0 = zero-shot.")
+    return T.to_markdown(summary_table(summary, category), caption)
+
+
+def defect_table(summary: list[dict], metric: str = "image_AUROC", category: str = "mean") -> pd.DataFrame:
+    """Rows (method, shots), columns defect types: the seed-mean of ``metric``."""
+    df = T.frame(summary)
+    cells = df[(df["category"] == category) & (df["metric"] == metric)]
+    return cells.pivot_table(index=["method", "shots"], columns="defect", values="mean", sort=False)
+
+
+def write_outputs(result: AnomalyResult, out: Path, spec, backbone, method_options: dict, options: dict) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    T.write_csv(result.rows, out / "results.csv")
+    T.write_csv(result.summary, out / "summary.csv")
+    T.write_text(result.summary_markdown(), out / "summary.md")
+    write_json({"benchmark": spec.name, "model": backbone.name, "weights": backbone.weights_id,
+                "convention": CONVENTION, "method_options": options, "timings": result.timings,
+                "summary": result.summary}, out / "metrics.json")
