@@ -163,7 +163,7 @@ def cmd_memory(args) -> None:
                 r = _run_child(Path(root), "_memory", str(n), tmp)
                 r["disk_mb"] = _du(Path(tmp)) / 2**20
             rows.append((label, r))
-            print(f"{label:8} {n:7d} {r['peak_rss_mb']:12.0f} {r['disk_mb']:9.0f} {r['seconds']:7.1f}")
+            print(f"{label:8} {n:7d} {r['peak_rss_mb']:12.0f} {r['disk_mb']:9.0f} {r['seconds']:7.1f}", flush=True)
     after = [r for label, r in rows if label == "after"]
     n = np.array([r["n"] for r in after], dtype=float)
     rss_slope, rss_icpt = np.polyfit(n, [r["peak_rss_mb"] for r in after], 1)
@@ -232,13 +232,14 @@ def cmd_prompts(args) -> None:
     print(f"Prompt training (CoOp loss, 4 context vectors, batch 32, random ViT-B/16 text tower, 2 torch threads), "
           f"{_load()}")
     print(f"{'code':8} {'K':>6} {'s/step':>9} {'steps/s':>9} {'peak RSS MB':>12}")
-    for label, root in (("after", HERE), ("before", args.before)):
-        if root is None:
-            continue
-        for k in (int(x) for x in args.classes.split(",")):
-            steps = max(1, min(10, 2000 // k))
+    for k in (int(x) for x in args.classes.split(",")):  # before and after side by side: same machine load
+        for label, root in (("before", args.before), ("after", HERE)):
+            if root is None:
+                continue
+            steps = max(1, min(args.steps, 2000 // k))
             r = _run_child(Path(root), "_prompts", str(k), str(steps))
-            print(f"{label:8} {k:6d} {r['s_per_step']:9.2f} {1 / r['s_per_step']:9.3f} {r['peak_rss_mb']:12.0f}")
+            print(f"{label:8} {k:6d} {r['s_per_step']:9.2f} {1 / r['s_per_step']:9.3f} {r['peak_rss_mb']:12.0f}",
+                  flush=True)
 
 
 def cmd_runtime(args) -> None:
@@ -292,6 +293,7 @@ def main() -> None:
     p.set_defaults(func=cmd_throughput)
     p = sub.add_parser("prompts")
     p.add_argument("--classes", default="10,100,1000")
+    p.add_argument("--steps", type=int, default=10, help="timed steps per K (fewer at large K)")
     p.add_argument("--before", default=None)
     p.set_defaults(func=cmd_prompts)
     p = sub.add_parser("runtime")
