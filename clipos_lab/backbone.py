@@ -20,6 +20,7 @@ A model can also be given as a config JSON file (``config=path``): open_clip tre
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import dataclass
@@ -33,6 +34,32 @@ from .errors import BackboneError, WeightsNotFoundError
 from .resources import POCKET_CONFIG, POCKET_NAME, POCKET_WEIGHTS, verify_pocket_weights
 
 POCKET_ALIASES = ("pocket", "pocket-vit")
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto`` -> the first CUDA GPU when there is one, else the CPU; ``cpu`` / ``cuda`` / ``cuda:n`` checked."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as err:
+        raise BackboneError(f"device {device!r} is not a torch device: use auto, cpu, cuda or cuda:<n>") from err
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise BackboneError(f"device {device!r} asked for, but torch sees no CUDA GPU here: use --device cpu "
+                                "(or auto)")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise BackboneError(f"device {device!r}: only {torch.cuda.device_count()} CUDA GPUs are visible")
+    return dev
+
+
+def check_precision(precision: str, device: torch.device) -> str:
+    if precision not in PRECISIONS:
+        raise BackboneError(f"precision {precision!r} is unknown: choose one of {', '.join(PRECISIONS)}")
+    if precision == "fp16" and device.type != "cuda":
+        raise BackboneError("precision fp16 needs a CUDA device (CPU autocast supports bf16 only); use fp32 or bf16")
+    return precision
 
 
 @dataclass
@@ -93,7 +120,7 @@ class Backbone:
     """A frozen open_clip ViT with patch tokens and the value-value path; see the module docstring."""
 
     def __init__(self, model: torch.nn.Module, preprocess, tokenizer, name: str, weights_id: str,
-                 surgery_blocks: int | None = None, device: str | torch.device = "cpu"):
+                 surgery_blocks: int | None = None, device: str | torch.device = "cpu", precision: str = "fp32"):
         visual = getattr(model, "visual", None)
         if visual is None or not hasattr(visual, "transformer") or not hasattr(visual, "conv1"):
             kind = type(visual).__name__ if visual is not None else "no image tower"
@@ -103,12 +130,13 @@ class Backbone:
         if getattr(visual, "attn_pool", None) is not None or getattr(visual, "pool_type", "tok") not in ("tok", "avg"):
             raise BackboneError(f"model {name!r} pools image tokens with attention; only class-token or average "
                                 "pooling ViTs map patch tokens into the joint space")
-        self.model = model.eval().requires_grad_(False).to(device)
+        self.device = resolve_device(device)
+        self.precision = check_precision(precision, self.device)
+        self.model = model.eval().requires_grad_(False).to(self.device)
         self.preprocess = preprocess
         self.tokenizer = tokenizer
         self.name = name
         self.weights_id = weights_id
-        self.device = torch.device(device)
         self._text_cache: dict[str, torch.Tensor] = {}
         self.no_text = None  # CLIPN's optional no-text encoder (clipos_lab.clipn.attach sets it)
         depth = len(visual.transformer.resblocks)
@@ -120,11 +148,15 @@ class Backbone:
     @classmethod
     def load(cls, model: str = "pocket", pretrained: str | None = None, checkpoint: str | os.PathLike | None = None,
              config: str | os.PathLike | None = None, random_weights: bool = False, seed: int = 0,
-             surgery_blocks: int | None = None, device: str = "cpu", cache_dir: str | None = None) -> "Backbone":
+             surgery_blocks: int | None = None, device: str = "cpu", cache_dir: str | None = None,
+             precision: str = "fp32") -> "Backbone":
         """Load a backbone; see the module docstring for the sources and their order."""
         import open_clip
 
-        device = check_device(device)
+        if str(device) != "auto":
+            check_device(device)
+        device = resolve_device(device)
+        check_precision(precision, device)
         weights_id = None
         if config is not None:
             model = _register_config(config)
@@ -166,7 +198,8 @@ class Backbone:
                 f"hub cache{f' in {cache_dir}' if cache_dir else ''} and a download ({type(err).__name__}: {err}). "
                 "Offline? Copy the weights file here and pass checkpoint=<file>, or use model='pocket'.") from err
         tokenizer = open_clip.get_tokenizer(model)
-        return cls(net, preprocess, tokenizer, model, weights_id, surgery_blocks=surgery_blocks, device=device)
+        return cls(net, preprocess, tokenizer, model, weights_id, surgery_blocks=surgery_blocks, device=device,
+                   precision=precision)
 
     # --------------------------------------------------------------------------------------------- properties
     @property
@@ -190,6 +223,12 @@ class Backbone:
     def logit_scale(self) -> float:
         return float(self.model.logit_scale.exp())
 
+    def autocast(self):
+        """Mixed precision for forward passes (``precision`` bf16 / fp16); fp32 runs exactly as without it."""
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=PRECISIONS[self.precision])
+
     def preprocess_id(self) -> str:
         """A stable description of the image transform: part of every feature cache key."""
         return repr(self.preprocess)
@@ -205,9 +244,10 @@ class Backbone:
         skipping the MLP, as CLIP Surgery does. The local features reuse the last block's input.
         """
         visual = self.visual
-        images = images.to(self.device, dtype=visual.conv1.weight.dtype)
-        global_, patches, surgery_tokens, local_tokens = _forward(visual, images,
-                                                                  self.surgery_blocks if surgery else 0, local)
+        images = images.to(self.device, dtype=visual.conv1.weight.dtype, non_blocking=True)
+        with self.autocast():
+            global_, patches, surgery_tokens, local_tokens = _forward(visual, images,
+                                                                      self.surgery_blocks if surgery else 0, local)
         grid = (images.shape[-2] // visual.patch_size[0], images.shape[-1] // visual.patch_size[1])
         as_float = lambda t: None if t is None else t.float()  # noqa: E731
         return ImageFeatures(global_.float(), patches.float(), as_float(surgery_tokens), grid, as_float(local_tokens))
@@ -244,13 +284,14 @@ class Backbone:
         x = embeddings + tower.positional_embedding[: embeddings.shape[1]].to(embeddings.dtype)
         if mask is not None:
             mask = mask[: x.shape[1], : x.shape[1]]
-        x = tower.transformer(x, attn_mask=mask)
-        x = tower.ln_final(x)
-        x = text_global_pool(x, tokens, pool_type, eos_token_id=eos)
-        projection = tower.text_projection
-        if projection is None:
-            return x
-        return projection(x) if isinstance(projection, torch.nn.Linear) else x @ projection
+        with self.autocast():
+            x = tower.transformer(x, attn_mask=mask)
+            x = tower.ln_final(x)
+            x = text_global_pool(x, tokens, pool_type, eos_token_id=eos)
+            projection = tower.text_projection
+            if projection is None:
+                return x.float()
+            return (projection(x) if isinstance(projection, torch.nn.Linear) else x @ projection).float()
 
     @torch.no_grad()
     def encode_text(self, texts: Sequence[str], normalize: bool = True, batch_size: int = 256) -> torch.Tensor:
@@ -259,10 +300,12 @@ class Backbone:
         todo = list(dict.fromkeys(t for t in texts if t not in self._text_cache))
         for start in range(0, len(todo), batch_size):
             chunk = todo[start: start + batch_size]
-            self._text_cache.update(zip(chunk, self.model.encode_text(self.tokenize(chunk)).float().cpu()))
+            with self.autocast():
+                encoded = self.model.encode_text(self.tokenize(chunk)).float().cpu()
+            self._text_cache.update(zip(chunk, encoded))
         if not texts:
-            return torch.empty(0, self.embed_dim)
-        features = torch.stack([self._text_cache[t] for t in texts])
+            return torch.empty(0, self.embed_dim, device=self.device)
+        features = torch.stack([self._text_cache[t] for t in texts]).to(self.device)
         return F.normalize(features, dim=-1) if normalize else features
 
 

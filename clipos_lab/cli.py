@@ -28,14 +28,20 @@ def _add_backbone_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--random-weights", action="store_true", help="seeded random weights (tests, speed only)")
     g.add_argument("--surgery-blocks", type=whole_number("--surgery-blocks", 0), default=None,
                    help="value-value path depth (default: half)")
-    g.add_argument("--device", type=device_name, default="cpu", help="cpu, cuda, cuda:1, mps")
+    g.add_argument("--device", type=device_name, default="auto",
+                   help="auto (a CUDA GPU if there is one, else the CPU), cpu, cuda or cuda:<n>; all stages run there")
+    g.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
+                   help="autocast precision of forward passes (fp16 needs CUDA); fp32 is exact")
+    g.add_argument("--workers", type=whole_number("--workers", 0), default=0,
+                   help="DataLoader worker processes decoding and preprocessing images (default 0: in-process)")
 
 
 def _backbone(args):
     from .backbone import Backbone
 
     return Backbone.load(args.model, pretrained=args.pretrained, checkpoint=args.checkpoint, config=args.config,
-                         random_weights=args.random_weights, surgery_blocks=args.surgery_blocks, device=args.device)
+                         random_weights=args.random_weights, surgery_blocks=args.surgery_blocks, device=args.device,
+                         precision=args.precision)
 
 
 def whole_number(option: str, low: int = 1):
@@ -72,6 +78,8 @@ def device_name(text: str) -> str:
     """An argparse ``type`` for ``--device``: a torch device that exists on this machine."""
     from .backbone import check_device
 
+    if text == "auto":
+        return text
     try:
         return check_device(text)
     except Exception as err:  # noqa: BLE001 - torch's parse error or our own: one message naming the option
@@ -100,7 +108,7 @@ def cmd_encode(args) -> int:
         datasets = {target.name: FolderDataset(target)}
     for name, ds in datasets.items():
         bank = FeatureBank.encode(ds, backbone, batch_size=args.batch_size, progress=not args.no_progress,
-                                  cache=args.cache_dir or True)
+                                  cache=args.cache_dir or True, num_workers=args.workers)
         folders = getattr(ds, "unreadable_folders", [])
         print(f"{name}: {len(bank)} images, {bank.meta.get('n_skipped', 0)} skipped, "
               + (f"{len(folders)} sub-folders not read ({', '.join(folders[:3])}), " if folders else "")
@@ -120,7 +128,8 @@ def cmd_benchmark(args, zero_shot_only: bool = False) -> int:
     prompt = PromptConfig(progress=False, **({"epochs": args.epochs} if args.epochs is not None else {}))
     kwargs.update(shots=args.shots, seeds=args.seeds, prompt=prompt, out_dir=args.out, overwrite=args.overwrite,
                   progress=not args.no_progress, cache=args.cache_dir or True, batch_size=args.batch_size,
-                  fpr95_rule=args.fpr95_rule)
+                  fpr95_rule=args.fpr95_rule, num_workers=args.workers,
+                  scores=args.scores.split(",") if args.scores else None)
     spec = Path(_spec_path(args.spec))
     if spec.is_dir():  # a suite: every YAML spec in the folder
         specs = sorted(spec.glob("*.yaml"), key=lambda p: [int(t) if t.isdigit() else t  # split2 before split10
@@ -230,6 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="comma-separated distinct seeds (default 1,2,3)")
         p.add_argument("--epochs", type=whole_number("--epochs"), default=None,
                        help="prompt-learning epochs (default 50)")
+        p.add_argument("--scores", default=None,
+                       help="comma-separated scores to compute (MCM, GL-MCM, 1-p(unknown)); default all. Leaving "
+                            "out GL-MCM never reads patch tokens at scoring time")
         p.add_argument("--batch-size", type=whole_number("--batch-size"), default=64, help="images per encoder batch")
         p.add_argument("--out", default=f"outputs/{name}", help="output folder (one run; see --overwrite)")
         p.add_argument("--overwrite", action="store_true",

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -67,8 +69,8 @@ def test_second_encode_loads_from_cache_without_calling_the_model(tiny_backbone,
 def test_truncated_cache_is_reported_and_rebuilt(tiny_backbone, tmp_path):
     ds = FolderDataset(make_folder(tmp_path / "data"))
     bank = FeatureBank.encode(ds, tiny_backbone, cache=tmp_path / "cache", progress=False)
-    path = tmp_path / "cache" / bank.meta["cache_path"].split("/")[-1]
-    path.write_bytes(path.read_bytes()[:300])
+    path = Path(bank.meta["cache_path"])
+    (path / "patches.bin").write_bytes((path / "patches.bin").read_bytes()[:300])
     counting = CountingBackbone(tiny_backbone)
     with pytest.warns(CacheWarning, match="unreadable"):
         rebuilt = FeatureBank.encode(ds, counting, cache=tmp_path / "cache", progress=False)

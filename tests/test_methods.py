@@ -25,7 +25,8 @@ class FakeTextBackbone:
 def bank_of(global_, patches=None, labels=None, classnames=("a", "b"), local=None):
     n = len(global_)
     return FeatureBank(global_, patches, None, torch.zeros(n, dtype=torch.long) if labels is None else labels,
-                       [str(i) for i in range(n)], list(classnames), (1, 1), local=local)
+                       [str(i) for i in range(n)], list(classnames), (1, 1),
+                       extra={} if local is None else {"local": local})
 
 
 E = torch.eye(3)

@@ -78,7 +78,7 @@ def few_shot_bank(tiny_backbone, n=6):
     return FeatureBank(torch.randn(n, 16, generator=g), torch.randn(n, 16, 16, generator=g).half(),
                        torch.randn(n, 16, 16, generator=g).half(), torch.arange(n) % 3,
                        [f"img{i}" for i in range(n)], CLASSES, (4, 4),
-                       local=torch.randn(n, 16, 16, generator=g).half())
+                       extra={"local": torch.randn(n, 16, 16, generator=g).half()})
 
 
 @pytest.mark.parametrize("name", ["CoOp", "LoCoOp", "CLIP-OS", "CLIP-OS w/o unknown"])

@@ -105,7 +105,7 @@ class PromptLearner(torch.nn.Module):
             with torch.no_grad():
                 init_emb = backbone.token_embedding(init_tokens[None])[0, 1: 1 + n_init].float()
             ctx[n_ctx - n_use:] = init_emb[n_init - n_use:]  # the phrase sits right before the class name
-        self.ctx = torch.nn.Parameter(ctx)
+        self.ctx = torch.nn.Parameter(ctx.to(embedded.device))  # drawn on the CPU: same numbers on every device
         if unknown:
             with torch.no_grad():
                 word = backbone.tokenize(["unknown"])[0]
@@ -225,17 +225,21 @@ def train_prompts(learner: PromptLearner, data: TrainingData, cfg: PromptConfig,
     else:
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(optim, T_max=total)
     scale = learner.backbone.logit_scale
-    feats = F.normalize(data.id_features.float(), dim=-1)
-    labels = data.id_labels.long()
+    device = next(learner.parameters()).device  # every tensor of the loop lives where the learner does
+    feats = F.normalize(data.id_features.to(device).float(), dim=-1)
+    labels = data.id_labels.to(device).long()
     n_id = len(learner.classnames)
-    irrelevant = None if data.irrelevant_patches is None else F.normalize(data.irrelevant_patches.float(), dim=-1)
+    irrelevant = None if data.irrelevant_patches is None else \
+        F.normalize(data.irrelevant_patches.to(device).float(), dim=-1)
     history: list[dict] = []
     bar = tqdm(total=total, disable=not cfg.progress, desc="prompt learning", leave=False)
     for epoch in range(epochs):
         order = rng.permutation(n)
         outliers = data.outliers(epoch) if (data.outliers is not None and beta > 0) else None
+        if outliers is not None:
+            outliers = outliers.to(device)
         for step in range(steps_per_epoch):
-            idx = torch.as_tensor(order[step * cfg.batch_size: (step + 1) * cfg.batch_size])
+            idx = torch.as_tensor(order[step * cfg.batch_size: (step + 1) * cfg.batch_size], device=device)
             text = learner()
             logits = scale * feats[idx] @ text.T
             loss_id = F.cross_entropy(logits, labels[idx])
@@ -243,14 +247,15 @@ def train_prompts(learner: PromptLearner, data: TrainingData, cfg: PromptConfig,
             row = {"epoch": epoch, "step": len(history), "loss_id": loss_id.item()}
             if outliers is not None and len(outliers):
                 pick = torch.as_tensor(rng.choice(len(outliers), size=min(len(outliers), max(len(idx), 1)),
-                                                  replace=False))
+                                                  replace=False), device=device)
                 out_logits = scale * F.normalize(outliers[pick].float(), dim=-1) @ text.T
-                target = torch.full((len(pick),), learner.n_classes - 1, dtype=torch.long)
+                target = torch.full((len(pick),), learner.n_classes - 1, dtype=torch.long, device=device)
                 loss_out = F.cross_entropy(out_logits, target)
                 loss = loss + beta * loss_out
                 row["loss_outlier"] = loss_out.item()
             if irrelevant is not None and gamma > 0 and len(irrelevant):
-                pick = torch.as_tensor(rng.choice(len(irrelevant), size=min(len(irrelevant), 256), replace=False))
+                pick = torch.as_tensor(rng.choice(len(irrelevant), size=min(len(irrelevant), 256), replace=False),
+                                       device=device)
                 probs = (scale * irrelevant[pick] @ text[:n_id].T).softmax(-1)
                 entropy = -(probs * probs.clamp_min(1e-12).log()).sum(-1).mean()
                 loss = loss - gamma * entropy

@@ -66,12 +66,12 @@ def _check_text(text: torch.Tensor, dim: int) -> torch.Tensor:
     return F.normalize(text.float(), dim=-1)
 
 
-def _classes(labels_or_class, n: int, k: int) -> torch.Tensor:
-    """One class index per image, from a per-image LongTensor/sequence or a single int."""
+def _classes(labels_or_class, n: int, k: int, device=None) -> torch.Tensor:
+    """One class index per image, from a per-image LongTensor/sequence or a single int (on ``device``)."""
     if isinstance(labels_or_class, int) or (torch.is_tensor(labels_or_class) and labels_or_class.dim() == 0):
-        c = torch.full((n,), int(labels_or_class), dtype=torch.long)
+        c = torch.full((n,), int(labels_or_class), dtype=torch.long, device=device)
     else:
-        c = torch.as_tensor(labels_or_class).long().reshape(-1)
+        c = torch.as_tensor(labels_or_class).to(device).long().reshape(-1)
         if c.numel() != n:
             raise ValueError(f"got {c.numel()} class indices for {n} images")
     if n and (int(c.min()) < 0 or int(c.max()) >= k):
@@ -118,7 +118,7 @@ def raw_map(patches: torch.Tensor, text: torch.Tensor, labels_or_class, grid=Non
     """
     f = F.normalize(_check_patches(patches, grid), dim=-1)
     t = _check_text(text, f.shape[-1])
-    c = _classes(labels_or_class, f.shape[0], t.shape[0])
+    c = _classes(labels_or_class, f.shape[0], t.shape[0], t.device)
     return torch.einsum("npd,nd->np", f, t[c])
 
 
@@ -151,13 +151,13 @@ def surgery_map(patches: torch.Tensor, text: torch.Tensor, classes, weighting: s
         raise ValueError(f"unknown surgery weighting {weighting!r}; choose one of {', '.join(SURGERY_WEIGHTINGS)}")
     f = F.normalize(_check_patches(patches), dim=-1)
     t = _check_text(text, f.shape[-1])
-    c = _classes(classes, f.shape[0], t.shape[0])
+    c = _classes(classes, f.shape[0], t.shape[0], t.device)
     if weighting == "uniform":
         direction = t[c] - t.mean(dim=0, keepdim=True)  # (N, D)
     else:
         if global_features is None or len(global_features) != f.shape[0]:
             raise ValueError("weighting='reference' needs global_features, one (D,) row per image")
-        w = surgery_class_weights(global_features, t)  # (N, K)
+        w = surgery_class_weights(global_features.to(t.device), t)  # (N, K)
         own = w.gather(1, c[:, None])  # (N, 1)
         direction = own * t[c] - (w @ t) / t.shape[0]
     return torch.einsum("npd,nd->np", f, direction)
@@ -263,17 +263,30 @@ def discrepancy_masks(raw_patches: torch.Tensor, surgery_patches: torch.Tensor |
     ``global_features`` go to :func:`surgery_map`.
     """
     grid = _grid(grid)
-    puc_raw = patch_uniform_conv(raw_patches, grid, k)
-    puc_sur = puc_raw if surgery_patches is None else patch_uniform_conv(surgery_patches, grid, k)
-    if puc_sur.shape != puc_raw.shape:
-        raise ValueError(f"surgery patches {tuple(puc_sur.shape)} do not match raw patches {tuple(puc_raw.shape)}")
-    raw = minmax(raw_map(puc_raw, text, labels))
-    sur = minmax(surgery_map(puc_sur, text, labels, weighting, global_features))
-    disc = sur - raw
-    rho = id_proportion(disc, rho_min, rho_max)
-    mask = top_fraction_mask(sur, n_relevant(rho, raw.shape[1]))
-    normed = F.normalize(puc_raw, dim=-1)
-    return RelevanceResult(raw, sur, disc, rho, mask, masked_mean_features(normed, mask), normed, grid,
+    _check_patches(raw_patches[:0], grid, "raw patches")  # shape check only: no float32 copy of every image
+    if surgery_patches is not None and tuple(surgery_patches.shape) != tuple(raw_patches.shape):
+        raise ValueError(f"surgery patches {tuple(surgery_patches.shape)} do not match raw patches "
+                         f"{tuple(raw_patches.shape)}")
+    n, p, d = raw_patches.shape
+    device = text.device
+    t = _check_text(text, d)
+    c = _classes(labels, n, t.shape[0], device)
+    raw, sur, rho = torch.empty(n, p, device=device), torch.empty(n, p, device=device), torch.empty(n, device=device)
+    mask = torch.empty(n, p, dtype=torch.bool, device=device)
+    normed, relevant = torch.empty(n, p, d, device=device), torch.empty(n, d, device=device)
+    for s in range(0, n, _CHUNK):  # memory: the outputs plus O(chunk), whatever N
+        rows = slice(s, s + _CHUNK)
+        puc_raw = patch_uniform_conv(raw_patches[rows].to(device), grid, k)
+        puc_sur = puc_raw if surgery_patches is None else \
+            patch_uniform_conv(surgery_patches[rows].to(device).float(), grid, k)
+        glob = None if global_features is None else global_features[rows].to(device)
+        raw[rows] = minmax(raw_map(puc_raw, text, c[rows]))
+        sur[rows] = minmax(surgery_map(puc_sur, text, c[rows], weighting, glob))
+        rho[rows] = id_proportion(sur[rows] - raw[rows], rho_min, rho_max)
+        mask[rows] = top_fraction_mask(sur[rows], n_relevant(rho[rows], p))
+        normed[rows] = F.normalize(puc_raw, dim=-1)
+        relevant[rows] = masked_mean_features(normed[rows], mask[rows])
+    return RelevanceResult(raw, sur, sur - raw, rho, mask, relevant, normed, grid,
                            "discrepancy", {"k": k, "rho_min": rho_min, "rho_max": rho_max,
                                            "surgery_tokens": surgery_patches is not None, "weighting": weighting})
 
@@ -307,17 +320,18 @@ def topk_masks(patches: torch.Tensor, text: torch.Tensor, labels, grid, k_puc: i
     so that every image has an ID-relevant feature.
     """
     grid = _grid(grid)
-    puc = patch_uniform_conv(patches, grid, k_puc)
-    f = F.normalize(puc, dim=-1)
-    t = _check_text(text, f.shape[-1])
+    _check_patches(patches[:0], grid)  # shape check only: no float32 copy of every image
+    n, p, d = patches.shape
+    t = _check_text(text, d)
     n_cls = t.shape[0]
-    c = _classes(labels, f.shape[0], n_cls)
+    c = _classes(labels, n, n_cls, t.device)
     top_k = default_top_k(n_cls) if top_k is None else int(top_k)
     top_k = min(max(top_k, 1), n_cls)
-    n, p = f.shape[:2]
-    cos_c = torch.empty(n, p)
-    mask = torch.empty(n, p, dtype=torch.bool)
-    for s in range(0, n, _CHUNK):
+    f = torch.empty(n, p, d, device=t.device)
+    cos_c = torch.empty(n, p, device=t.device)
+    mask = torch.empty(n, p, dtype=torch.bool, device=t.device)
+    for s in range(0, n, _CHUNK):  # memory: the outputs plus O(chunk), whatever N
+        f[s:s + _CHUNK] = F.normalize(patch_uniform_conv(patches[s:s + _CHUNK].to(t.device), grid, k_puc), dim=-1)
         logits = f[s:s + _CHUNK] @ t.T  # (chunk, P, K)
         # The own-class score must come from these same logits: a separately computed dot product can differ
         # in the last bit and make the class look "higher" than itself.

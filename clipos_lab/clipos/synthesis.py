@@ -69,9 +69,10 @@ class Outliers:
 
     def subset(self, keep: torch.Tensor) -> "Outliers":
         """Rows selected by a boolean or index tensor; bookkeeping follows the features."""
-        return replace(self, features=self.features[keep], first=self.first[keep], second=self.second[keep],
-                       lam=self.lam[keep], labels_first=self.labels_first[keep],
-                       labels_second=self.labels_second[keep], options=dict(self.options))
+        host = keep.cpu()  # provenance lives on the host, features where they were made
+        return replace(self, features=self.features[keep.to(self.features.device)], first=self.first[host],
+                       second=self.second[host], lam=self.lam[host], labels_first=self.labels_first[host],
+                       labels_second=self.labels_second[host], options=dict(self.options))
 
 
 @dataclass(frozen=True, eq=False)
@@ -130,9 +131,11 @@ def _patch_mix(patches: torch.Tensor, masks: torch.Tensor, first: np.ndarray, se
     An outlier that picks no patch at all falls back to the feature mix, so none is undefined.
     """
     m, p = len(first), patches.shape[1]
-    pick_i = torch.from_numpy(rng.random((m, p)) < lam[:, None]) & masks[first]
-    pick_j = torch.from_numpy(rng.random((m, p)) < (1.0 - lam)[:, None]) & masks[second]
-    out = torch.empty(m, patches.shape[2])
+    device = patches.device
+    pick_i = torch.from_numpy(rng.random((m, p)) < lam[:, None]).to(device) & masks[first]
+    pick_j = torch.from_numpy(rng.random((m, p)) < (1.0 - lam)[:, None]).to(device) & masks[second]
+    first, second = torch.from_numpy(first).to(device), torch.from_numpy(second).to(device)
+    out = torch.empty(m, patches.shape[2], device=device)
     for s in range(0, m, _CHUNK):
         sl = slice(s, s + _CHUNK)
         total = (torch.einsum("mp,mpd->md", pick_i[sl].float(), patches[first[sl]])
@@ -175,17 +178,19 @@ def synthesize(relevant: torch.Tensor, labels, n_outliers: int | None = None, al
     first, second = _draw_pairs(lab, n_out, rng)
     lam = rng.beta(alpha, alpha, size=n_out)
 
-    r = F.normalize(relevant.detach().float().cpu(), dim=-1)
-    w = torch.from_numpy(lam).float()[:, None]
-    feats = F.normalize(w * r[first] + (1 - w) * r[second], dim=-1)
+    device = relevant.device  # mixing runs where the features live; the draws come from numpy, on the host
+    r = F.normalize(relevant.detach().float(), dim=-1)
+    w = torch.from_numpy(lam).float().to(device)[:, None]
+    first_d, second_d = torch.from_numpy(first).to(device), torch.from_numpy(second).to(device)
+    feats = F.normalize(w * r[first_d] + (1 - w) * r[second_d], dim=-1)
     if mode == "patch":
         if patches is None or masks is None:
             raise ValueError("mode='patch' needs patches (N, P, D) and masks (N, P)")
         if patches.dim() != 3 or patches.shape[0] != len(lab) or masks.shape != patches.shape[:2]:
             raise ValueError(f"patches {tuple(patches.shape)} and masks {tuple(masks.shape)} do not match "
                              f"{len(lab)} images")
-        pf = F.normalize(patches.detach().float().cpu(), dim=-1)
-        feats = _patch_mix(pf, masks.detach().bool().cpu(), first, second, lam, feats, rng)
+        pf = F.normalize(patches.detach().to(device).float(), dim=-1)
+        feats = _patch_mix(pf, masks.detach().to(device).bool(), first, second, lam, feats, rng)
 
     lab_t = torch.from_numpy(lab)
     first_t, second_t = torch.from_numpy(first), torch.from_numpy(second)

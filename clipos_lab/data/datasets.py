@@ -153,6 +153,37 @@ class FolderDataset(ImageDataset):
         return mapping
 
 
+class ListDataset(ImageDataset):
+    """Images named by a list file of ``<path relative to root> [<label>]`` lines, as OpenOOD ships its benchmarks.
+
+    Labels index ``classnames_file`` (``<key> <pretty name>`` lines, in label order); without labels every image
+    is in one class named after the dataset (OOD sets need no labels).
+    """
+
+    def __init__(self, root: str | os.PathLike, list_file: str | os.PathLike, name: str | None = None,
+                 classnames_file: str | os.PathLike | None = None):
+        self.root, list_path = Path(root).expanduser(), Path(list_file).expanduser()
+        if not self.root.is_dir():
+            raise DataError(f"image folder {self.root} does not exist: point `root` at the folder the list's paths "
+                            "are relative to")
+        if not list_path.is_file():
+            raise DataError(f"image list {list_path} does not exist: point `list` at a file of '<path> <label>' lines")
+        rows = [line.split() for line in list_path.read_text(encoding="utf-8").splitlines()
+                if line.strip() and not line.lstrip().startswith("#")]
+        classnames = list(_parse_classnames(Path(classnames_file).expanduser()).values()) if classnames_file \
+            else [name or list_path.stem]
+        samples = []
+        for k, parts in enumerate(rows):
+            label = int(parts[1]) if len(parts) > 1 and classnames_file else 0
+            rel = Path(parts[0])
+            if rel.is_absolute() or ".." in rel.parts:
+                raise DataError(f"{list_path}:{k + 1}: path {parts[0]!r} must stay inside {self.root}")
+            samples.append(Sample(rel.as_posix(), label, str(self.root / rel)))
+        if not samples:
+            raise DataError(f"image list {list_path} names no image")
+        super().__init__(name or list_path.stem, classnames, samples)
+
+
 def _image_files(folder: Path) -> list[Path]:
     """Image files under ``folder``; sub-folders that could not be read are reported (UnreadableFolderWarning)."""
     files, problems = _walk_image_files(folder)
@@ -323,7 +354,8 @@ class TorchvisionDataset(ImageDataset):
     which is more than a CLIP input needs.
     """
 
-    def __init__(self, dataset: str, root: str | os.PathLike, split: str | None = None, name: str | None = None):
+    def __init__(self, dataset: str, root: str | os.PathLike, split: str | None = None, name: str | None = None,
+                 classnames_file: str | os.PathLike | None = None):
         if dataset not in TORCHVISION_DATASETS:
             raise DataError(f"unknown torchvision dataset {dataset!r}; known: {list(TORCHVISION_DATASETS)}")
         cls_name, splits, default_split = TORCHVISION_DATASETS[dataset]
@@ -359,7 +391,17 @@ class TorchvisionDataset(ImageDataset):
         samples = [Sample(f"{prefix}/{i:06d}", int(y), p) for i, (y, p) in enumerate(zip(labels, paths))]
         # archive-backed sets (CIFAR) have no file per image: fingerprint them by their archive files
         self._archive_token = "" if paths[:1] != [None] else _folder_token(self.root / self._tv.base_folder)
-        super().__init__(name or prefix.replace("/", "-"), [_pretty_class(c) for c in self._tv.classes], samples)
+        mapping = {}
+        if classnames_file is not None:
+            path = Path(classnames_file).expanduser()
+            if not path.is_file():
+                raise DataError(f"classnames file {path} does not exist: fix `classnames_file` or remove it")
+            mapping = _parse_classnames(path)
+            unknown = sorted(set(mapping) - set(self._tv.classes))
+            if unknown:
+                raise DataError(f"classnames file {path} names classes that {dataset} does not have: {unknown[:5]}")
+        names = [mapping.get(c, _pretty_class(c)) for c in self._tv.classes]
+        super().__init__(name or prefix.replace("/", "-"), names, samples)
 
     def _load_sample(self, sample: Sample) -> Image.Image:
         if sample.path is not None:

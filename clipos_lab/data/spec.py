@@ -19,20 +19,24 @@ from .datasets import (
     ID_SHAPES,
     FolderDataset,
     ImageDataset,
+    ListDataset,
     TorchvisionDataset,
     WorldDataset,
 )
 from .errors import DataError
 
-DATASET_TYPES = ("folder", "torchvision", "world")
+# what a spec may ask the runner to report (FPR95_OOD_POS: OpenOOD's convention, OOD positive)
+SPEC_METRICS = ("AUROC", "FPR95", "FPR95_OOD_POS", "AUPR_IN", "AUPR_OUT")
+DATASET_TYPES = ("folder", "torchvision", "world", "list")
 _ENTRY_KEYS = {
     "folder": {"type", "root", "classnames_file", "name"},
-    "torchvision": {"type", "name", "root", "split"},
+    "torchvision": {"type", "name", "root", "split", "classnames_file"},
+    "list": {"type", "root", "list", "classnames_file", "name"},
     "world": {"type", "kind", "shapes", "n_per_class", "n", "seed", "image_size", "name"},
 }
 for _keys in _ENTRY_KEYS.values():
     _keys.add("get")  # optional: how to obtain the data, appended to "not found" errors
-_REQUIRED_KEYS = {"folder": ("root",), "torchvision": ("name", "root"), "world": ()}
+_REQUIRED_KEYS = {"folder": ("root",), "torchvision": ("name", "root"), "world": (), "list": ("root", "list")}
 
 
 def build_dataset(entry: dict, base_dir: str | os.PathLike = ".", name: str | None = None) -> ImageDataset:
@@ -63,9 +67,14 @@ def _build(entry: dict, kind: str, base_dir: Path, name: str | None) -> ImageDat
         names_file = entry.get("classnames_file")
         return FolderDataset(_resolve(entry["root"], base_dir), name=entry.get("name", name),
                              classnames_file=_resolve(names_file, base_dir) if names_file else None)
+    names_file = entry.get("classnames_file")
+    names_file = _resolve(names_file, base_dir) if names_file else None
     if kind == "torchvision":
         return TorchvisionDataset(entry["name"], _resolve(entry["root"], base_dir), split=entry.get("split"),
-                                  name=name)
+                                  name=name, classnames_file=names_file)
+    if kind == "list":
+        return ListDataset(_resolve(entry["root"], base_dir), _resolve(entry["list"], base_dir),
+                           name=entry.get("name", name), classnames_file=names_file)
     world_kind = entry.get("kind", "object")
     if "n" in entry and (world_kind == "object" or "n_per_class" in entry):
         raise DataError("world entry: `n` (total images) is for kinds background and clutter, and cannot be "
@@ -121,6 +130,7 @@ class BenchmarkSpec:
     ood: dict[str, dict]
     id_train: dict | None = None
     path: Path | None = None
+    metrics: list[str] | None = None  # OOD metrics to report (default: the runner's); e.g. both FPR95 conventions
     base_dir: Path = field(default_factory=Path.cwd)
     _built: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
@@ -141,9 +151,12 @@ class BenchmarkSpec:
     def from_dict(cls, d: dict, base_dir: str | os.PathLike = ".", default_name: str = "benchmark") -> BenchmarkSpec:
         if not isinstance(d, dict):
             raise DataError("a benchmark spec must be a mapping with keys name, id, ood (and optionally id_train)")
-        unknown = sorted(set(d) - {"name", "id", "ood", "id_train"})
+        unknown = sorted(set(d) - {"name", "id", "ood", "id_train", "metrics"})
         if unknown:
-            raise DataError(f"benchmark spec has unknown keys {unknown}; allowed: name, id, id_train, ood")
+            raise DataError(f"benchmark spec has unknown keys {unknown}; allowed: name, id, id_train, ood, metrics")
+        metrics = d.get("metrics")
+        if metrics is not None and (not isinstance(metrics, list) or not set(metrics) <= set(SPEC_METRICS)):
+            raise DataError(f"benchmark spec `metrics` must be a list drawn from {list(SPEC_METRICS)}, got {metrics!r}")
         if "id" not in d:
             raise DataError("benchmark spec needs an `id` entry (the in-distribution dataset)")
         if not isinstance(d.get("ood"), dict) or not d["ood"]:
@@ -161,7 +174,7 @@ class BenchmarkSpec:
         except UnsafeNameError as err:
             raise DataError(str(err)) from None
         return cls(name=name, id=d["id"], ood=ood,
-                   id_train=d.get("id_train"), base_dir=Path(base_dir).expanduser().resolve())
+                   id_train=d.get("id_train"), base_dir=Path(base_dir).expanduser().resolve(), metrics=metrics)
 
     def validate(self, need_train: bool = True) -> None:
         """Build every entry now and report all problems at once, before anything is encoded.

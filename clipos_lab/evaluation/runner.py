@@ -42,15 +42,71 @@ DEFAULT_METHODS = ("MCM", "GL-MCM", "CoOp", "LoCoOp", "CLIP-OS")
 METRICS = ("AUROC", "FPR95", "FPR95_OOD_POS", "AUPR_IN", "AUPR_OUT")
 
 
+class TrainPool:
+    """The few-shot training pool: its file list, encoded only where shots are drawn.
+
+    :meth:`draw` samples the shots from the file list first (seeded, as :func:`~clipos_lab.data.few_shot`
+    does) and encodes just those images; every seed and shot count shares the pool's cache rows, so an image
+    drawn twice is encoded once. A drawn image that turns out unreadable is recorded as skipped and the draw is
+    repeated without it (without only the unreadable images that draw met, so a draw does not depend on what
+    other draws found).
+    """
+
+    def __init__(self, dataset, backbone, batch_size: int = 64, cache=True, progress: bool = True,
+                 num_workers: int = 0):
+        self.dataset, self.backbone = dataset, backbone
+        self._encode_options = {"batch_size": batch_size, "cache": cache, "progress": progress,
+                                "num_workers": num_workers}
+        self._row = {s.id: i for i, s in enumerate(dataset.samples)}
+        self.skipped: dict[str, str] = {}
+
+    @property
+    def classnames(self) -> list[str]:
+        return list(self.dataset.classnames)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def select_ids(self, ids) -> FeatureBank:
+        """The bank of these sample ids, in this order, encoding only those not cached yet."""
+        unknown = [i for i in ids if i not in self._row]
+        if unknown:
+            raise KeyError(f"{len(unknown)} ids are not in the pool {self.dataset.name!r}, e.g. {unknown[:3]}")
+        bank = FeatureBank.encode(self.dataset, self.backbone, indices=[self._row[i] for i in ids],
+                                  **self._encode_options)
+        self.skipped.update({s["id"]: s["error"] for s in bank.skipped})
+        return bank
+
+    def draw(self, shots: int, seed: int) -> tuple[FeatureBank, list[dict]]:
+        """``(bank, manifest)`` of ``shots`` readable images per class drawn with ``seed``."""
+        unreadable: set[str] = set()
+        while True:
+            pool = self.dataset if not unreadable else self.dataset.subset(
+                [i for i, s in enumerate(self.dataset.samples) if s.id not in unreadable])
+            _, manifest = few_shot(pool, int(shots), int(seed))
+            ids = [m["id"] for m in manifest]
+            bank = self.select_ids(ids)
+            missing = set(ids) - set(bank.ids)
+            if not missing:
+                return bank, manifest
+            unreadable |= missing
+
+
 @dataclass
 class Banks:
-    """The encoded features one benchmark needs."""
+    """The encoded features one benchmark needs (the training pool is encoded only where shots are drawn)."""
 
     id_test: FeatureBank
-    id_train: FeatureBank
+    id_train: TrainPool
     ood: dict[str, FeatureBank]
     train_dataset: object
     encode_seconds: float = 0.0
+
+    def skipped(self) -> dict[str, list[dict]]:
+        """Unreadable images per set (``id_test``, ``id_train``, ``ood/<name>``), for metrics.json."""
+        out = {"id_test": self.id_test.skipped, **{f"ood/{k}": b.skipped for k, b in self.ood.items()},
+               "id_train": [{"id": i, "error": e} for i, e in self.id_train.skipped.items()]}
+        return {k: v for k, v in out.items() if v}
 
 
 @dataclass
@@ -61,25 +117,25 @@ class BenchmarkResult:
     fpr95_rule: str = M.DEFAULT_FPR95_RULE
     fitted: dict = field(default_factory=dict)  # (method, shots, seed) -> fitted method, for notebooks
     scores: dict = field(default_factory=dict)  # (method, shots, seed) -> {"id": {...}, ood name: {...}}
+    skipped: dict = field(default_factory=dict)  # set -> [{"id", "error"}] of unreadable images
 
     def summary_markdown(self) -> str:
         return T.summary_markdown(self.summary, fpr95_rule=self.fpr95_rule)
 
 
-def encode_banks(spec: BenchmarkSpec, backbone, batch_size: int = 64, cache=True, progress: bool = True) -> Banks:
-    """Validate the spec, then encode (or load from cache) every dataset it names."""
+def encode_banks(spec: BenchmarkSpec, backbone, batch_size: int = 64, cache=True, progress: bool = True,
+                 num_workers: int = 0) -> Banks:
+    """Validate the spec, then encode (or load from cache) the ID test set and every OOD set; the training
+    pool is only listed here (its shots are encoded when drawn)."""
     spec.validate()
     start = time.perf_counter()
     id_ds, train_ds, ood_ds = spec.id_dataset(), spec.id_train_dataset(), spec.ood_datasets()
-    enc = lambda ds: FeatureBank.encode(ds, backbone, batch_size=batch_size, cache=cache,  # noqa: E731
-                                        progress=progress)
-    train_bank = enc(train_ds)
-    if len(train_bank) < len(train_ds):  # unreadable images were skipped: never draw them as shots
-        readable = set(train_bank.ids)
-        train_ds = train_ds.subset([i for i, s in enumerate(train_ds.samples) if s.id in readable])
-    banks = Banks(enc(id_ds), train_bank, {name: enc(ds) for name, ds in ood_ds.items()}, train_ds)
+    options = {"batch_size": batch_size, "cache": cache, "progress": progress, "num_workers": num_workers}
+    enc = lambda ds: FeatureBank.encode(ds, backbone, **options)  # noqa: E731
+    pool = TrainPool(train_ds, backbone, **options)
+    banks = Banks(enc(id_ds), pool, {name: enc(ds) for name, ds in ood_ds.items()}, train_ds)
     banks.encode_seconds = time.perf_counter() - start
-    check_banks(banks)
+    check_banks(banks, id_ds)
     return banks
 
 
@@ -87,10 +143,10 @@ class OverlapWarning(UserWarning):
     """An OOD set shares images with the ID test set, so its AUROC is pulled towards 50."""
 
 
-def check_banks(banks: Banks) -> None:
-    """Refuse features that are not finite (naming the cache file); warn when an OOD set repeats ID images."""
-    named = {"ID test": banks.id_test, "ID training pool": banks.id_train,
-             **{f"OOD set '{k}'": b for k, b in banks.ood.items()}}
+def check_banks(banks: Banks, id_dataset=None) -> None:
+    """Refuse features that are not finite (naming the cache file); warn when an OOD set or the few-shot pool
+    repeats ID test images (the pool, never encoded as a whole, is compared by its files' fingerprints)."""
+    named = {"ID test": banks.id_test, **{f"OOD set '{k}'": b for k, b in banks.ood.items()}}
     for what, bank in named.items():
         bad = ~torch.isfinite(bank.global_.float()).all(dim=-1)
         if bool(bad.any()):
@@ -107,7 +163,10 @@ def check_banks(banks: Banks) -> None:
         elif shared:
             warnings.warn(f"{shared} of {len(bank)} images of OOD set '{name}' are also ID test images: they count "
                           f"as OOD and as ID; check the spec", OverlapWarning, stacklevel=3)
-    shared = sum(row.numpy().tobytes() in id_rows for row in banks.id_train.global_)
+    if id_dataset is None:
+        return
+    id_prints = set(id_dataset.fingerprint())
+    shared = sum(f in id_prints for f in banks.train_dataset.fingerprint())
     if shared:
         warnings.warn(f"{shared} of {len(banks.id_train)} images of the few-shot pool are also ID test images: "
                       f"few-shot methods may train on test images; give `id_train` its own images", OverlapWarning,
@@ -119,11 +178,13 @@ def run_benchmark(spec: BenchmarkSpec | str | os.PathLike, backbone, methods: Se
                   method_options: dict | None = None, out_dir: str | os.PathLike | None = None, cache=True,
                   progress: bool = True, batch_size: int = 64, save_prompts: bool = True,
                   banks: Banks | None = None, keep_fitted: bool = False,
-                  fpr95_rule: str = M.DEFAULT_FPR95_RULE, overwrite: bool = False) -> BenchmarkResult:
+                  fpr95_rule: str = M.DEFAULT_FPR95_RULE, overwrite: bool = False, num_workers: int = 0,
+                  scores: Sequence[str] | None = None) -> BenchmarkResult:
     """Fit and score every method; write ``results.csv``, ``summary.csv``, ``summary.md``, ``metrics.json``.
 
     ``out_dir`` is written as a whole (see :class:`~clipos_lab.files.RunFolder`): with ``run.json`` listing every
     file, never mixed with an earlier run, and an earlier run there is replaced only with ``overwrite=True``.
+    ``scores`` limits the scores computed (e.g. ``["MCM"]`` never reads patch tokens); default: all of them.
     """
     M.check_fpr95_rule(fpr95_rule)
     if isinstance(spec, (str, os.PathLike)):
@@ -132,11 +193,12 @@ def run_benchmark(spec: BenchmarkSpec | str | os.PathLike, backbone, methods: Se
     check_name(spec.name, "benchmark name")
     if out_dir is None:
         return _run_benchmark(spec, backbone, methods, shots, seeds, prompt, method_options, None, cache, progress,
-                              batch_size, save_prompts, banks, keep_fitted, fpr95_rule)
+                              batch_size, save_prompts, banks, keep_fitted, fpr95_rule, num_workers, scores)
     run = RunFolder(out_dir, BENCHMARK_OUTPUTS, overwrite=overwrite)  # refuses before any work
     try:
         result = _run_benchmark(spec, backbone, methods, shots, seeds, prompt, method_options, run.path, cache,
-                                progress, batch_size, save_prompts, banks, keep_fitted, fpr95_rule)
+                                progress, batch_size, save_prompts, banks, keep_fitted, fpr95_rule, num_workers,
+                                scores)
         run.commit(_run_info(spec, backbone, methods=list(methods), shots=list(shots), seeds=list(seeds)))
     except BaseException:
         run.discard()
@@ -182,26 +244,37 @@ def _run_info(spec, backbone, **extra) -> dict:
 
 
 def _run_benchmark(spec, backbone, methods, shots, seeds, prompt, method_options, out, cache, progress, batch_size,
-                   save_prompts, banks, keep_fitted, fpr95_rule) -> BenchmarkResult:
+                   save_prompts, banks, keep_fitted, fpr95_rule, num_workers, scores) -> BenchmarkResult:
     prompt = prompt or PromptConfig(progress=False)
     method_options = method_options or {}
     t0 = time.perf_counter()
-    banks = banks or encode_banks(spec, backbone, batch_size=batch_size, cache=cache, progress=progress)
+    banks = banks or encode_banks(spec, backbone, batch_size=batch_size, cache=cache, progress=progress,
+                                  num_workers=num_workers)
     result = BenchmarkResult([], [], fpr95_rule=fpr95_rule)
     fit_seconds: dict[str, float] = {}
     n_fits = sum(not is_few_shot(m) for m in methods) + len(shots) * len(seeds) * sum(map(is_few_shot, methods))
     bar = tqdm(total=n_fits, disable=not progress, desc="fit + score", leave=False)
 
+    memo: dict[tuple, tuple] = {}  # score signature -> (per-set scores, ID predictions): zero-shot MCM and
+    # GL-MCM share their text and scale, so each bank is scored once for both
+
     def evaluate(name: str, method, n_shots: int, seed: int):
-        id_scores = method.score(banks.id_test)
-        acc = M.id_accuracy(method.predict(banks.id_test), banks.id_test.labels.numpy())
-        ood_scores = {ood: method.score(bank) for ood, bank in banks.ood.items()}
+        signature = method.score_signature()
+        if signature not in memo:
+            per_set = {"id": method.score(banks.id_test, scores=scores),
+                       **{ood: method.score(bank, scores=scores) for ood, bank in banks.ood.items()}}
+            memo.clear()  # prompt methods never share a signature: keep only the last
+            memo[signature] = (per_set, method.predict(banks.id_test))
+        per_set, predicted = memo[signature]
+        id_scores = per_set["id"]
+        acc = M.id_accuracy(predicted, banks.id_test.labels.numpy())
+        ood_scores = {ood: per_set[ood] for ood in banks.ood}
         result.scores[(name, n_shots, seed)] = {"id": id_scores, **ood_scores}
         for score_name in id_scores:
             per_ood = {ood: M.ood_metrics(id_scores[score_name], s[score_name], fpr95_rule)
                        for ood, s in ood_scores.items()}
             for row in M.results_table(per_ood):
-                for metric in METRICS:
+                for metric in getattr(spec, "metrics", None) or METRICS:
                     result.rows.append({"method": name, "score": score_name, "shots": n_shots, "seed": seed,
                                         "ood": row["ood"], "metric": metric, "value": float(row[metric])})
             result.rows.append({"method": name, "score": score_name, "shots": n_shots, "seed": seed,
@@ -218,8 +291,9 @@ def _run_benchmark(spec, backbone, methods, shots, seeds, prompt, method_options
         fit_seconds[name] = time.perf_counter() - start
     for n_shots in shots:
         for seed in seeds:
-            _, manifest = few_shot(banks.train_dataset, int(n_shots), int(seed))
-            train = banks.id_train.select_ids([m["id"] for m in manifest])
+            start = time.perf_counter()
+            train, manifest = banks.id_train.draw(int(n_shots), int(seed))
+            banks.encode_seconds += time.perf_counter() - start
             if out is not None:
                 write_manifest(manifest, out / "manifests" / f"shots{n_shots}-seed{seed}.json")
             for name in [m for m in methods if is_few_shot(m)]:
@@ -232,6 +306,7 @@ def _run_benchmark(spec, backbone, methods, shots, seeds, prompt, method_options
                     method.save(out / "prompts" / f"{_slug(name)}-shots{n_shots}-seed{seed}.safetensors")
     bar.close()
     result.summary = T.summarise(result.rows)
+    result.skipped = banks.skipped()
     result.timings = {"encode_s": banks.encode_seconds, "total_s": time.perf_counter() - t0,
                       "fit_and_score_s": fit_seconds}
     if out is not None:
@@ -310,6 +385,7 @@ def write_outputs(result: BenchmarkResult, out: Path, spec, backbone) -> None:
         "convention": M.convention(result.fpr95_rule), "positive_class": "ID",
         "fpr95_rule": result.fpr95_rule, "fpr95_rule_description": M.FPR95_RULES[result.fpr95_rule],
         "fpr95_ood_pos_positive_class": "OOD", "timings": result.timings,
+        "skipped_images": result.skipped,
         "summary": result.summary,
     }
     write_json(metrics_json, out / "metrics.json")

@@ -42,5 +42,6 @@ def cosine_logits(features: torch.Tensor, text: torch.Tensor, scale: float = 1.0
 
 def patch_logits_chunked(patches: torch.Tensor, text: torch.Tensor, scale: float, reduce, chunk: int = 256):
     """Apply ``reduce`` to ``cosine_logits`` of patch tokens chunk by chunk, so (N, P, C) never sits in memory."""
-    out = [reduce(cosine_logits(patches[i: i + chunk], text, scale)) for i in range(0, len(patches), chunk)]
-    return torch.cat(out) if out else torch.empty(0)
+    out = [reduce(cosine_logits(patches[i: i + chunk].to(text.device, non_blocking=True), text, scale))
+           for i in range(0, len(patches), chunk)]
+    return torch.cat(out) if out else torch.empty(0, device=text.device)

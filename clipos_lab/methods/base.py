@@ -9,12 +9,16 @@ pixels, so every image is encoded once. ``score`` returns every score a method c
 from __future__ import annotations
 
 import copy
+import hashlib
 from typing import Sequence
 
 import numpy as np
 import torch
 
 from ..evaluation import scores as S
+
+SCORE_NAMES = ("MCM", "GL-MCM", "1-p(unknown)")
+SCORE_CHUNK = 4096  # images per scoring step (a multiple of the patch chunk, so chunking changes no number)
 
 
 class NotFittedError(RuntimeError):
@@ -55,24 +59,59 @@ class Method:
 
     def logits(self, features: torch.Tensor, scale: float | None = None) -> torch.Tensor:
         self._check_fitted()
+        features = features.to(self.text_.device, non_blocking=True)
         return S.cosine_logits(features, self.text_, self.scale_ if scale is None else scale)
 
-    def score(self, bank) -> dict[str, np.ndarray]:
-        """Every score this method gives for each image of ``bank`` (higher = more ID)."""
+    def available_scores(self, bank) -> list[str]:
+        """The scores this method gives on ``bank`` (GL-MCM needs patch tokens, 1 - p(unknown) a learned class)."""
         self._check_fitted()
-        out = {"MCM": S.mcm(self.logits(bank.global_, self.score_scale_), self.n_id_)}
-        tokens = local_tokens_of(bank, self.local_tokens)
-        if tokens is not None:
-            local = S.patch_logits_chunked(tokens, self.text_, self.score_scale_,
-                                           lambda lg: S.local_mcm(lg, self.n_id_))
-            out["GL-MCM"] = out["MCM"] + self.gl_lambda * local
+        names = ["MCM"]
+        if local_tokens_of(bank, self.local_tokens) is not None:
+            names.append("GL-MCM")
         if self.text_.shape[0] > self.n_id_:
-            out["1-p(unknown)"] = S.unknown_score(self.logits(bank.global_))
-        return {k: v.numpy() for k, v in out.items()}
+            names.append("1-p(unknown)")
+        return names
 
-    def predict(self, bank) -> np.ndarray:
+    def score_signature(self) -> tuple:
+        """What the scores depend on: two fitted methods with equal signatures give equal scores on a bank (the
+        runner scores zero-shot MCM and GL-MCM once per bank through it)."""
+        self._check_fitted()
+        text = self.text_.detach().float().cpu().contiguous().numpy()
+        return (hashlib.sha1(text.tobytes()).hexdigest(), text.shape, float(self.scale_), float(self.score_scale_),
+                float(self.gl_lambda), int(self.n_id_), self.local_tokens, type(self).score.__qualname__)
+
+    def score(self, bank, scores: Sequence[str] | None = None, chunk: int = SCORE_CHUNK) -> dict[str, np.ndarray]:
+        """Scores for each image of ``bank`` (higher = more ID): every score this method gives, or ``scores``.
+
+        Images are scored ``chunk`` at a time on the method's device, so memory is O(chunk) whatever the bank
+        size; patch tokens are read only when GL-MCM is asked for.
+        """
+        available = self.available_scores(bank)
+        wanted = available if scores is None else [s for s in available if s in scores]
+        unknown = sorted(set(scores or ()) - set(SCORE_NAMES))
+        if unknown:
+            raise ValueError(f"unknown scores {unknown}; choose from {list(SCORE_NAMES)}")
+        parts: dict[str, list[torch.Tensor]] = {name: [] for name in wanted}
+        local = lambda lg: S.local_mcm(lg, self.n_id_)  # noqa: E731
+        for start in range(0, len(bank), chunk):
+            rows = slice(start, start + chunk)
+            mcm = S.mcm(self.logits(bank.global_[rows], self.score_scale_), self.n_id_)
+            if "MCM" in parts:
+                parts["MCM"].append(mcm)
+            if "GL-MCM" in parts:
+                tokens = local_tokens_of(bank, self.local_tokens)[rows]
+                patch = S.patch_logits_chunked(tokens, self.text_, self.score_scale_, local)
+                parts["GL-MCM"].append(mcm + self.gl_lambda * patch)
+            if "1-p(unknown)" in parts:
+                parts["1-p(unknown)"].append(S.unknown_score(self.logits(bank.global_[rows])))
+        return {name: torch.cat(v).cpu().numpy() for name, v in parts.items()}
+
+    def predict(self, bank, chunk: int = SCORE_CHUNK) -> np.ndarray:
         """The ID class of each image (the unknown class, if any, is not a candidate)."""
-        return self.logits(bank.global_)[:, : self.n_id_].argmax(-1).numpy()
+        self._check_fitted()
+        out = [self.logits(bank.global_[s: s + chunk])[:, : self.n_id_].argmax(-1).cpu()
+               for s in range(0, len(bank), chunk)]
+        return torch.cat(out).numpy()
 
 
 LOCAL_TOKENS = ("local", "patches")

@@ -74,10 +74,12 @@ class CLIPN(Method):
         self._check_fitted()
         return C.p_yes(features, self.text_, self.text_no_, self.scale_)
 
-    def score(self, bank) -> dict[str, np.ndarray]:
+    def score(self, bank, scores=None, chunk: int | None = None) -> dict[str, np.ndarray]:
+        """ATD, CTW and the yes branch's MCM (or only those named in ``scores``), higher = more ID."""
         self._check_fitted()
-        f = bank.global_
-        out = {"ATD": C.atd(f, self.text_, self.text_no_, self.scale_),
-               "CTW": C.ctw(f, self.text_, self.text_no_, self.scale_),
-               "MCM": S.mcm(self.logits(f, self.score_scale_), self.n_id_)}
-        return {k: v.numpy() for k, v in out.items()}
+        f = bank.global_.to(self.text_.device)
+        out = {"ATD": lambda: C.atd(f, self.text_, self.text_no_, self.scale_),
+               "CTW": lambda: C.ctw(f, self.text_, self.text_no_, self.scale_),
+               "MCM": lambda: S.mcm(self.logits(f, self.score_scale_), self.n_id_)}
+        wanted = [k for k in out if scores is None or k in scores]
+        return {k: out[k]().cpu().numpy() for k in wanted}

@@ -141,6 +141,7 @@ class PromptMethod(Method):
         if train is None or len(train) == 0:
             raise ValueError(f"{self.name} needs a few-shot FeatureBank to train on")
         self.classnames_ = list(train.classnames)
+        train = train.to(backbone.device)  # every stage runs where the backbone is
         cfg = replace(self.prompt or PromptConfig(), seed=self.seed)
         if self.warmup_epochs is not None:
             cfg = replace(cfg, warmup_epochs=int(self.warmup_epochs))

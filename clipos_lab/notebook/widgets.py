@@ -19,7 +19,6 @@ from ..clipos import relevance as R
 from ..viz import analysis as A
 from ..viz import static as V
 
-
 WRAP = 110  # characters per printed line: long summaries wrap between words, never inside one
 
 

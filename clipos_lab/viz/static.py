@@ -17,8 +17,6 @@ import torch.nn.functional as F
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from ..evaluation.tables import average_cells
-
 SCORE_AXIS = "score (higher = more ID)"
 ID_COLOUR = "#1f77b4"
 OOD_COLOUR = "#d62728"
