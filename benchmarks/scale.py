@@ -245,6 +245,7 @@ def cmd_prompts(args) -> None:
 def cmd_runtime(args) -> None:
     """Wall and CPU seconds of `python -m clipos_lab benchmark <spec>`, before and after, cold then warm cache;
     the runs alternate between the two checkouts so both see the same machine load; results.csv compared."""
+    args.extra = [a for a in args.extra if a != "--"]
     import csv
 
     print(f"`python -m clipos_lab benchmark {args.spec} {' '.join(args.extra)}`, CPU fp32; {_load()}")
@@ -298,7 +299,7 @@ def main() -> None:
     p.set_defaults(func=cmd_prompts)
     p = sub.add_parser("runtime")
     p.add_argument("spec", help="default, splits or a spec path (as the CLI takes it)")
-    p.add_argument("extra", nargs="*", help="more CLI arguments, e.g. -- --seeds 1 --shots 1")
+    p.add_argument("extra", nargs=argparse.REMAINDER, help="more CLI arguments after --, e.g. -- --seeds 1 --shots 1")
     p.add_argument("--before", required=True, help="a checkout of the code before (e.g. /work/base)")
     p.add_argument("--tmp", default=None)
     p.set_defaults(func=cmd_runtime)
