@@ -25,7 +25,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm.auto import tqdm
 
+from ..config import config_from_dict
 from ..files import atomic_path
 from ..pocket import train as P
 from ..pocket import world as W
@@ -69,11 +70,7 @@ class ClipnConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "ClipnConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise ValueError(f"unknown CLIPN training options {sorted(unknown)}; known: {sorted(known)}")
-        cfg = cls(**values)
+        cfg = config_from_dict(cls, values, "CLIPN training options")
         if cfg.targets not in ("exact", "reference"):
             raise ValueError(f"targets={cfg.targets!r}: choose 'exact' or 'reference'")
         return cfg

@@ -38,7 +38,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +46,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from ..config import config_from_dict
 from ..evaluation.tables import write_csv
 from ..files import atomic_path
 from ..resources import POCKET_CONFIG, POCKET_NAME, POCKET_WEIGHTS, sha256_of
@@ -84,21 +85,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise ValueError(f"unknown training options {sorted(unknown)}; known: {sorted(known)}")
-        wrong = []
-        for f in fields(cls):
-            if f.name in values:
-                want, got = type(f.default), values[f.name]
-                ok = isinstance(got, want) and not (isinstance(got, bool) and want is not bool)
-                ok = ok or (want is float and isinstance(got, int) and not isinstance(got, bool))
-                if not ok:
-                    wrong.append(f"{f.name}={got!r} (wants {want.__name__})")
-        if wrong:
-            raise ValueError(f"training options of the wrong type: {', '.join(wrong)}")
-        return cls(**values)
+        return config_from_dict(cls, values, "training options")
 
 
 def build_model(config_path: str | os.PathLike, seed: int | None = 0):
