@@ -37,7 +37,8 @@ def main() -> None:
     backbone = Backbone.load("pocket")
     spec = AnomalySpec.from_yaml(shipped_spec(args.spec) or args.spec)
     result = run_anomaly(spec, backbone, shots=[int(s) for s in args.shots.split(",")],
-                         seeds=[int(s) for s in args.seeds.split(",")], out_dir=args.out, progress=False)
+                         seeds=[int(s) for s in args.seeds.split(",")], out_dir=args.out, progress=False,
+                         overwrite=True)  # this script owns its output folder
     print(f"spec {spec.name} ({spec.data}), pocket model, seeds {args.seeds} (shots drawn from each product's "
           f"normal pool); wrote {args.out}/\n")
     print(result.summary_markdown())

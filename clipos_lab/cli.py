@@ -200,7 +200,7 @@ def cmd_anomaly(args) -> int:
         raise ValueError('--options must be a JSON object {"method": {"option": value}}')
     result = run_anomaly(spec, _backbone(args), methods=methods, shots=args.shots, seeds=args.seeds,
                          method_options=options, out_dir=args.out, cache=args.cache_dir or True,
-                         progress=not args.no_progress)
+                         progress=not args.no_progress, overwrite=args.overwrite)
     print(result.summary_markdown())
     print(f"\nwrote {args.out}/results.csv, summary.csv, summary.md, metrics.json "
           f"({result.timings['total_s']:.1f} s, of which encoding {result.timings['encode_s']:.1f} s)")
@@ -290,7 +290,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=number_list("--seeds", 0), default=[1, 2, 3], help="distinct seeds (default 1,2,3)")
     p.add_argument("--options", default=None,
                    help='JSON of method options, e.g. \'{"patch-memory": {"layers": [3, 4]}}\'')
-    p.add_argument("--out", default="outputs/anomaly", help="output folder")
+    p.add_argument("--out", default="outputs/anomaly", help="output folder (one run; see --overwrite)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier run in --out (without it, such a folder is refused)")
     p.add_argument("--cache-dir", default=None)
     p.add_argument("--no-progress", action="store_true")
     _add_backbone_args(p)

@@ -309,6 +309,13 @@ def test_runner_and_cli_write_the_tables(tmp_path, monkeypatch, capsys, pocket_b
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert metrics["method_options"]["patch-memory"]["layers"] == [3, 4]
     assert (tmp_path / "out" / "manifests" / "star-shots1-seed3.json").is_file()
+    listed = {f["path"] for f in json.loads((tmp_path / "out" / "run.json").read_text())["files"]}
+    assert {"results.csv", "metrics.json", "manifests/star-shots1-seed3.json"} <= listed
+    again = ["anomaly", str(spec), "--methods", "patch-memory", "--shots", "1", "--seeds", "3", "--out",
+             str(tmp_path / "out"), "--no-progress"]
+    assert main(again) == 2 and "earlier run" in capsys.readouterr().err  # never overwritten unasked
+    assert main([*again, "--overwrite"]) == 0
+    capsys.readouterr()
     assert main(["anomaly", str(spec), "--methods", "nope", "--no-progress"]) == 2
     assert "unknown anomaly methods" in capsys.readouterr().err
     assert main(["anomaly", str(spec), "--methods", "mutual", "--shots", "4", "--no-progress"]) == 2

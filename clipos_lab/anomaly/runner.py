@@ -24,7 +24,7 @@ import pandas as pd
 from ..data import few_shot, write_manifest
 from ..evaluation import tables as T
 from ..evaluation.runner import _slug
-from ..files import write_json
+from ..files import RunFolder, write_json
 from . import metrics as AM
 from .base import AnomalyMethod, AnomalyScores
 from .data import AnomalyCategory, AnomalySpec
@@ -78,8 +78,13 @@ def evaluate_scores(category: AnomalyCategory, scores: AnomalyScores, masks: np.
 def run_anomaly(spec: AnomalySpec | str | os.PathLike, backbone, methods: Sequence[str] = DEFAULT_METHODS,
                 shots: Sequence[int] = (0, 1, 2, 4), seeds: Sequence[int] = (1, 2, 3),
                 method_options: dict | None = None, out_dir: str | os.PathLike | None = None, cache=True,
-                progress: bool = True, batch_size: int = 32, keep_scores: bool = False) -> AnomalyResult:
-    """Score every method on every category; write the outputs when ``out_dir`` is given."""
+                progress: bool = True, batch_size: int = 32, keep_scores: bool = False,
+                overwrite: bool = False) -> AnomalyResult:
+    """Score every method on every category; write the outputs when ``out_dir`` is given.
+
+    ``out_dir`` is written as a whole (:class:`~clipos_lab.files.RunFolder`: ``run.json`` lists every file, a
+    failed run leaves the folder as it was) and an earlier run there is replaced only with ``overwrite=True``.
+    """
     if isinstance(spec, (str, os.PathLike)):
         spec = AnomalySpec.from_yaml(spec)
     unknown = [m for m in methods if m not in METHODS]
@@ -96,7 +101,25 @@ def run_anomaly(spec: AnomalySpec | str | os.PathLike, backbone, methods: Sequen
         raise ValueError(f"nothing to run: zero-shot methods {zero} need shots 0, few-shot methods {few} need "
                          f"shots >= 1 (got shots={shots})")
     layers = sorted({layer for m in built.values() for layer in m.layers if layer != "surgery"}, key=str) or [-1]
-    out = Path(out_dir) if out_dir is not None else None
+    run = None if out_dir is None else RunFolder(out_dir, ANOMALY_OUTPUTS, overwrite=overwrite)  # refuses early
+    try:
+        result = _run(spec, backbone, methods, shots, seeds, method_options, built, few, zero, layers, cache,
+                      progress, batch_size, keep_scores, None if run is None else run.path)
+        if run is not None:
+            run.commit({"benchmark": spec.name, "model": backbone.name, "weights": backbone.weights_id,
+                        "methods": list(methods), "shots": list(shots), "seeds": list(seeds)})
+    except BaseException:
+        if run is not None:
+            run.discard()
+        raise
+    return result
+
+
+ANOMALY_OUTPUTS = ["results.csv", "summary.csv", "summary.md", "metrics.json", "manifests"]
+
+
+def _run(spec, backbone, methods, shots, seeds, method_options, built, few, zero, layers, cache, progress,
+         batch_size, keep_scores, out) -> AnomalyResult:
     t0 = time.perf_counter()
     categories = spec.categories()
     result = AnomalyResult([], [], categories={c.name: c for c in categories})
