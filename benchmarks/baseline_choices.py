@@ -22,31 +22,15 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
+from tune_defaults import VALIDATION, evaluate, mean_of  # noqa: E402 - the same helpers as the tuning script
 
 from clipos_lab.backbone import Backbone
 from clipos_lab.clipos.prompts import PromptConfig
-from clipos_lab.data import BenchmarkSpec, default_benchmark_path, few_shot
-from clipos_lab.evaluation import metrics as M
+from clipos_lab.data import BenchmarkSpec, few_shot
 from clipos_lab.evaluation.runner import encode_banks
 from clipos_lab.methods import build_method
 from clipos_lab.pocket.splits import split_specs
-
-VALIDATION = default_benchmark_path().parent / "world-validation.yaml"
-
-
-def evaluate(method, banks) -> dict:
-    id_scores = method.score(banks.id_test)
-    ood_scores = {k: method.score(b) for k, b in banks.ood.items()}
-    out = {"ACC": M.id_accuracy(method.predict(banks.id_test), banks.id_test.labels.numpy())}
-    for score in id_scores:
-        out[score] = float(np.mean([M.auroc(id_scores[score], s[score]) for s in ood_scores.values()]))
-    return out
-
-
-def mean_of(runs: list[dict]) -> dict:
-    return {k: float(np.mean([r[k] for r in runs])) for k in runs[0]}
 
 
 def main() -> None:

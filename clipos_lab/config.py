@@ -7,6 +7,7 @@ or a string where a number belongs surfacing mid-training.
 from __future__ import annotations
 
 from dataclasses import fields
+from pathlib import Path
 
 
 def config_from_dict(cls, values: dict, what: str = "options"):
@@ -27,3 +28,20 @@ def config_from_dict(cls, values: dict, what: str = "options"):
     if wrong:
         raise ValueError(f"{what} of the wrong type: {', '.join(wrong)}")
     return cls(**values)
+
+
+def start_or_resume(out_dir, cls, cfg=None):
+    """A training folder: ``(out, checkpoint path, stored state or None, config)``. A stored checkpoint's config
+    wins over ``cfg``, so resuming can never change the run; ``cfg`` defaults to ``cls()``."""
+    import torch
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out / "checkpoint.pt"
+    state = torch.load(ckpt_path, map_location="cpu", weights_only=False) if ckpt_path.exists() else None
+    if state is not None:
+        cfg = cls.from_dict(state["config"])
+    cfg = cfg or cls()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    return out, ckpt_path, state, cfg

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm.auto import tqdm
 
-from ..config import config_from_dict
+from ..config import config_from_dict, start_or_resume
 from ..files import atomic_path
 from ..pocket import train as P
 from ..pocket import world as W
@@ -188,15 +188,7 @@ def train(backbone, out_dir: str | os.PathLike, cfg: ClipnConfig | None = None, 
     ``out_dir/checkpoint.pt`` is written every ``checkpoint_every`` steps and at the end; calling again with the
     same folder resumes (the stored config wins). ``training_log.csv`` has one row per step.
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    ckpt_path = out / "checkpoint.pt"
-    state = torch.load(ckpt_path, map_location="cpu", weights_only=False) if ckpt_path.exists() else None
-    if state is not None:
-        cfg = ClipnConfig.from_dict(state["config"])
-    cfg = cfg or ClipnConfig()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    out, ckpt_path, state, cfg = start_or_resume(out_dir, ClipnConfig, cfg)
     scale = cfg.scale or backbone.logit_scale
     pool = build_pool(backbone, cfg.pool_size, cfg.seed, POOL_FIRST_STEP, cfg, cache, progress)
     val = build_pool(backbone, cfg.val_size, cfg.seed, VAL_FIRST_STEP, cfg, cache, progress)

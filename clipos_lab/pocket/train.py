@@ -46,7 +46,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ..config import config_from_dict
+from ..config import config_from_dict, start_or_resume
 from ..evaluation.tables import write_csv
 from ..files import atomic_path
 from ..resources import POCKET_CONFIG, POCKET_NAME, POCKET_WEIGHTS, sha256_of
@@ -220,15 +220,7 @@ def train(out_dir: str | os.PathLike, cfg: TrainConfig | None = None, progress: 
     """
     from open_clip.tokenizer import tokenize
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    ckpt_path = out / "checkpoint.pt"
-    state = torch.load(ckpt_path, map_location="cpu", weights_only=False) if ckpt_path.exists() else None
-    if state is not None:
-        cfg = TrainConfig.from_dict(state["config"])
-    cfg = cfg or TrainConfig()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    out, ckpt_path, state, cfg = start_or_resume(out_dir, TrainConfig, cfg)
 
     with torch.random.fork_rng(devices=[]):  # model and heads draw their init from one seeded stream
         torch.manual_seed(cfg.seed)
