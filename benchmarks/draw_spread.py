@@ -35,7 +35,7 @@ from clipos_lab.evaluation.runner import encode_banks, run_benchmark
 from clipos_lab.files import RunFolder
 from clipos_lab.methods import registry
 from clipos_lab.methods.prompt import CLIPOS
-from clipos_lab.pocket.splits import random_class_splits, split_specs
+from clipos_lab.pocket.splits import validation_suite
 from clipos_lab.viz.spread import gain_strips
 
 KEPT_SCORES = {"CLIP-OS": ["MCM", "1-p(unknown)"], "CoOp": ["MCM"], "LoCoOp": ["MCM"], "CLIPN": ["ATD"]}
@@ -44,15 +44,7 @@ OUTPUTS = ["draws.csv", "spread.csv", "spread.md", "gains.png"]
 
 
 def validation_specs(n_splits: int, n_fresh: int, fresh_seed: int, fresh_data_seed: int) -> list[BenchmarkSpec]:
-    """The first ``n_splits`` validation splits and ``n_fresh`` fresh ones (none repeating a shipped split)."""
-    specs = split_specs(validation=True)[:n_splits]
-    shipped = {tuple(ids) for ids, _ in random_class_splits()}
-    fresh = [s for s in split_specs(n_splits=n_fresh + len(shipped), seed=fresh_seed,
-                                    first_data_seed=fresh_data_seed, validation=True)
-             if tuple(s["id"]["shapes"]) not in shipped][:n_fresh]
-    for k, spec in enumerate(fresh):
-        spec["name"] = f"fresh{fresh_seed}-split{k + 1}-validation"
-    return [BenchmarkSpec.from_dict(d) for d in specs + fresh]
+    return [BenchmarkSpec.from_dict(d) for d in validation_suite(n_splits, n_fresh, fresh_seed, fresh_data_seed)]
 
 
 def parse_variants(items: list[str]) -> dict[str, dict]:
@@ -64,6 +56,21 @@ def parse_variants(items: list[str]) -> dict[str, dict]:
         except json.JSONDecodeError as err:
             raise SystemExit(f"--variant {item!r}: expected NAME={{json options}} ({err})") from err
     return variants
+
+
+def merge_draws(gains: pd.DataFrame, paths: list[str]) -> pd.DataFrame:
+    """Add the draws of earlier runs for methods this run did not fit; refuse runs on other benchmarks/seeds."""
+    for path in paths:
+        other = pd.read_csv(path)
+        drawn = other[other["shots"] > 0]  # zero-shot rows (CLIPN) carry seed 0
+        if set(other["spec"]) != set(gains["spec"]) or set(drawn["seed"]) - set(gains["seed"]):
+            raise SystemExit(f"--merge {path}: its benchmarks or seeds differ from this run's; rerun it with the "
+                             "same --splits/--fresh/--draws/--first-seed")
+        base = gains.groupby("spec")["baseline"].first()
+        if not (other.groupby("spec")["baseline"].first().reindex(base.index) - base).abs().max() < 1e-9:
+            raise SystemExit(f"--merge {path}: its zero-shot MCM differs from this run's (other features?)")
+        gains = pd.concat([gains, other[~other["method"].isin(set(gains["method"]))]], ignore_index=True)
+    return gains
 
 
 def bar_report(per_spec: pd.DataFrame, pooled: pd.DataFrame, method: str = "CLIP-OS") -> list[str]:
@@ -95,6 +102,9 @@ def main() -> None:
     parser.add_argument("--fresh-data-seed", type=int, default=7000)
     parser.add_argument("--methods", default="MCM,CLIPN,CoOp,LoCoOp,CLIP-OS")
     parser.add_argument("--variant", action="append", default=[], help="NAME={json CLIP-OS options}")
+    parser.add_argument("--merge", action="append", default=[],
+                        help="draws.csv of an earlier run on the same benchmarks and seeds: its methods that this "
+                             "run does not fit are added to the tables (e.g. CoOp / LoCoOp / CLIPN run once)")
     parser.add_argument("--out", default="benchmarks/results/draw_spread")
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args()
@@ -124,6 +134,7 @@ def main() -> None:
                   f"{100 * cell.mean():+.2f} worst {100 * cell.min():+.2f} ({time.perf_counter() - start:.0f} s)",
                   flush=True)
         gains = pd.concat(gains, ignore_index=True)
+        gains = merge_draws(gains, args.merge)
         pooled = SP.spread_summary(gains)
         per_spec = SP.spread_summary(gains, by=("spec", "method", "score", "shots"))
         T.write_csv(gains, run.path / "draws.csv")
