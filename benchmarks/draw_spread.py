@@ -107,6 +107,8 @@ def main() -> None:
                              "run does not fit are added to the tables (e.g. CoOp / LoCoOp / CLIPN run once)")
     parser.add_argument("--out", default="benchmarks/results/draw_spread")
     parser.add_argument("--overwrite", action="store_true")
+    parser.add_argument("--partial", help="also write the draws so far to this CSV after every benchmark (for "
+                                          "long runs: nothing is lost when one is stopped early)")
     args = parser.parse_args()
     torch.set_num_threads(1)  # prompt learning is many tiny ops; the machine is shared
     variants = parse_variants(args.variant)
@@ -129,6 +131,8 @@ def main() -> None:
             g = SP.draw_gains(pd.DataFrame(result.rows).assign(spec=spec.name),
                               scores={m: kept.get(m, ["MCM"]) for m in methods if m != "MCM"})
             gains.append(g)
+            if args.partial:
+                T.write_csv(pd.concat(gains, ignore_index=True), args.partial)
             cell = g[(g["method"] == "CLIP-OS") & (g["score"] == "MCM")]["gain"]
             print(f"{spec.name}: MCM {100 * g['baseline'].iloc[0]:.2f}, CLIP-OS mean gain "
                   f"{100 * cell.mean():+.2f} worst {100 * cell.min():+.2f} ({time.perf_counter() - start:.0f} s)",
