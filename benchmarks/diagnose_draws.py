@@ -81,7 +81,9 @@ def main() -> None:
     df = pd.DataFrame(rows)
     T.write_csv(df, args.out)
     shown = df[[c for c in SHOWN if c in df.columns]]
-    print(shown.groupby("kind").mean(numeric_only=True).T.to_string(float_format=lambda v: f"{v:.3f}"))
+    summary = shown.groupby("kind").mean(numeric_only=True).T
+    summary["corr_with_gain"] = shown.corr(numeric_only=True)["gain"]  # over the refitted draws
+    print(summary.to_string(float_format=lambda v: f"{v:.3f}"))
     print(shown.to_string(float_format=lambda v: f"{v:.3f}"))
     print(f"wrote {args.out}")
 
