@@ -113,7 +113,7 @@ def main() -> None:
     torch.set_num_threads(1)  # prompt learning is many tiny ops; the machine is shared
     variants = parse_variants(args.variant)
     for name, options in variants.items():
-        registry.register(name, CLIPOS, few_shot=True, **options)
+        registry.register(name, CLIPOS, **options)
     methods = [m for m in args.methods.split(",") if m] + list(variants)
     kept = {**KEPT_SCORES, **{name: ["MCM", "1-p(unknown)"] for name in variants}}
     shots = [int(s) for s in args.shots.split(",")]
