@@ -63,3 +63,9 @@ def test_clipos_trains_the_anchor_term_by_default_and_zero_restores_the_old_loss
     assert new.history_[0]["loss_id"] == pytest.approx(old.history_[0]["loss_id"])
     assert new.history_[0]["loss"] == pytest.approx(old.history_[0]["loss"]
                                                     + new.anchor_weight * new.history_[0]["loss_anchor"], rel=1e-5)
+
+
+def test_bad_anchor_weight_is_refused_at_fit(tiny_backbone):
+    with pytest.raises(ValueError, match="anchor_weight"):
+        build_method("CLIP-OS", anchor_weight=-0.1, prompt=PromptConfig(n_ctx=4, epochs=1, progress=False)).fit(
+            tiny_backbone, _bank())

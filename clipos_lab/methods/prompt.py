@@ -138,6 +138,10 @@ class PromptMethod(CosineMethod):
         if self.score_temperature is not None and not self.score_temperature > 0:
             raise ValueError(f"score_temperature={self.score_temperature} must be positive, or None for the logit "
                              "scale")
+        if isinstance(self.anchor_weight, bool) or not isinstance(self.anchor_weight, (int, float)) \
+                or not self.anchor_weight >= 0:
+            raise ValueError(f"anchor_weight={self.anchor_weight!r} must be a number >= 0 (0 switches the anchor "
+                             "term off)")
         if self.rule not in ("discrepancy", "topk"):
             raise ValueError(f"rule={self.rule!r}: choose 'discrepancy' or 'topk'")
         if self.puc_k < 1:
