@@ -78,10 +78,22 @@ def spread_summary(gains: pd.DataFrame, by: Sequence[str] = ("method", "score", 
     return out.reset_index()
 
 
-def spread(rows: Iterable[dict] | pd.DataFrame, metric: str = "AUROC", baseline: tuple[str, str] = BASELINE,
+def result_rows(result) -> pd.DataFrame:
+    """Tidy rows of a :class:`~clipos_lab.evaluation.runner.BenchmarkResult` (``.rows``), of a suite result
+    (``.per_spec``: one benchmark result per spec, tagged with a ``spec`` column), or rows as they are."""
+    per_spec = getattr(result, "per_spec", None)
+    if per_spec is not None:
+        return pd.concat([frame(r.rows).assign(spec=name) for name, r in per_spec.items()], ignore_index=True)
+    return frame(getattr(result, "rows", result))
+
+
+def spread(result, metric: str = "AUROC", baseline: tuple[str, str] = BASELINE,
            scores: dict[str, Sequence[str]] | None = None) -> pd.DataFrame:
-    """:func:`draw_gains` then :func:`spread_summary` per (method, score, shots), pooled over benchmarks."""
-    return spread_summary(draw_gains(rows, metric, baseline, scores))
+    """Per (method, score, shots), pooled over benchmarks: :func:`spread_summary` of :func:`draw_gains`.
+
+    ``result``: a benchmark or suite result, or its tidy rows (:func:`result_rows`). What ``make benchmark``
+    prints: the share of draws that beat MCM (``beats_baseline``) and the worst-case gain (``worst``)."""
+    return spread_summary(draw_gains(result_rows(result), metric, baseline, scores))
 
 
 def spread_table(summary: pd.DataFrame, percent: bool = True) -> pd.DataFrame:
@@ -98,4 +110,5 @@ SPREAD_CAPTION = ("Gain of the OOD-average {metric} over zero-shot MCM per few-s
                   "better); {n_specs} benchmark(s); 'beats MCM' = draws with a positive gain.")
 
 
-__all__ = ["BASELINE", "SPREAD_CAPTION", "SPREAD_COLUMNS", "draw_gains", "spread", "spread_summary", "spread_table"]
+__all__ = ["BASELINE", "SPREAD_CAPTION", "SPREAD_COLUMNS", "draw_gains", "result_rows", "spread", "spread_summary",
+           "spread_table"]
