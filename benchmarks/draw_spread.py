@@ -60,8 +60,11 @@ def parse_variants(items: list[str]) -> dict[str, dict]:
 
 def merge_draws(gains: pd.DataFrame, paths: list[str]) -> pd.DataFrame:
     """Add the draws of earlier runs for methods this run did not fit; refuse runs on other benchmarks/seeds."""
-    for path in paths:
+    for item in paths:
+        path, _, suffix = item.partition("@")
         other = pd.read_csv(path)
+        if suffix:  # e.g. the same method before a change: kept under its own name
+            other = other.assign(method=other["method"] + f" {suffix}")
         drawn = other[other["shots"] > 0]  # zero-shot rows (CLIPN) carry seed 0
         if set(other["spec"]) != set(gains["spec"]) or set(drawn["seed"]) - set(gains["seed"]):
             raise SystemExit(f"--merge {path}: its benchmarks or seeds differ from this run's; rerun it with the "
@@ -104,7 +107,8 @@ def main() -> None:
     parser.add_argument("--variant", action="append", default=[], help="NAME={json CLIP-OS options}")
     parser.add_argument("--merge", action="append", default=[],
                         help="draws.csv of an earlier run on the same benchmarks and seeds: its methods that this "
-                             "run does not fit are added to the tables (e.g. CoOp / LoCoOp / CLIPN run once)")
+                             "run does not fit are added to the tables (e.g. CoOp / LoCoOp / CLIPN run once); "
+                             "PATH@LABEL appends LABEL to its method names (e.g. CLIP-OS before a change)")
     parser.add_argument("--out", default="benchmarks/results/draw_spread")
     parser.add_argument("--overwrite", action="store_true")
     parser.add_argument("--partial", help="also write the draws so far to this CSV after every benchmark (for "
