@@ -65,6 +65,9 @@ def merge_draws(gains: pd.DataFrame, paths: list[str]) -> pd.DataFrame:
         other = pd.read_csv(path)
         if suffix:  # e.g. the same method before a change: kept under its own name
             other = other.assign(method=other["method"] + f" {suffix}")
+        if gains.empty:  # this run fitted nothing but MCM: the first file sets the benchmarks and baselines
+            gains = other
+            continue
         drawn = other[other["shots"] > 0]  # zero-shot rows (CLIPN) carry seed 0
         if set(other["spec"]) != set(gains["spec"]) or set(drawn["seed"]) - set(gains["seed"]):
             raise SystemExit(f"--merge {path}: its benchmarks or seeds differ from this run's; rerun it with the "
@@ -137,10 +140,10 @@ def main() -> None:
             gains.append(g)
             if args.partial:
                 T.write_csv(pd.concat(gains, ignore_index=True), args.partial)
-            cell = g[(g["method"] == "CLIP-OS") & (g["score"] == "MCM")]["gain"]
-            print(f"{spec.name}: MCM {100 * g['baseline'].iloc[0]:.2f}, CLIP-OS mean gain "
-                  f"{100 * cell.mean():+.2f} worst {100 * cell.min():+.2f} ({time.perf_counter() - start:.0f} s)",
-                  flush=True)
+            for (method, score), cell in g.groupby(["method", "score"], sort=False)["gain"]:
+                print(f"{spec.name}: {method} [{score}] mean gain over MCM {100 * cell.mean():+.2f}, worst "
+                      f"{100 * cell.min():+.2f}", flush=True)
+            print(f"{spec.name}: {time.perf_counter() - start:.0f} s", flush=True)
         gains = pd.concat(gains, ignore_index=True)
         gains = merge_draws(gains, args.merge)
         pooled = SP.spread_summary(gains)

@@ -53,13 +53,14 @@ def draw_gains(rows: Iterable[dict] | pd.DataFrame, metric: str = "AUROC", basel
         keep = pd.Series(False, index=avg.index)
         for method, names in scores.items():
             keep |= (avg["method"] == method) & avg["score"].isin(list(names))
-    out = avg[keep].join(base, on="spec", how="inner")
+    out = avg[keep].merge(base.reset_index(), on="spec", how="inner")
     out = out.rename(columns={"value": metric.lower()})
     out["gain"] = out[metric.lower()] - out["baseline"]
     cols = ["spec", "method", "score", "shots", "seed", metric.lower(), "baseline", "gain"]
     acc = df[df["metric"] == "ACC"].groupby(["spec", "method", "score", "shots", "seed"])["value"].first()
     if len(acc):  # ID accuracy of the same run: a draw that loses ID classes shows here
-        out = out.join(acc.rename("acc"), on=["spec", "method", "score", "shots", "seed"])
+        out = out.merge(acc.rename("acc").reset_index(), on=["spec", "method", "score", "shots", "seed"],
+                        how="left")
         cols.append("acc")
     return out[cols].reset_index(drop=True)
 
