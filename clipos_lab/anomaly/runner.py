@@ -29,11 +29,12 @@ from . import metrics as AM
 from .base import AnomalyMethod, AnomalyScores
 from .data import AnomalyCategory, AnomalySpec
 from .memory import PatchMemory
-from .mutual import MutualScoring
+from .mutual import MuSc, MutualScoring
 from .prompts import StatePrompts
 from .tokens import encode_tokens
 
-METHODS: dict[str, type] = {"patch-memory": PatchMemory, "mutual": MutualScoring, "state-prompts": StatePrompts}
+METHODS: dict[str, type] = {"patch-memory": PatchMemory, "mutual": MutualScoring, "musc": MuSc,
+                            "state-prompts": StatePrompts}
 DEFAULT_METHODS = ("patch-memory", "mutual", "state-prompts")
 CONVENTION = "higher score = more anomalous; anomalous images / defect pixels positive; AUPRO up to FPR 0.3"
 
@@ -44,7 +45,9 @@ def build_anomaly_method(name: str, **options) -> AnomalyMethod:
     try:
         return METHODS[name](**options)
     except TypeError as err:  # an option the method does not have
-        known = [p for p in inspect.signature(METHODS[name]).parameters]
+        known = list(dict.fromkeys(p.name for c in METHODS[name].__mro__ if "__init__" in vars(c)
+                                   for p in inspect.signature(c.__init__).parameters.values()
+                                   if p.name != "self" and p.kind == p.POSITIONAL_OR_KEYWORD))
         raise ValueError(f"bad options {options} for {name}: {err}; its options are {known}") from err
 
 
