@@ -12,6 +12,7 @@ An anomaly spec (YAML, :class:`AnomalySpec`) names one source and its categories
 
 from __future__ import annotations
 
+import copy
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ from ..data.datasets import ID_SHAPES, ImageDataset, Sample, _image_files, _worl
 from ..data.errors import DataError
 from ..files import expand_path
 from ..pocket import world as W
+from .masks import fit_mask, read_mask, upright_shape
 
 GOOD = "good"
 
@@ -68,6 +70,13 @@ class AnomalyDataset(ImageDataset):
             return None
         return np.stack([self.mask(i, size) for i in range(len(self))])
 
+    def without(self, ids) -> "AnomalyDataset":
+        """A copy without the samples ``ids`` (e.g. images that could not be read); masks stay with their images."""
+        drop = set(ids)
+        out = copy.copy(self)
+        out.samples = [s for s in self.samples if s.id not in drop]
+        return out
+
     # subclasses
     def _has_mask(self, sample: Sample) -> bool:
         raise NotImplementedError
@@ -77,21 +86,6 @@ class AnomalyDataset(ImageDataset):
 
     def _image_shape(self, i: int) -> tuple[int, int]:
         raise NotImplementedError
-
-
-def fit_mask(mask: np.ndarray, size: int) -> np.ndarray:
-    """A full-resolution mask as the backbone sees its image: shorter side resized to ``size``, centre crop.
-
-    Mirrors CLIP's preprocessing (Resize(size) + CenterCrop(size)); nearest-neighbour, so it stays binary.
-    """
-    h, w = mask.shape
-    if (h, w) == (size, size):
-        return mask.astype(bool)
-    scale = size / min(h, w)
-    nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
-    img = Image.fromarray(mask.astype(np.uint8) * 255).resize((nw, nh), Image.NEAREST)
-    top, left = (nh - size) // 2, (nw - size) // 2
-    return np.asarray(img)[top: top + size, left: left + size] > 127
 
 
 @dataclass
@@ -204,8 +198,10 @@ class MVTecDataset(AnomalyDataset):
                 if label > 0:
                     self._masks[sid] = self._find_mask(t, f, split_dir / t)
                 samples.append(Sample(sid, label, str(f)))
-        if split == "test" and not samples:
-            raise DataError(f"{split_dir} holds no images")
+        if split == "test" and not any(s.label > 0 for s in samples):
+            raise DataError(f"{split_dir} holds no defective images (only {split_dir / GOOD}): every metric compares "
+                            "defective images with good ones, so this category would have no result; add a "
+                            "test/<defect type> folder or leave the category out of the spec")
         super().__init__(name, classnames, samples)
 
     def _find_mask(self, defect: str, image: Path, folder: Path) -> Path | None:
@@ -224,21 +220,10 @@ class MVTecDataset(AnomalyDataset):
 
     def _load_mask(self, i: int) -> np.ndarray:
         sample = self.samples[i]
-        path = self._masks[sample.id]
-        try:
-            with Image.open(path) as m:
-                mask = np.asarray(m.convert("L")) > 127
-        except OSError as err:
-            raise DataError(f"cannot read mask {path}: {err}") from err
-        shape = self._image_shape(i)
-        if mask.shape != shape:
-            raise DataError(f"mask {path} is {mask.shape[1]}x{mask.shape[0]} but its image {sample.path} is "
-                            f"{shape[1]}x{shape[0]}: masks must have their image's size")
-        return mask
+        return read_mask(self._masks[sample.id], sample.path, self._image_shape(i))
 
     def _image_shape(self, i: int) -> tuple[int, int]:
-        with Image.open(self.samples[i].path) as img:
-            return (img.height, img.width)
+        return upright_shape(self.samples[i].path)
 
 
 def mvtec_category(root: str | os.PathLike, category: str) -> AnomalyCategory:
@@ -332,6 +317,9 @@ class AnomalySpec:
                 raise DataError(f"anomaly spec '{self.name}': {bad} must be integers")
             if not isinstance(products, list) or not products:
                 raise DataError(f"anomaly spec '{self.name}': `products` must be a list of shapes")
+            if ints.get("n_per_defect", 1) == 0 or not d.get("defects", W.DEFECTS):
+                raise DataError(f"anomaly spec '{self.name}': the test sets would hold no defective image "
+                                "(n_per_defect 0 or no defects); every metric needs some")
             return [world_category(p, defects=d.get("defects", list(W.DEFECTS)), **ints) for p in products]
         root = expand_path(d.get("root", ""))
         root = root if root.is_absolute() else self.base_dir / root

@@ -14,6 +14,7 @@ from __future__ import annotations
 import inspect
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -22,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from ..data import few_shot, write_manifest
+from ..data.errors import DataError, ImageLoadError
 from ..evaluation import tables as T
 from ..evaluation.runner import _slug
 from ..files import RunFolder, write_json
@@ -58,6 +60,7 @@ class AnomalyResult:
     timings: dict = field(default_factory=dict)
     scores: dict = field(default_factory=dict)  # (method, shots, seed, category) -> AnomalyScores
     categories: dict = field(default_factory=dict)  # name -> AnomalyCategory
+    skipped: list = field(default_factory=list)  # unreadable images left out: {category, split, id, error}
 
     def summary_markdown(self) -> str:
         return summary_markdown(self.summary)
@@ -97,6 +100,12 @@ def run_anomaly(spec: AnomalySpec | str | os.PathLike, backbone, methods: Sequen
     if any(s < 0 for s in shots):
         raise ValueError(f"shots={shots}: use 0 (zero-shot methods) or positive counts")
     method_options = method_options or {}
+    if not isinstance(method_options, dict) or not all(isinstance(v, dict) for v in method_options.values()):
+        raise ValueError(f'method options must map a method to its options, e.g. {{"mutual": {{"fraction": 0.3}}}}; '
+                         f"got {method_options!r}")
+    stray = [m for m in method_options if m not in methods]
+    if stray:
+        raise ValueError(f"options given for {stray}, which this run does not include (methods: {list(methods)})")
     built = {m: build_anomaly_method(m, **method_options.get(m, {})) for m in methods}  # options checked early
     zero = [m for m in methods if built[m].zero_shot]
     few = [m for m in methods if not built[m].zero_shot]
@@ -138,11 +147,21 @@ def _run(spec, backbone, methods, shots, seeds, method_options, built, few, zero
         if keep_scores:
             result.scores[(name, n_shots, seed, category.name)] = scores
 
-    for category in categories:
+    for category in list(categories):
         start = time.perf_counter()
         enc = lambda ds: encode_tokens(ds, backbone, layers, batch_size=batch_size, cache=cache,  # noqa: E731
                                        progress=progress)
-        train_bank, test_bank = enc(category.train), enc(category.test)
+        train, train_bank, lost_train = encode_readable(category.train, enc)
+        test, test_bank, lost_test = encode_readable(category.test, enc)
+        lost = [{"category": category.name, "split": split, **s}
+                for split, items in (("train", lost_train), ("test", lost_test)) for s in items]
+        if lost:
+            result.skipped += lost
+            warnings.warn(f"{category.name}: {len(lost)} unreadable images skipped, e.g. {lost[0]['error']}",
+                          SkippedImageWarning, stacklevel=2)
+            category = AnomalyCategory(category.name, train, test)
+            result.categories[category.name] = category
+            check_test_set(category)
         masks = category.test.masks(backbone.image_size)
         seconds["encode_s"] += time.perf_counter() - start
         if 0 in shots:
@@ -173,6 +192,49 @@ def _run(spec, backbone, methods, shots, seeds, method_options, built, few, zero
     if out is not None:
         write_outputs(result, out, spec, backbone, method_options, {m: built[m].options() for m in methods})
     return result
+
+
+class SkippedImageWarning(UserWarning):
+    """Images that could not be read were left out of a category (``AnomalyResult.skipped`` lists them)."""
+
+
+def encode_readable(dataset, encode) -> tuple:
+    """``(dataset, bank, skipped)``: ``dataset`` encoded, leaving out every image that cannot be read.
+
+    An unreadable image stops :func:`encode_tokens` with :class:`ImageLoadError`; it is dropped and the rest
+    encoded again, so one corrupt file is a counted skip, not the end of the run. An encoder that skips images by
+    itself (fewer ids in the bank) is followed the same way.
+    """
+    skipped = []
+    while True:
+        try:
+            bank = encode(dataset)
+        except ImageLoadError as err:
+            bad = [s.id for s in dataset.samples if s.path == err.path]
+            if not bad:
+                raise
+            skipped += [{"id": i, "error": str(err)} for i in bad]
+            dataset = dataset.without(bad)
+            if not len(dataset):
+                raise DataError(f"no image of {dataset.name} can be read ({len(skipped)} skipped, e.g. "
+                                f"{skipped[0]['error']})") from err
+            continue
+        ids = [s.id for s in dataset.samples]
+        if list(bank.ids) != ids:
+            kept = set(bank.ids)
+            gone = [i for i in ids if i not in kept]
+            skipped += [{"id": i, "error": "skipped by the encoder (unreadable)"} for i in gone]
+            dataset = dataset.without(gone)
+            bank = bank.select_ids([s.id for s in dataset.samples])
+        return dataset, bank, skipped
+
+
+def check_test_set(category: AnomalyCategory) -> None:
+    """A test set must still hold good and defective images (after unreadable ones were left out)."""
+    labels = category.test.labels
+    if not (labels == 0).any() or not (labels > 0).any():
+        raise DataError(f"category {category.name!r}: after leaving out unreadable images its test set has no "
+                        f"{'good' if not (labels == 0).any() else 'defective'} image left; every metric needs both")
 
 
 def category_means(rows: list[dict]) -> list[dict]:
@@ -227,4 +289,5 @@ def write_outputs(result: AnomalyResult, out: Path, spec, backbone, method_optio
     T.write_text(result.summary_markdown(), out / "summary.md")
     write_json({"benchmark": spec.name, "model": backbone.name, "weights": backbone.weights_id,
                 "convention": CONVENTION, "method_options": options, "timings": result.timings,
-                "summary": result.summary}, out / "metrics.json")
+                "n_skipped": len(result.skipped), "skipped": result.skipped, "summary": result.summary},
+               out / "metrics.json")
