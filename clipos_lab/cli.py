@@ -294,7 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("anomaly", help="anomaly maps x shots x seeds on an anomaly spec (world or MVTec-style)")
     p.add_argument("spec", nargs="?", default="world-anomaly",
                    help="anomaly YAML, or a shipped one: world-anomaly (default), world-anomaly-validation, "
-                        "paper-mvtec")
+                        "paper-mvtec, paper-visa")
     p.add_argument("--methods", default=None, help="comma-separated from patch-memory, mutual, musc, state-prompts "
                         "(default: patch-memory, mutual, state-prompts)")
     p.add_argument("--shots", type=number_list("--shots", 0), default=[0, 1, 2, 4],

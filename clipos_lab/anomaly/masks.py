@@ -5,8 +5,9 @@ resized and centre-cropped by torchvision (CLIP's ``Resize(size)`` + ``CenterCro
 same steps: their own EXIF orientation is applied, they must match the *upright* image, and they are resized by
 the same torchvision functions (which truncate the longer side and round the crop offset their own way).
 
-A mask file may store its defect as 255, as 1 (0/1 masks), as any other single grey level or colour, or
-anti-aliased: a pixel is defect where its brightest channel is above half the mask's brightest value.
+A mask file may store its defect as 255 (MVTec), as 1 (0/1 masks), as small label values 1, 2, ... (VisA), as
+any other grey level or as a colour: a pixel is defect where any channel is not zero (as MuSc and APRIL-GAN read
+VisA). An anti-aliased mask therefore counts its grey rim as defect; black is the only "normal" value.
 """
 
 from __future__ import annotations
@@ -47,11 +48,9 @@ def read_mask(path: str | os.PathLike, image_path: str | os.PathLike | None = No
             values = np.asarray(m if m.mode in ("1", "L", "I", "I;16", "F") else m.convert("RGB"))
     except (OSError, SyntaxError, ValueError) as err:
         raise DataError(f"cannot read mask {path}: {err}") from err
-    values = values.astype(np.float64)
-    if values.ndim == 3:
-        values = values.max(-1)
-    top = float(values.max()) if values.size else 0.0
-    mask = values > top / 2 if top > 0 else np.zeros(values.shape, dtype=bool)
+    mask = values != 0
+    if mask.ndim == 3:
+        mask = mask.any(-1)
     if image_shape is not None and mask.shape != tuple(image_shape):
         h, w = image_shape
         hint = ""

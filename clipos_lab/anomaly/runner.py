@@ -29,7 +29,8 @@ from ..evaluation.runner import _slug
 from ..files import RunFolder, write_json
 from . import metrics as AM
 from .base import AnomalyMethod, AnomalyScores
-from .data import AnomalyCategory, AnomalySpec
+from .data import AnomalySpec
+from .dataset import AnomalyCategory
 from .memory import PatchMemory
 from .mutual import MuSc, MutualScoring
 from .prompts import StatePrompts
