@@ -55,6 +55,7 @@ class AnomalyMethod:
     """
 
     zero_shot = False
+    needs_images = False  # True: score / fit get WithImages(bank, dataset) (methods that re-encode image parts)
     layers: tuple = (-1,)
 
     def __init__(self, sigma: float = 4.0, image_score: str = "max"):

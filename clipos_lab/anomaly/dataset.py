@@ -56,6 +56,13 @@ class AnomalyDataset(ImageDataset):
             return None
         return np.stack([self.mask(i, size) for i in range(len(self))])
 
+    def select(self, ids) -> "AnomalyDataset":
+        """A copy holding the samples ``ids``, in that order (as a token bank's ``select_ids``)."""
+        where = {s.id: s for s in self.samples}
+        out = copy.copy(self)
+        out.samples = [where[i] for i in ids]
+        return out
+
     def without(self, ids) -> "AnomalyDataset":
         """A copy without the samples ``ids`` (e.g. images that could not be read); masks stay with their images."""
         drop = set(ids)

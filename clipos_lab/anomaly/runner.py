@@ -35,9 +35,10 @@ from .memory import PatchMemory
 from .mutual import MuSc, MutualScoring
 from .prompts import StatePrompts
 from .tokens import encode_tokens
+from .windows import WinCLIP, WinCLIPPlus, WithImages
 
 METHODS: dict[str, type] = {"patch-memory": PatchMemory, "mutual": MutualScoring, "musc": MuSc,
-                            "state-prompts": StatePrompts}
+                            "state-prompts": StatePrompts, "winclip": WinCLIP, "winclip+": WinCLIPPlus}
 DEFAULT_METHODS = ("patch-memory", "mutual", "state-prompts")
 CONVENTION = "higher score = more anomalous; anomalous images / defect pixels positive; AUPRO up to FPR 0.3"
 
@@ -140,7 +141,8 @@ def _run(spec, backbone, methods, shots, seeds, method_options, built, few, zero
 
     def record(name, n_shots, seed, category, method, test_bank, masks):
         start = time.perf_counter()
-        scores = method.score(test_bank)
+        scores = method.score(WithImages(test_bank, category.test) if getattr(method, "needs_images", False)
+                              else test_bank)
         seconds["score_s"][name] += time.perf_counter() - start
         seconds["images_scored"][name] += len(test_bank)
         for row in evaluate_scores(category, scores, masks):
@@ -178,11 +180,15 @@ def _run(spec, backbone, methods, shots, seeds, method_options, built, few, zero
                 if out is not None:
                     manifest_name = f"{_slug(category.name)}-shots{n_shots}-seed{seed}.json"
                     write_manifest(manifest, out / "manifests" / manifest_name)
-                normal = train_bank.select_ids([m["id"] for m in manifest])
+                ids = [m["id"] for m in manifest]
+                normal = train_bank.select_ids(ids)
                 for name in few:
                     method = build_anomaly_method(name, **method_options.get(name, {}))
-                    record(name, n_shots, int(seed), category, method.fit(normal, backbone, category.name),
-                           test_bank, masks)
+                    shots_of = WithImages(normal, category.train.select(ids)) if method.needs_images else normal
+                    start = time.perf_counter()
+                    method.fit(shots_of, backbone, category.name)
+                    seconds["score_s"][name] += time.perf_counter() - start  # fitting counts as its cost
+                    record(name, n_shots, int(seed), category, method, test_bank, masks)
     if len(categories) > 1:
         result.rows += category_means(result.rows)
     result.summary = summarise(result.rows)
