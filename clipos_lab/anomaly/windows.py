@@ -80,6 +80,11 @@ def encode_windows(images: torch.Tensor, backbone, k: int, batch_windows: int = 
     return F.normalize(torch.cat(out, dim=1), dim=-1).cpu()
 
 
+def clear_window_cache() -> None:
+    """Forget the window embeddings kept in memory (e.g. to time a run that pays for its own)."""
+    _CACHE.clear()
+
+
 def dataset_windows(dataset, backbone, k: int, batch_size: int = 32) -> torch.Tensor:
     """Window embeddings of every image of ``dataset`` (kept in a small in-process cache)."""
     key = (backbone.name, backbone.weights_id, dataset.name, tuple(s.id for s in dataset.samples), k)
