@@ -127,16 +127,23 @@ class WinCLIP(StatePrompts):
 
     needs_images = True
 
-    def __init__(self, scales: Sequence[int] = (2, 3), sigma: float = 4.0):
+    def __init__(self, scales: Sequence[int] = (2, 3), sigma: float = 4.0, temperature: float | None = 0.07):
         super().__init__(tokens=-1, sigma=sigma, image_score="global")
         if not scales or any(int(k) < 1 for k in scales):
             raise ValueError(f"scales={scales!r}: give window sizes in patches, e.g. [2, 3]")
+        if temperature is not None and not temperature > 0:
+            raise ValueError(f"temperature={temperature}: give a positive number, or null for the model's own scale")
         self.scales = tuple(int(k) for k in scales)
+        self.temperature = None if temperature is None else float(temperature)
         self.backbone = None
 
     def fit(self, normal=None, backbone=None, category: str = "") -> "WinCLIP":
+        """Text embeddings of the state prompts; softmax at 1 / ``temperature`` (WinCLIP's 0.07, CLIP's initial
+        value) or, with ``temperature=None``, at the model's learned logit scale."""
         super().fit(normal, backbone, category)
         self.backbone = backbone
+        if self.temperature is not None:
+            self.scale = 1.0 / self.temperature
         return self
 
     def zero_shot_scores(self, test) -> tuple[torch.Tensor, torch.Tensor]:
@@ -159,7 +166,7 @@ class WinCLIP(StatePrompts):
         return AnomalyScores(image.numpy(), patch_maps(patches, test.grid, size, self.sigma * size / 224))
 
     def options(self) -> dict:
-        return {"scales": list(self.scales), "sigma": self.sigma}
+        return {"scales": list(self.scales), "sigma": self.sigma, "temperature": self.temperature}
 
 
 class WinCLIPPlus(WinCLIP):
@@ -167,8 +174,9 @@ class WinCLIPPlus(WinCLIP):
 
     zero_shot = False
 
-    def __init__(self, scales: Sequence[int] = (2, 3), sigma: float = 4.0, layer: int = -1):
-        super().__init__(scales=scales, sigma=sigma)
+    def __init__(self, scales: Sequence[int] = (2, 3), sigma: float = 4.0, temperature: float | None = 0.07,
+                 layer: int = -1):
+        super().__init__(scales=scales, sigma=sigma, temperature=temperature)
         self.layers, self.memory = (layer,), {}
 
     def fit(self, normal=None, backbone=None, category: str = "") -> "WinCLIPPlus":
@@ -204,4 +212,4 @@ class WinCLIPPlus(WinCLIP):
                              patch_maps(patches, test.grid, size, self.sigma * size / 224))
 
     def options(self) -> dict:
-        return {"scales": list(self.scales), "sigma": self.sigma, "layer": self.layers[0]}
+        return {**super().options(), "layer": self.layers[0]}
