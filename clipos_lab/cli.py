@@ -143,9 +143,6 @@ def cmd_benchmark(args, zero_shot_only: bool = False) -> int:
         return 0
     result = run_benchmark(str(spec), backbone, **kwargs)
     print(result.summary_markdown())
-    if result.skipped:
-        print(f"\n{len(result.skipped)} unreadable images skipped (listed in metrics.json), e.g. "
-              f"{result.skipped[0]['error']}")
     print(f"\nwrote {args.out}/results.csv, summary.csv, summary.md, metrics.json "
           f"({result.timings['total_s']:.1f} s, of which encoding {result.timings['encode_s']:.1f} s)")
     return 0
@@ -295,8 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("spec", nargs="?", default="world-anomaly",
                    help="anomaly YAML, or a shipped one: world-anomaly (default), world-anomaly-validation, "
                         "paper-mvtec, paper-visa")
-    p.add_argument("--methods", default=None, help="comma-separated from patch-memory, mutual, musc, state-prompts "
-                        "(default: patch-memory, mutual, state-prompts)")
+    p.add_argument("--methods", default=None, help="comma-separated from patch-memory, mutual, musc, state-prompts, "
+                        "winclip, winclip+ (default: patch-memory, mutual, state-prompts)")
     p.add_argument("--shots", type=number_list("--shots", 0), default=[0, 1, 2, 4],
                    help="0 runs the zero-shot methods; k > 0 the few-shot ones (default 0,1,2,4)")
     p.add_argument("--seeds", type=number_list("--seeds", 0), default=[1, 2, 3], help="distinct seeds (default 1,2,3)")
