@@ -25,8 +25,7 @@ import pandas as pd
 from ..data import few_shot, write_manifest
 from ..data.errors import DataError, ImageLoadError
 from ..evaluation import tables as T
-from ..evaluation.runner import _slug
-from ..files import RunFolder, write_json
+from ..files import RunFolder, slug, write_json
 from . import metrics as AM
 from .base import AnomalyMethod, AnomalyScores
 from .data import AnomalySpec
@@ -178,7 +177,7 @@ def _run(spec, backbone, methods, shots, seeds, method_options, built, few, zero
             for seed in seeds:
                 _, manifest = few_shot(category.train, n_shots, int(seed))
                 if out is not None:
-                    manifest_name = f"{_slug(category.name)}-shots{n_shots}-seed{seed}.json"
+                    manifest_name = f"{slug(category.name)}-shots{n_shots}-seed{seed}.json"
                     write_manifest(manifest, out / "manifests" / manifest_name)
                 ids = [m["id"] for m in manifest]
                 normal = train_bank.select_ids(ids)
