@@ -26,6 +26,7 @@ from clipos_lab.anomaly.data import shipped_spec
 from clipos_lab.anomaly.windows import clear_window_cache
 from clipos_lab.backbone import Backbone
 from clipos_lab.evaluation import tables as T
+from clipos_lab.files import write_text
 
 VARIANTS = {  # label: (method, options, shots)
     "mutual (project defaults)": ("mutual", {}, [0]),
@@ -53,6 +54,8 @@ def main() -> None:
     seeds = [int(s) for s in args.render_seeds.split(",")]
     labels = list(VARIANTS) if args.variants == "all" else [v.strip() for v in args.variants.split(",")]
     records = []
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     for label in labels:
         method, options, shots = VARIANTS[label]
         for j, render_seed in enumerate(seeds):
@@ -69,11 +72,9 @@ def main() -> None:
             records.append({"variant": label, "render_seed": render_seed, "shots": -1, "metric": "ms_per_image",
                             "value": result.timings["ms_per_image"][method], "defect": "all", "wall_s": wall})
             print(f"{label:28s} render seed {render_seed}: {wall:.0f} s", flush=True)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "records.json").write_text(json.dumps(records, indent=1))
+            write_text(json.dumps(records, indent=1), out / "records.json")  # so far: a stopped run keeps its part
     table = render(records, labels)
-    (out / "table.md").write_text(table)
+    write_text(table, out / "table.md")
     print(f"\nspec {base.name}, render seeds {seeds} (one replicate each; shot seed = replicate + 1), pocket model, "
           f"1 CPU thread; mean ± std over replicates, in %\n")
     print(table)
