@@ -59,7 +59,7 @@ def window_index(grid: tuple[int, int], k: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def encode_windows(images: torch.Tensor, backbone, k: int, batch_windows: int = 512) -> torch.Tensor:
+def encode_windows(images: torch.Tensor, backbone, k: int, batch_windows: int = 64) -> torch.Tensor:
     """``(N, W, D)`` embeddings (unit length) of every ``k x k`` window of preprocessed ``images`` ``(N, 3, S, S)``."""
     visual = backbone.visual
     x = visual._embeds(images.to(backbone.device, dtype=visual.conv1.weight.dtype))  # (N, 1 + P, width)
