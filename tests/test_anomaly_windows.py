@@ -82,3 +82,21 @@ def test_greedy_coreset_keeps_one_patch_per_cluster_and_the_memory_still_finds_d
         bank(normal)).patch_scores(bank(test)), atol=1e-6)
     with pytest.raises(ValueError, match="coreset=1.5"):
         PatchMemory(coreset=1.5)
+
+
+def test_winclip_needs_the_pictures_and_withimages_keeps_their_order():
+    from clipos_lab.anomaly.dataset import AnomalyDataset
+    from clipos_lab.anomaly.windows import WinCLIP, WinCLIPPlus, WithImages
+    from clipos_lab.data.datasets import Sample
+
+    tokens = torch.randn(2, 4, 8)
+    bank = TokenBank(["a", "b"], torch.zeros(2, dtype=torch.long), tokens.mean(1), {1: tokens}, None, (2, 2), 8,
+                     {"depth": 1})
+    with pytest.raises(ValueError, match="WinCLIP needs the test images"):
+        WinCLIP().score(bank)
+    with pytest.raises(ValueError, match="WinCLIP needs the normal images"):
+        WinCLIPPlus().fit(bank, backbone=None, category="x")
+    dataset = AnomalyDataset("d", ["good"], [Sample("b", 0), Sample("a", 0)])
+    with pytest.raises(ValueError, match="in order"):
+        WithImages(bank, dataset)
+    assert WithImages(bank, dataset.select(["a", "b"])).grid == (2, 2)

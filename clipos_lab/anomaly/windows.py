@@ -182,8 +182,8 @@ class WinCLIPPlus(WinCLIP):
     def fit(self, normal=None, backbone=None, category: str = "") -> "WinCLIPPlus":
         if normal is None or len(normal) == 0:
             raise ValueError("WinCLIP+ needs normal images to fit (shots >= 1)")
-        super().fit(None, backbone, category)
         dataset = _images_of(normal, "normal")
+        super().fit(None, backbone, category)
         self.memory = {"patches": F.normalize(normal.tokens(self.layers[0]).flatten(0, 1), dim=-1)}
         for k in self.scales:
             self.memory[k] = dataset_windows(dataset, backbone, k).flatten(0, 1)
