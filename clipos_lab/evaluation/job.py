@@ -26,6 +26,7 @@ from . import tables as T
 from .banks import Banks, encode_banks, shard_cells
 from .executor import Cell
 from .record import RunConfig
+from .resume import cell_folder, cell_path, forget, load_outcome, readable, save_outcome
 
 METRICS = ("AUROC", "FPR95", "FPR95_OOD_POS", "AUPR_IN", "AUPR_OUT")
 
@@ -69,25 +70,34 @@ class BenchmarkJob:
                          desc=f"encode {spec.name}")
         self.banks = banks or encode_banks(spec, backbone, batch_size=config.batch_size, cache=cache,
                                            progress=progress, num_workers=num_workers)
+        resumable = cache is not False and not keep_fitted
+        self.cell_dir = str(cell_folder(_cache_root(cache), config.to_dict())) if resumable else None
         self.context = CellContext(config.to_dict(), _cache_arg(cache), str(backbone.device), num_workers,
-                                   save_prompts and out is not None, keep_fitted)
+                                   save_prompts and out is not None, keep_fitted, self.cell_dir)
         if in_process:  # cells in this process use these objects instead of loading them again
             _LIVE[self.context.key] = _Live(backbone, self.banks)
 
     def cells(self) -> list[Cell]:
+        """One cell per zero-shot method, test-time method x seed and few-shot method x shots x seed, in the
+        order the tables list them; a cell finished by an earlier, stopped run of this config is loaded."""
         kinds = {m.name: kind_of(m.name) for m in self.config.methods}
-        todo = []
+        plan = []
         for i, m in enumerate(self.config.methods):
             if kinds[m.name] != "few-shot":
                 for seed in [0] if kinds[m.name] == "zero-shot" else self.config.seeds:
-                    todo.append(Cell(run_cell, (self.context, i, 0, int(seed)), m.name))
+                    plan.append((i, 0, int(seed), m.name))
         if any(k == "few-shot" for k in kinds.values()):  # no learner: no shots drawn, no training image encoded
             for n_shots in self.config.shots:
                 for seed in self.config.seeds:
-                    for i, m in enumerate(self.config.methods):
-                        if kinds[m.name] == "few-shot":
-                            todo.append(Cell(run_cell, (self.context, i, int(n_shots), int(seed)),
-                                             f"{m.name} {n_shots}-shot seed {seed}"))
+                    plan.extend((i, int(n_shots), int(seed), f"{m.name} {n_shots}-shot seed {seed}")
+                                for i, m in enumerate(self.config.methods) if kinds[m.name] == "few-shot")
+        todo = []
+        for i, n_shots, seed, label in plan:
+            done = None if self.cell_dir is None else cell_path(Path(self.cell_dir), i, n_shots, seed)
+            if done is not None and done.is_file() and readable(done):
+                todo.append(Cell(load_outcome, (done, CellOutcome), f"{label} (finished earlier)"))
+            else:
+                todo.append(Cell(run_cell, (self.context, i, n_shots, seed), label))
         return todo
 
     def finish(self, outcomes: list["CellOutcome"]) -> BenchmarkResult:
@@ -118,6 +128,8 @@ class BenchmarkJob:
                           "fit_and_score_s": fit_seconds}
         if self.out is not None:
             write_outputs(result, self.out, self.spec, self.backbone)
+        if self.cell_dir is not None:
+            forget(Path(self.cell_dir))
         return result
 
 
@@ -131,6 +143,7 @@ class CellContext:
     num_workers: int
     save_prompts: bool
     keep_fitted: bool
+    cell_dir: str | None = None  # where finished cells are kept until the run is written (see .resume)
 
     @property
     def key(self) -> str:
@@ -211,7 +224,15 @@ def run_cell(context: CellContext, method_index: int, n_shots: int, seed: int) -
     if context.keep_fitted:
         outcome.fitted = method
     outcome.seconds = time.perf_counter() - start
+    if context.cell_dir is not None:
+        save_outcome(outcome, cell_path(Path(context.cell_dir), method_index, n_shots, seed))
     return outcome
+
+
+def _cache_root(cache) -> Path:
+    from ..features import default_cache_dir
+
+    return default_cache_dir() if cache is True else Path(cache)
 
 
 def _cache_arg(cache):
