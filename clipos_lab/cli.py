@@ -247,7 +247,7 @@ def cmd_pocket(args) -> int:
 def cmd_sweep(args) -> int:
     from .sweep import run_sweep
 
-    result = run_sweep(args.sweep, out_dir=args.out, kernel=args.kernel)
+    result = run_sweep(args.sweep, out_dir=args.out, kernel=args.kernel, executor=_executor(args))
     print(result)
     return 1 if result.failed else 0
 
@@ -366,6 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("sweep", help="sweep YAML (see notebooks/params/)")
     p.add_argument("--out", default=None, help="output folder (default: the sweep file's `output`)")
     p.add_argument("--kernel", default="python3")
+    _add_executor_args(p)
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("splits", help="write benchmark specs of random ID/OOD class splits of the pocket world")

@@ -72,19 +72,33 @@ def local_run(tiny_backbone, tmp_path, one_thread):
     return specs, files_of(tmp_path / "local")
 
 
-def test_a_suite_on_a_local_ray_cluster_writes_the_same_files(local_run, tiny_backbone, tmp_path):
+def test_a_suite_and_a_sweep_on_a_local_ray_cluster_write_the_same_files(local_run, tiny_backbone, tmp_path):
+    from clipos_lab.sweep import run_sweep
+    from test_sweep import write_notebook, write_sweep
+
     specs, expected = local_run
+    notebook = write_notebook(tmp_path / "nb.ipynb")
+    sweeps = {}
+    for where in ("local", "ray"):
+        sweeps[where] = write_sweep(tmp_path / f"{where}.yaml", {
+            "notebook": str(notebook), "output": str(tmp_path / f"sweep-{where}"),
+            "parameters": {"COUNTER": str(tmp_path / f"count-{where}.txt")}, "grid": {"A": [1, 2], "B": ["x", "yy"]}})
+    run_sweep(sweeps["local"], log=False, render=False)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
     try:
         executor = make_executor("ray", task_cpus=1)
         run_suite(specs, tiny_backbone, out_dir=tmp_path / "ray", cache=tmp_path / "cache", progress=False,
                   executor=executor, **GRID)
+        run_sweep(sweeps["ray"], log=False, render=False, executor=executor)
     finally:
         ray.shutdown()
     got = files_of(tmp_path / "ray")
     assert sorted(got) == sorted(expected)
     for name in expected:  # results, summaries, manifests and learned prompts, byte for byte
         assert got[name] == expected[name], name
+    local_csv = (tmp_path / "sweep-local" / "sweep.csv").read_text()
+    assert (tmp_path / "sweep-ray" / "sweep.csv").read_text() == local_csv and "1,x" in local_csv.replace('"', '')
+    assert sorted((tmp_path / "count-ray.txt").read_text().split()) == ["1-x", "1-yy", "2-x", "2-yy"]
 
 
 def _free_port() -> int:
