@@ -157,8 +157,10 @@ def _add_executor_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--executor", default="local", choices=["local", "ray"],
                    help="local (default: this process) or ray (a local Ray cluster, or --address; "
                         "pip install 'clipos_lab[ray]')")
-    g.add_argument("--address", default=None, help="Ray cluster to attach to: 'auto' or host:port of `ray start --head`")
-    g.add_argument("--task-cpus", type=positive_number("--task-cpus"), default=1.0, help="CPUs per Ray task (default 1)")
+    g.add_argument("--address", default=None,
+                   help="Ray cluster to attach to: 'auto' or host:port of `ray start --head`")
+    g.add_argument("--task-cpus", type=positive_number("--task-cpus"), default=1.0,
+                   help="CPUs per Ray task (default 1)")
     g.add_argument("--task-gpus", type=positive_number("--task-gpus", zero=True), default=0.0,
                    help="GPUs per Ray task, e.g. 0.25 to share one GPU between four tasks (default 0)")
 

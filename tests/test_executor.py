@@ -73,8 +73,9 @@ def local_run(tiny_backbone, tmp_path, one_thread):
 
 
 def test_a_suite_and_a_sweep_on_a_local_ray_cluster_write_the_same_files(local_run, tiny_backbone, tmp_path):
-    from clipos_lab.sweep import run_sweep
     from test_sweep import write_notebook, write_sweep
+
+    from clipos_lab.sweep import run_sweep
 
     specs, expected = local_run
     notebook = write_notebook(tmp_path / "nb.ipynb")
