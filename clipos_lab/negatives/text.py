@@ -35,9 +35,9 @@ def template_embeddings(backbone, words: Sequence[str], templates: Sequence[str]
     out = []
     for start in range(0, len(words), per_chunk):
         part = words[start: start + per_chunk]
-        texts = [t.format(w) for w in part for t in templates]
-        with backbone.autocast():
-            feats = backbone.model.encode_text(backbone.tokenize(texts)).float()
+        tokens = backbone.tokenize([t.format(w) for w in part for t in templates])
+        # the backbone's embedding path stops at the longest prompt of the chunk (causal mask: same features)
+        feats = backbone.encode_text_embeddings(backbone.token_embedding(tokens), tokens).float()
         if normalize_each:
             feats = F.normalize(feats, dim=-1)
         out.append(F.normalize(feats.reshape(len(part), len(templates), -1).mean(1), dim=-1))
