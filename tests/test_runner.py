@@ -5,12 +5,8 @@ import pytest
 
 from clipos_lab.clipos.prompts import PromptConfig
 from clipos_lab.data import BenchmarkSpec
-from clipos_lab.evaluation.runner import (
-    run_benchmark,
-    run_suite,
-    suite_markdown,
-    summarise_suite,
-)
+from clipos_lab.evaluation.runner import run_benchmark
+from clipos_lab.evaluation.suite import run_suite, suite_markdown, summarise_suite
 
 SPEC = {
     "name": "tiny-world",

@@ -23,7 +23,7 @@ import pandas as pd
 
 from ..data import few_shot, write_manifest
 from ..evaluation import tables as T
-from ..evaluation.runner import _slug
+from ..files import slug
 from ..files import RunFolder, write_json
 from . import metrics as AM
 from .base import AnomalyMethod, AnomalyScores
@@ -153,7 +153,7 @@ def _run(spec, backbone, methods, shots, seeds, method_options, built, few, zero
             for seed in seeds:
                 _, manifest = few_shot(category.train, n_shots, int(seed))
                 if out is not None:
-                    manifest_name = f"{_slug(category.name)}-shots{n_shots}-seed{seed}.json"
+                    manifest_name = f"{slug(category.name)}-shots{n_shots}-seed{seed}.json"
                     write_manifest(manifest, out / "manifests" / manifest_name)
                 normal = train_bank.select_ids([m["id"] for m in manifest])
                 for name in few:

@@ -3,7 +3,7 @@
 encoder   the no tower (copy of the yes tower + 16 no-prompts), safetensors save/load, attach to a backbone
 losses    ITBO and TSO, with exact or reference (diagonal) targets
 scores    ATD and CTW
-train     training on cached image features of pocket-world images (``python -m clipos_lab.clipn.train``)
+train     training on cached image features of pocket-world images (``python -m clipos_lab clipn train``)
 released  loader for CLIPN's released checkpoint layout
 """
 

@@ -122,7 +122,7 @@ class NoTextEncoder(torch.nn.Module):
             raise BackboneError(
                 f"this CLIPN no-text encoder was made for the text tower of {self.model_name or 'another model'!r} "
                 f"(fingerprint {self.fingerprint[:12]}...), not for {backbone.name!r} ({theirs[:12]}...): "
-                "train one for this backbone (clipos_lab.clipn.train) or load the weights released for it")
+                "train one for this backbone (python -m clipos_lab clipn train) or load the weights released for it")
 
     # ------------------------------------------------------------------------------------------- persistence
     def released_state_dict(self) -> dict[str, torch.Tensor]:
@@ -183,7 +183,7 @@ class NoTextEncoder(torch.nn.Module):
         path = Path(path).expanduser()
         if not path.is_file():
             raise WeightsNotFoundError(f"CLIPN no-text weights {path} do not exist: train them "
-                                       "(python -m clipos_lab.clipn.train) or pass the right path")
+                                       "(python -m clipos_lab clipn train) or pass the right path")
         try:
             with safe_open(str(path), framework="pt") as fh:
                 meta = fh.metadata() or {}
@@ -197,7 +197,7 @@ class NoTextEncoder(torch.nn.Module):
             raise BackboneError(
                 f"{path} was trained for the text tower of {meta.get('model') or 'another model'!r}, not for "
                 f"{backbone.name!r} ({backbone.weights_id}): its no-embeddings mean nothing for this backbone; "
-                "train one for it (clipos_lab.clipn.train)")
+                "train one for it (python -m clipos_lab clipn train)")
         encoder = cls.from_backbone(backbone, n_prompts=int(state["prompt_no"].shape[0]))
         encoder.load_released_state_dict({k: v.float() for k, v in state.items()}, source=str(path))
         encoder.meta = json.loads(meta.get("extra", "{}"))
