@@ -103,9 +103,25 @@ class AdaNeg(NegativeLabelMethod):
         feats = torch.cat([ood_bank.global_, id_bank.global_])  # the reference concatenates OOD, then ID
         result = self.stream(feats, seed)
         n_ood = len(ood_bank)
-        wanted = [s for s in self.available_scores(id_bank) if scores is None or s in scores]
+        wanted = self.check_scores(scores)
         return ({s: result["score"][n_ood:] for s in wanted}, {s: result["score"][:n_ood] for s in wanted})
 
     def score(self, bank, scores=None, chunk: int | None = None) -> dict[str, np.ndarray]:
-        wanted = [s for s in self.available_scores(bank) if scores is None or s in scores]
+        """One bank streamed alone (fresh memory, ``stream_seed`` order); the runner uses :meth:`score_sets`."""
+        wanted = self.check_scores(scores)
         return {s: self.stream(bank.global_, self.stream_seed)["score"] for s in wanted}
+
+    def score_sets(self, sets, scores=None, seed: int = 0) -> dict[str, dict[str, np.ndarray]]:
+        """The reference's evaluation: for each OOD set, reset the memory and stream it with the ID test set in
+        one ``seed``-ed order. Returns every OOD set's scores, the ID scores of each pair under ``"id@<ood>"``
+        (the runner measures each OOD set against its own pair) and, under ``"id"``, the first pair's."""
+        out: dict[str, dict[str, np.ndarray]] = {}
+        for name, bank in sets.items():
+            if name == "id":
+                continue
+            id_scores, out[name] = self.score_stream(sets["id"], bank, scores, seed)
+            out[f"id@{name}"] = id_scores
+            out.setdefault("id", id_scores)
+        if "id" not in out:  # no OOD set: the ID set streamed alone
+            out["id"] = self.score(sets["id"], scores)
+        return out

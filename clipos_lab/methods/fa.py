@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ..clipos.prompts import PromptConfig, PromptLearner
 from ..learners import fa as L
-from .base import SCORE_CHUNK, Method, check_local_tokens, local_tokens_of
+from .base import Method
+from .cosine import SCORE_CHUNK, check_local_tokens, local_tokens_of
 
 
 class FA(Method):
@@ -23,6 +25,7 @@ class FA(Method):
     name = "FA"
     default_score = "MCM"
     kind = "few-shot"
+    score_names = ("MCM", "GL-MCM")
 
     def __init__(self, prompt: PromptConfig | None = None, k: int = 3, batch_size: int = 160,
                  ctx_init: str = "a photo of a", temperature: float = 1.0, gl_weight: float = 1.0,
@@ -56,15 +59,16 @@ class FA(Method):
         self.scale_ = backbone.logit_scale
         return self
 
-    def score_signature(self) -> tuple:
-        return super().score_signature() + (self.k, self.temperature, float(self.frozen_.sum()))
-
     def available_scores(self, bank) -> list[str]:
         self._check_fitted()
         return ["MCM"] + (["GL-MCM"] if local_tokens_of(bank, self.local_tokens) is not None else [])
 
     def score(self, bank, scores=None, chunk: int = SCORE_CHUNK) -> dict[str, np.ndarray]:
-        wanted = [s for s in self.available_scores(bank) if scores is None or s in scores]
+        asked = self.check_scores(scores)
+        available = self.available_scores(bank)
+        if scores is not None and "GL-MCM" in asked and "GL-MCM" not in available:
+            raise ValueError(f"{self.name} cannot give GL-MCM on this bank: it has no {self.local_tokens!r} tokens")
+        wanted = [s for s in available if s in asked]
         parts = {s: [] for s in wanted}
         mcm = lambda f: L.forced_mcm(f.to(self.text_.device), self.text_, self.frozen_, self.k,  # noqa: E731
                                      self.temperature)
@@ -76,6 +80,13 @@ class FA(Method):
                 local = local_tokens_of(bank, self.local_tokens)[s: s + chunk]
                 parts["GL-MCM"].append(g + self.gl_weight * mcm(local).amax(-1))
         return {k: torch.cat(v).cpu().numpy() for k, v in parts.items()}
+
+    def predict(self, bank, chunk: int = SCORE_CHUNK) -> np.ndarray:
+        """The ID class: argmax over the learned (forced) prompts, as the reference's accuracy reads it."""
+        self._check_fitted()
+        out = [(F.normalize(bank.global_[s: s + chunk].to(self.text_.device).float(), dim=-1) @ self.text_.T)
+               .argmax(-1).cpu() for s in range(0, len(bank), chunk)]
+        return torch.cat(out).numpy()
 
     def save(self, path) -> None:
         self._check_fitted()

@@ -18,7 +18,8 @@ import torch.nn.functional as F
 
 from ..clipos.prompts import PromptConfig
 from ..learners import gallop as L
-from .base import SCORE_CHUNK, Method, check_local_tokens, local_tokens_of
+from .base import Method
+from .cosine import SCORE_CHUNK, check_local_tokens, local_tokens_of
 
 
 class GalLoP(Method):
@@ -27,6 +28,7 @@ class GalLoP(Method):
     name = "GalLoP"
     default_score = "GL-MCM"
     kind = "few-shot"
+    score_names = ("MCM", "GL-MCM")
 
     def __init__(self, prompt: PromptConfig | None = None, n_global: int = 4, n_local: int = 4,
                  topk: Sequence[int] = L.TOPK, dropout: float = 0.75, batch_size: int = 128,
@@ -66,10 +68,6 @@ class GalLoP(Method):
         self.text_ = F.normalize(self.global_text_.mean(1), dim=-1)  # for the base class (signature, shapes)
         self.scale_ = backbone.logit_scale
 
-    def score_signature(self) -> tuple:
-        return super().score_signature() + (float(self.local_text_.sum()), float(self.prompts_.local_proj.sum()),
-                                            self.topk, self.temperature)
-
     def available_scores(self, bank) -> list[str]:
         self._check_fitted()
         return ["MCM"] + (["GL-MCM"] if local_tokens_of(bank, self.local_tokens) is not None else [])
@@ -82,7 +80,11 @@ class GalLoP(Method):
                                         None if local is None else local.to(self.text_.device), text)
 
     def score(self, bank, scores=None, chunk: int = SCORE_CHUNK) -> dict[str, np.ndarray]:
-        wanted = [s for s in self.available_scores(bank) if scores is None or s in scores]
+        asked = self.check_scores(scores)
+        available = self.available_scores(bank)
+        if scores is not None and "GL-MCM" in asked and "GL-MCM" not in available:
+            raise ValueError(f"{self.name} cannot give GL-MCM on this bank: it has no {self.local_tokens!r} tokens")
+        wanted = [s for s in available if s in asked]
         parts = {s: [] for s in wanted}
         tokens = local_tokens_of(bank, self.local_tokens) if "GL-MCM" in wanted else None
         for s in range(0, len(bank), chunk):

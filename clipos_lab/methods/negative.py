@@ -12,7 +12,8 @@ import torch.nn.functional as F
 
 from ..negatives import grouping as G
 from ..negatives.vocab import WORDNET_VOCAB, Vocabulary, read_vocab
-from .base import SCORE_CHUNK, Method
+from .base import Method
+from .cosine import SCORE_CHUNK
 
 
 class NegativeLabelMethod(Method):
@@ -20,6 +21,10 @@ class NegativeLabelMethod(Method):
     ``negative_pos_`` / ``negative_distance_`` (per mined word), ``scale_`` and ``permutation_``."""
 
     kind = "zero-shot"
+
+    @property
+    def score_names(self) -> tuple[str, ...]:
+        return (self.default_score,)
 
     def load_vocabulary(self) -> Vocabulary:
         """The candidate words: a :class:`Vocabulary`, a word-list path, or None for the shipped WordNet list."""
@@ -48,18 +53,12 @@ class NegativeLabelMethod(Method):
         self.scale_ = float(self.scale if self.scale is not None else backbone.logit_scale)
         self.permutation_ = G.group_permutation(len(picked), self.n_groups, self.permute, self.group_seed)
 
-    @property
-    def score_scale_(self) -> float:
-        return self.scale_
-
-    def available_scores(self, bank) -> list[str]:
-        self._check_fitted()
-        return [self.default_score]
-
     def score_signature(self) -> tuple:
-        neg = self.negatives_.detach().float().cpu().contiguous().numpy()
-        return super().score_signature() + (hashlib.sha1(neg.tobytes()).hexdigest(), self.n_groups,
-                                            tuple(self.permutation_.tolist()[:8]), getattr(self, "n_fuse", None))
+        self._check_fitted()
+        text = torch.cat([self.text_, self.negatives_]).detach().float().cpu().contiguous().numpy()
+        return (type(self).__qualname__, hashlib.sha1(text.tobytes()).hexdigest(), len(self.text_), self.scale_,
+                self.n_groups, hashlib.sha1(self.permutation_.numpy().tobytes()).hexdigest(),
+                getattr(self, "n_fuse", None))
 
     def id_share(self, features: torch.Tensor) -> torch.Tensor:
         """The grouped ID share of features ``(N, D)`` (logits ``scale x cos``)."""
@@ -70,11 +69,18 @@ class NegativeLabelMethod(Method):
 
     def score(self, bank, scores=None, chunk: int = SCORE_CHUNK) -> dict[str, np.ndarray]:
         self._check_fitted()
-        wanted = [s for s in self.available_scores(bank) if scores is None or s in scores]
+        wanted = self.check_scores(scores)
         if not wanted:
             return {}
         out = [self.id_share(bank.global_[s: s + chunk]) for s in range(0, len(bank), chunk)]
         return {wanted[0]: torch.cat(out).cpu().numpy()}
+
+    def predict(self, bank, chunk: int = SCORE_CHUNK) -> np.ndarray:
+        """The ID class of each image: the most similar ID label (negatives are not candidates)."""
+        self._check_fitted()
+        out = [(F.normalize(bank.global_[s: s + chunk].to(self.text_.device).float(), dim=-1) @ self.text_.T)
+               .argmax(-1).cpu() for s in range(0, len(bank), chunk)]
+        return torch.cat(out).numpy()
 
     def negatives_table(self, n: int = 10):
         """The ``n`` mined negative labels nearest to the ID labels and the ``n`` farthest (by the mining
