@@ -44,11 +44,12 @@ __all__ = sorted(_API)
 def __getattr__(name: str):
     if name in _API:
         value = getattr(importlib.import_module(f".{_API[name]}", __name__), name)
-    else:  # a registered method's class, by its class name (the registry decides what is public)
-        value = importlib.import_module(".methods.registry", __name__).class_named(name) \
-            if not name.startswith("_") else None
+    elif name[:1].isupper():  # a registered method's class, by its class name (the registry decides)
+        value = importlib.import_module(".methods.registry", __name__).class_named(name)
         if value is None:
             raise AttributeError(f"module 'clipos_lab' has no attribute {name!r}")
+    else:  # lower-case names are submodules (``from clipos_lab import scores``): the import system loads them
+        raise AttributeError(f"module 'clipos_lab' has no attribute {name!r}")
     globals()[name] = value
     return value
 
