@@ -89,18 +89,17 @@ class FA(Method):
         return torch.cat(out).numpy()
 
     def save(self, path) -> None:
+        """The learned context (safetensors) with every option but the training config; :meth:`load` rebuilds."""
         self._check_fitted()
-        self.learner_.save(path, extra={"class": "FA", "k": self.k, "temperature": self.temperature,
-                                        "gl_weight": self.gl_weight, "local_tokens": self.local_tokens})
+        params = {k: v for k, v in self.get_params().items() if k != "prompt"}
+        self.learner_.save(path, extra={"class": "FA", "params": params})
 
     @classmethod
     def load(cls, path, backbone) -> "FA":
         learner = PromptLearner.load(path, backbone)
-        extra = learner.extra
-        if extra.get("class") != "FA":
-            raise ValueError(f"{path} holds {extra.get('class') or 'other'} prompts, not FA's")
-        method = cls(k=int(extra["k"]), ctx_init=learner.ctx_init, temperature=float(extra["temperature"]),
-                     gl_weight=float(extra["gl_weight"]), local_tokens=extra["local_tokens"])
+        if learner.extra.get("class") != "FA":
+            raise ValueError(f"{path} holds {learner.extra.get('class') or 'other'} prompts, not FA's")
+        method = cls(**learner.extra["params"])
         fresh = PromptLearner(backbone, learner.classnames, learner.n_ctx, learner.ctx_init)
         with torch.no_grad():
             method.frozen_, method.text_ = fresh(), learner()

@@ -10,6 +10,7 @@ value-path ``local`` tokens (the reference's are the last block's value tokens).
 
 from __future__ import annotations
 
+import json
 from typing import Sequence
 
 import numpy as np
@@ -105,11 +106,11 @@ class GalLoP(Method):
         return torch.cat(out).numpy()
 
     def save(self, path) -> None:
+        """The learned prompts and map (safetensors) with every option but the training config."""
         self._check_fitted()
-        self.prompts_.save(path, {"class": "GalLoP", "classnames": "\n".join(self.classnames_),
-                                  "n_global": self.n_global, "n_local": self.n_local, "init": self.init,
-                                  "topk": ",".join(map(str, self.topk)), "temperature": self.temperature,
-                                  "local_tokens": self.local_tokens})
+        params = {k: v for k, v in self.get_params().items() if k != "prompt"}
+        self.prompts_.save(path, {"class": "GalLoP", "classnames": json.dumps(self.classnames_),
+                                  "params": json.dumps(params)})
 
     @classmethod
     def load(cls, path, backbone) -> "GalLoP":
@@ -119,11 +120,10 @@ class GalLoP(Method):
             meta, tensors = fh.metadata(), {k: fh.get_tensor(k) for k in fh.keys()}
         if meta.get("class") != "GalLoP":
             raise ValueError(f"{path} does not hold GalLoP prompts")
-        method = cls(n_global=int(meta["n_global"]), n_local=int(meta["n_local"]), init=meta["init"],
-                     topk=[int(k) for k in meta["topk"].split(",")], temperature=float(meta["temperature"]),
-                     local_tokens=meta["local_tokens"])
-        classnames = meta["classnames"].split("\n")
-        prompts = L.GalLoPPrompts(backbone, classnames, method.n_global, method.n_local, method.init)
+        method = cls(**json.loads(meta["params"]))
+        classnames = json.loads(meta["classnames"])
+        prompts = L.GalLoPPrompts(backbone, classnames, method.n_global, method.n_local, method.init,
+                                  method.learn_local_proj)
         with torch.no_grad():
             prompts.global_prompts.ctx.copy_(tensors["global_ctx"])
             prompts.local_prompts.ctx.copy_(tensors["local_ctx"])
