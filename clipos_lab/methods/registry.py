@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..clipos.prompts import PromptConfig
-from .base import KINDS, Method
 from .adaneg import AdaNeg
+from .base import KINDS, Method
 from .clipn import CLIPN
 from .csp import CSP
 from .fa import FA
