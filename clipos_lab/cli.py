@@ -133,6 +133,8 @@ def cmd_benchmark(args, zero_shot_only: bool = False) -> int:
                   progress=not args.no_progress, cache=args.cache_dir or True, batch_size=args.batch_size,
                   fpr95_rule=args.fpr95_rule, num_workers=args.workers,
                   scores=[s.strip() for s in args.scores.split(",") if s.strip()] if args.scores else None)
+    if args.options:
+        kwargs["method_options"] = _json_option(args.options, "--options")
     if zero_shot_only:
         kwargs.update(shots=(), seeds=())  # zero-shot: no shots are drawn, so no training image is encoded
     spec = Path(_spec_path(args.spec))
@@ -288,6 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="comma-separated distinct seeds (default 1,2,3)")
         p.add_argument("--epochs", type=whole_number("--epochs"), default=None,
                        help="prompt-learning epochs (default 50)")
+        p.add_argument("--options", default=None,
+                       help='JSON of method options, e.g. \'{"NegLabel": {"vocabulary": "my-words.txt"}}\'')
         p.add_argument("--scores", default=None,
                        help=f"comma-separated scores to compute ({', '.join(all_score_names())}); default: every "
                             "score of each method. A name no method gives, or a method left with none, is an error. "
