@@ -27,10 +27,13 @@ class NegativeLabelMethod(Method):
         return (self.default_score,)
 
     def load_vocabulary(self) -> Vocabulary:
-        """The candidate words: a :class:`Vocabulary`, a word-list path, or None for the shipped WordNet list."""
+        """The candidate words: a :class:`Vocabulary` (or its dict), a word-list path, or None for the shipped
+        WordNet list."""
         vocab = self.vocabulary
         if isinstance(vocab, Vocabulary):
             return vocab
+        if isinstance(vocab, dict):  # a Vocabulary as run.json stores it
+            return Vocabulary(tuple(vocab["words"]), tuple(vocab["pos"]), tuple(vocab["lexnames"]))
         return read_vocab(Path(vocab) if vocab is not None else WORDNET_VOCAB)
 
     def check_common(self) -> None:

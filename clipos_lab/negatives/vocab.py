@@ -72,6 +72,17 @@ class Vocabulary:
         return Vocabulary(tuple(self.words[i] for i in keep), tuple(self.pos[i] for i in keep),
                           tuple(self.lexnames[i] for i in keep))
 
+    def sample(self, n: int, seed: int = 0) -> "Vocabulary":
+        """``n`` words drawn without replacement (``numpy`` at ``seed``), kept in their original order: a quick
+        list for notebooks and smoke runs (the references mine the whole list)."""
+        import numpy as np
+
+        if n >= len(self):
+            return self
+        keep = np.sort(np.random.default_rng(seed).choice(len(self), size=int(n), replace=False))
+        return Vocabulary(tuple(self.words[i] for i in keep), tuple(self.pos[i] for i in keep),
+                          tuple(self.lexnames[i] for i in keep))
+
     def split(self, dedup: str = "first") -> tuple[list[str], list[str]]:
         """(nouns, adjectives), each word once. ``dedup="first"``: a word keeps its first occurrence in file
         order (NegLabel and CSP read files in turn and skip words seen before); ``"noun"``: a word that is also
