@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from test_runner import SPEC  # tests/ is on sys.path under pytest
 
 from clipos_lab.clipos.prompts import PromptConfig
 from clipos_lab.data import BenchmarkSpec
@@ -15,14 +16,6 @@ from clipos_lab.evaluation.runner import run_benchmark
 from clipos_lab.methods import build_method, kind_of
 from clipos_lab.negatives.vocab import Vocabulary
 
-SPEC = {
-    "name": "tiny-world",
-    "id": {"type": "world", "kind": "object", "shapes": ["circle", "square", "star"], "n_per_class": 6, "seed": 5},
-    "ood": {
-        "near-ood": {"type": "world", "kind": "object", "shapes": ["ring", "arrow"], "n_per_class": 6, "seed": 6},
-        "textures": {"type": "world", "kind": "background", "n": 8, "seed": 7},
-    },
-}
 NEW = ["NegLabel", "CSP", "AdaNeg", "FA", "GalLoP"]
 WORDS = ["red", "blue", "green", "round", "striped", "dotted", "bright", "dark", "large", "small", "wooden", "soft"]
 NOUNS = ["car", "tree", "house", "river", "cloud", "book", "chair", "road", "stone", "field", "lamp", "bottle",
