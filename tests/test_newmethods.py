@@ -52,6 +52,8 @@ def test_runner_runs_every_new_method(pocket_backbone, tmp_path, word_list):
     assert {r["score"] for r in rows if r["method"] == "GalLoP"} == {"MCM", "GL-MCM"}
     # a test-time method is fitted once and scored once per seed (the seed orders the stream)
     assert {(r["shots"], r["seed"]) for r in rows if r["method"] == "AdaNeg"} == {(0, 1), (0, 2)}
+    one, two = result.scores[("AdaNeg", 0, 1)], result.scores[("AdaNeg", 0, 2)]
+    assert not np.array_equal(one["textures"]["AdaNeg"], two["textures"]["AdaNeg"])  # each seed its own stream
     assert all(0.0 <= r["value"] <= 1.0 for r in rows)
     assert (tmp_path / "out" / "prompts" / "GalLoP-shots1-seed1.safetensors").exists()
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())

@@ -75,6 +75,10 @@ class AdaNeg(NegativeLabelMethod):
         self.set_negatives(backbone, classnames, id_text, cand, words, pos, distance, picked)
         return self
 
+    def score_signature(self):
+        """None: scores depend on the stream (the seed), so the runner never reuses them across runs."""
+        return None
+
     def stream(self, features: torch.Tensor, seed: int) -> dict[str, np.ndarray]:
         """Score ``features`` (N, D) with a fresh memory, in the order of a seeded permutation, batch by batch;
         results are returned in the input order."""
