@@ -102,3 +102,18 @@ def test_adaneg_scores_each_ood_set_with_its_own_stream(pocket_backbone):
     assert not np.allclose(out["id@a"]["AdaNeg"], out["id@b"]["AdaNeg"])  # the memory differs per stream
     again = ada.score_sets(sets, seed=3)
     np.testing.assert_array_equal(again["b"]["AdaNeg"], out["b"]["AdaNeg"])  # seeded: repeatable
+
+
+def test_adaneg_unshuffled_stream_is_the_step_function_in_the_given_order(pocket_backbone):
+    from clipos_lab.negatives import adaneg as A
+
+    vocab = Vocabulary.from_words(NOUNS, WORDS)
+    ada = build_method("AdaNeg", vocabulary=vocab, n_groups=2, exclude_files=[], n_negatives=10, batch_size=4,
+                       shuffle=False).fit(pocket_backbone, classnames=["circle", "square"])
+    feats = torch.nn.functional.normalize(torch.randn(10, pocket_backbone.embed_dim,
+                                                      generator=torch.Generator().manual_seed(2)), dim=-1)
+    text = torch.cat([ada.text_, ada.negatives_])
+    memory = A.ProxyMemory.new(text, 10)
+    expect = torch.cat([A.adaneg_step(memory, feats[s: s + 4], text, 2, ada.scale_, ada.permutation_, 2)["score"]
+                        for s in range(0, 10, 4)])
+    np.testing.assert_allclose(ada.stream(feats, seed=123)["score"], expect.numpy(), rtol=1e-6)

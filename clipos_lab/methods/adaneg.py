@@ -42,13 +42,13 @@ class AdaNeg(NegativeLabelMethod):
                  beta: float = 5.0, samada: bool = True, in_score: str = "combine",
                  id_template: str = "The nice {}.", noun_template: str = "The nice {}.",
                  adj_template: str = "This is a {} photo.", batch_size: int = 256, stream_seed: int = 0,
-                 permute: bool = True, group_seed: int = 0, text_chunk: int = 1024):
+                 shuffle: bool = True, permute: bool = True, group_seed: int = 0, text_chunk: int = 1024):
         self.vocabulary, self.exclude_files, self.n_negatives = vocabulary, tuple(exclude_files), n_negatives
         self.percentile, self.n_groups, self.scale = percentile, n_groups, scale
         self.memory_length, self.thres, self.gap, self.gap_mode = memory_length, thres, gap, gap_mode
         self.lambda_, self.beta, self.samada, self.in_score = lambda_, beta, samada, in_score
         self.id_template, self.noun_template, self.adj_template = id_template, noun_template, adj_template
-        self.batch_size, self.stream_seed = batch_size, stream_seed
+        self.batch_size, self.stream_seed, self.shuffle = batch_size, stream_seed, shuffle
         self.permute, self.group_seed, self.text_chunk = permute, group_seed, text_chunk
 
     def fit(self, backbone, train=None, classnames: Sequence[str] | None = None) -> "AdaNeg":
@@ -80,12 +80,14 @@ class AdaNeg(NegativeLabelMethod):
         return None
 
     def stream(self, features: torch.Tensor, seed: int) -> dict[str, np.ndarray]:
-        """Score ``features`` (N, D) with a fresh memory, in the order of a seeded permutation, batch by batch;
-        results are returned in the input order."""
+        """Score ``features`` (N, D) with a fresh memory, in the order of a seeded permutation (the given order
+        with ``shuffle=False``, e.g. to replay a reference run's order), batch by batch; results come back in the
+        input order."""
         self._check_fitted()
         text = torch.cat([self.text_, self.negatives_])
         memory = A.ProxyMemory.new(text, self.memory_length)
-        order = torch.randperm(len(features), generator=torch.Generator().manual_seed(int(seed)))
+        order = (torch.randperm(len(features), generator=torch.Generator().manual_seed(int(seed))) if self.shuffle
+                 else torch.arange(len(features)))
         out = {k: torch.empty(len(features)) for k in ("score", "vanilla", "adaptive")}
         pred = torch.empty(len(features), dtype=torch.long)
         for s in range(0, len(order), self.batch_size):

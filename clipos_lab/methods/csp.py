@@ -29,10 +29,10 @@ class CSP(NegLabel):
                  percentile: float = 0.95, n_groups: int = 100, scale: float | None = 100.0,
                  noun_templates: Sequence[str] = C.NOUN_TEMPLATES, adj_templates: Sequence[str] = C.ADJ_TEMPLATES,
                  superclass_templates: Sequence[str] = C.CSP_TEMPLATES, exclude_above: float | None = C.MAX_SIMILARITY,
-                 seed: int = 0, permute: bool = True, group_seed: int = 0, n_fuse: int | None = None,
-                 text_chunk: int = 1024):
+                 seed: int = 0, permute: bool = True, group_seed: int = 0, group_device: str = "cpu",
+                 n_fuse: int | None = None, text_chunk: int = 1024):
         super().__init__(vocabulary, exclude_files, ratio, percentile, n_groups, scale, permute=permute,
-                         group_seed=group_seed, n_fuse=n_fuse, text_chunk=text_chunk)
+                         group_seed=group_seed, group_device=group_device, n_fuse=n_fuse, text_chunk=text_chunk)
         self.noun_templates, self.adj_templates = tuple(noun_templates), tuple(adj_templates)
         self.superclass_templates, self.exclude_above, self.seed = tuple(superclass_templates), exclude_above, seed
 

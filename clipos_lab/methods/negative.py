@@ -54,7 +54,8 @@ class NegativeLabelMethod(Method):
         self.negative_pos_ = [pos[i] for i in picked.tolist()]
         self.negative_distance_ = distance.cpu()[picked].numpy()
         self.scale_ = float(self.scale if self.scale is not None else backbone.logit_scale)
-        self.permutation_ = G.group_permutation(len(picked), self.n_groups, self.permute, self.group_seed)
+        self.permutation_ = G.group_permutation(len(picked), self.n_groups, self.permute, self.group_seed,
+                                                getattr(self, "group_device", "cpu"))
 
     def score_signature(self) -> tuple:
         self._check_fitted()

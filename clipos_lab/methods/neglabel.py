@@ -6,8 +6,9 @@ of XueJiang16/NegLabel (commit 3253db68): ID labels and nouns under ``"the nice 
 order; mining by the 0.95-quantile similarity to the ID labels, 15 % of each part of speech
 (:mod:`clipos_lab.negatives.neglabel`); score = mean over 100 groups of the ID share of the softmax at
 ``100 x cos`` (``t = 1`` there means temperature 0.01), the groups drawn by ``torch.randperm`` under seed 0.
-The reference draws that permutation on the GPU's generator; ours is the CPU generator's, so group membership
-(not the rule) differs from a CUDA run of the reference.
+The reference draws that permutation on the GPU's generator; ours is the CPU generator's by default, so group
+membership (not the rule) differs from a CUDA run of the reference; ``group_device="cuda"`` draws it on the GPU
+as the reference does.
 """
 
 from __future__ import annotations
@@ -34,13 +35,13 @@ class NegLabel(NegativeLabelMethod):
                  percentile: float = 0.95, n_groups: int = 100, scale: float | None = 100.0,
                  id_template: str = "the nice {}", noun_template: str = "the nice {}",
                  adj_template: str = "This is a {} photo", permute: bool = True, group_seed: int = 0,
-                 n_fuse: int | None = None, text_chunk: int = 1024):
+                 group_device: str = "cpu", n_fuse: int | None = None, text_chunk: int = 1024):
         self.vocabulary = vocabulary
         self.exclude_files = tuple(exclude_files)
         self.ratio, self.percentile = ratio, percentile
         self.n_groups, self.scale = n_groups, scale
         self.id_template, self.noun_template, self.adj_template = id_template, noun_template, adj_template
-        self.permute, self.group_seed, self.n_fuse = permute, group_seed, n_fuse
+        self.permute, self.group_seed, self.group_device, self.n_fuse = permute, group_seed, group_device, n_fuse
         self.text_chunk = text_chunk
 
     def candidates(self, backbone, nouns, adjs):

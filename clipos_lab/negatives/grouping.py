@@ -14,9 +14,12 @@ from __future__ import annotations
 import torch
 
 
-def group_permutation(n_negatives: int, n_groups: int, permute: bool = True, seed: int = 0) -> torch.Tensor:
+def group_permutation(n_negatives: int, n_groups: int, permute: bool = True, seed: int = 0,
+                      device: str = "cpu") -> torch.Tensor:
     """Column order of the kept negatives: the first ``n - n mod G`` indices, permuted as the references do
-    (``torch.manual_seed(seed); torch.randperm(n)`` on the CPU generator)."""
+    (``torch.manual_seed(seed); torch.randperm(n)``). AdaNeg's reference draws on the CPU generator (the default
+    here); NegLabel's and CSP's on the GPU's: ``device="cuda"`` draws there (same seed, same generator), so a
+    GPU run reproduces their groups exactly."""
     if n_groups < 1:
         raise ValueError(f"n_groups={n_groups} must be at least 1")
     keep = n_negatives - n_negatives % n_groups
@@ -24,7 +27,8 @@ def group_permutation(n_negatives: int, n_groups: int, permute: bool = True, see
         raise ValueError(f"{n_negatives} negative labels cannot fill {n_groups} groups: mine more or use fewer groups")
     if not permute:
         return torch.arange(keep)
-    return torch.randperm(keep, generator=torch.Generator().manual_seed(int(seed)))
+    gen = torch.Generator(device=device).manual_seed(int(seed))
+    return torch.randperm(keep, generator=gen, device=device).cpu()
 
 
 def grouped_id_score(pos_logits: torch.Tensor, neg_logits: torch.Tensor, n_groups: int = 1,
