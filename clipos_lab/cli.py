@@ -132,7 +132,8 @@ def cmd_benchmark(args, zero_shot_only: bool = False) -> int:
     kwargs.update(shots=args.shots, seeds=args.seeds, prompt=prompt, out_dir=args.out, overwrite=args.overwrite,
                   progress=not args.no_progress, cache=args.cache_dir or True, batch_size=args.batch_size,
                   fpr95_rule=args.fpr95_rule, num_workers=args.workers,
-                  scores=[s.strip() for s in args.scores.split(",") if s.strip()] if args.scores else None)
+                  scores=[s.strip() for s in args.scores.split(",") if s.strip()] if args.scores else None,
+                  executor=_executor(args))
     if args.options:
         kwargs["method_options"] = _json_option(args.options, "--options")
     if zero_shot_only:
@@ -151,6 +152,41 @@ def cmd_benchmark(args, zero_shot_only: bool = False) -> int:
     result = run_benchmark(str(spec), backbone, **kwargs)
     _print_result(result, args.out)
     return 0
+
+
+def _add_executor_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("where cells run (docs/scale.md)")
+    g.add_argument("--executor", default="local", choices=["local", "ray"],
+                   help="local (default: this process) or ray (a local Ray cluster, or --address; "
+                        "pip install 'clipos_lab[ray]')")
+    g.add_argument("--address", default=None, help="Ray cluster to attach to: 'auto' or host:port of `ray start --head`")
+    g.add_argument("--task-cpus", type=positive_number("--task-cpus"), default=1.0, help="CPUs per Ray task (default 1)")
+    g.add_argument("--task-gpus", type=positive_number("--task-gpus", zero=True), default=0.0,
+                   help="GPUs per Ray task, e.g. 0.25 to share one GPU between four tasks (default 0)")
+
+
+def _executor(args):
+    from .evaluation.executor import make_executor
+
+    if args.executor == "local" and (args.address or args.task_gpus or args.task_cpus != 1.0):
+        raise ValueError("--address, --task-cpus and --task-gpus are options of --executor ray")
+    return make_executor(args.executor, address=args.address, task_cpus=args.task_cpus, task_gpus=args.task_gpus)
+
+
+def positive_number(option: str, zero: bool = False):
+    """An argparse ``type`` for a finite number > 0 (>= 0 with ``zero``); its errors name the option."""
+    def parse(text: str) -> float:
+        import math
+
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{option} takes a number, got {text!r}") from None
+        if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
+            raise argparse.ArgumentTypeError(f"{option} must be {'>= 0' if zero else '> 0'}, got {text}")
+        return value
+    parse.__name__ = option
+    return parse
 
 
 def _print_result(result, out) -> None:
@@ -306,6 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--cache-dir", default=None)
         p.add_argument("--no-progress", action="store_true")
         _add_backbone_args(p)
+        _add_executor_args(p)
         p.set_defaults(func=(lambda a: cmd_benchmark(a, zero_shot_only=True)) if name == "evaluate"
                        else cmd_benchmark)
 

@@ -22,19 +22,20 @@ import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from ..clipos.prompts import PromptConfig
 from ..data import BenchmarkSpec, write_manifest
-from ..files import RunFolder, check_name, slug, write_csv, write_json, write_text
+from ..files import RunFolder, atomic_path, check_name, slug, write_csv, write_json, write_text
 from ..methods import default_methods, kind_of, score_names_of
 from ..methods import methods as registered_methods
 from . import metrics as M
 from . import tables as T
 from .banks import Banks, OverlapWarning, TrainPool, check_banks, encode_banks
+from .executor import Cell, LocalExecutor
 from .record import RunConfig
 
 __all__ = ["BENCHMARK_OUTPUTS", "Banks", "BenchmarkResult", "DEFAULT_METHODS", "METRICS", "OverlapWarning",
@@ -72,13 +73,14 @@ def run_benchmark(spec: BenchmarkSpec | str | os.PathLike, backbone, methods: Se
                   progress: bool = True, batch_size: int = 64, save_prompts: bool = True,
                   banks: Banks | None = None, keep_fitted: bool = False,
                   fpr95_rule: str = M.DEFAULT_FPR95_RULE, overwrite: bool = False, num_workers: int = 0,
-                  scores: Sequence[str] | None = None) -> BenchmarkResult:
+                  scores: Sequence[str] | None = None, executor=None) -> BenchmarkResult:
     """Fit and score every method; write ``results.csv``, ``summary.csv``, ``summary.md``, ``metrics.json``.
 
     ``out_dir`` is written as a whole (see :class:`~clipos_lab.files.RunFolder`): with ``run.json`` listing every
     file and the run's :class:`RunConfig`, never mixed with an earlier run, and an earlier run there is replaced
     only with ``overwrite=True``. ``scores`` limits the scores computed (e.g. ``["MCM"]`` never reads local
-    tokens); a name no selected method gives, or a method that gives none of them, is an error.
+    tokens); a name no selected method gives, or a method that gives none of them, is an error. ``executor``
+    (:func:`~clipos_lab.evaluation.executor.make_executor`) runs the cells: in this process by default, or on Ray.
     """
     M.check_fpr95_rule(fpr95_rule)
     if isinstance(spec, (str, os.PathLike)):
@@ -89,21 +91,23 @@ def run_benchmark(spec: BenchmarkSpec | str | os.PathLike, backbone, methods: Se
                               scores=scores, fpr95_rule=fpr95_rule, batch_size=batch_size)
     return run_config(config, backbone, out_dir=out_dir, overwrite=overwrite, cache=cache, progress=progress,
                       save_prompts=save_prompts, banks=banks, keep_fitted=keep_fitted, num_workers=num_workers,
-                      spec=spec)
+                      spec=spec, executor=executor)
 
 
 def run_config(config: RunConfig, backbone, out_dir: str | os.PathLike | None = None, overwrite: bool = False,
                cache=True, progress: bool = True, save_prompts: bool = True, banks: Banks | None = None,
-               keep_fitted: bool = False, num_workers: int = 0, spec: BenchmarkSpec | None = None) -> BenchmarkResult:
-    """Run ``config`` with ``backbone``; the other arguments change where things go and what is kept, never a
-    number. ``run.json`` in ``out_dir`` stores ``config`` (see :func:`rerun`)."""
+               keep_fitted: bool = False, num_workers: int = 0, spec: BenchmarkSpec | None = None,
+               executor=None) -> BenchmarkResult:
+    """Run ``config`` with ``backbone``; the other arguments change where things go, where cells run and what
+    is kept, never a number. ``run.json`` in ``out_dir`` stores ``config`` (see :func:`rerun`)."""
     spec = spec or config.benchmark_spec()
     if out_dir is None:
-        return _run(config, spec, backbone, None, cache, progress, save_prompts, banks, keep_fitted, num_workers)
+        return _run(config, spec, backbone, None, cache, progress, save_prompts, banks, keep_fitted, num_workers,
+                    executor)
     run = RunFolder(out_dir, BENCHMARK_OUTPUTS, overwrite=overwrite)  # refuses before any work
     try:
         result = _run(config, spec, backbone, run.path, cache, progress, save_prompts, banks, keep_fitted,
-                      num_workers)
+                      num_workers, executor)
         run.commit(run_info(spec, backbone, config=config.to_dict()))
     except BaseException:
         run.discard()
@@ -193,73 +197,178 @@ def run_info(spec, backbone, **extra) -> dict:
 
 
 def _run(config: RunConfig, spec, backbone, out, cache, progress, save_prompts, banks, keep_fitted,
-         num_workers) -> BenchmarkResult:
-    prompt = config.prompt_config
-    t0 = time.perf_counter()
-    banks = banks or encode_banks(spec, backbone, batch_size=config.batch_size, cache=cache, progress=progress,
-                                  num_workers=num_workers)
-    result = BenchmarkResult([], [], fpr95_rule=config.fpr95_rule, config=config)
-    fit_seconds: dict[str, float] = {}
-    kinds = {m.name: kind_of(m.name) for m in config.methods}
-    n_fits = sum({"zero-shot": 1, "test-time": len(config.seeds),
-                  "few-shot": len(config.shots) * len(config.seeds)}[k] for k in kinds.values())
-    bar = tqdm(total=n_fits, disable=not progress, desc="fit + score", leave=False)
-    sets = {"id": banks.id_test, **banks.ood}
-    memo: dict[tuple, tuple] = {}  # score signature -> (per-set scores, ID predictions): zero-shot MCM and
-    # GL-MCM share their text and scale, so each bank is scored once for both
+         num_workers, executor=None) -> BenchmarkResult:
+    job = BenchmarkJob(config, spec, backbone, out, cache, progress, save_prompts, banks, keep_fitted, num_workers,
+                       executor)
+    return job.finish((executor or LocalExecutor()).run(job.cells(), progress=progress, desc="fit + score"))
 
-    def evaluate(name: str, method, n_shots: int, seed: int):
-        wanted = None if config.scores is None else [s for s in config.scores if s in method.score_names]
-        signature = method.score_signature()
-        key = None if signature is None else (signature, None if wanted is None else tuple(wanted))
-        if key is None or key not in memo:
-            memo.clear()  # prompt methods never share a signature: keep only the last
-            scored = (method.score_sets(sets, scores=wanted, seed=seed), method.predict(banks.id_test))
-            if key is not None:
-                memo[key] = scored
-        else:
-            scored = memo[key]
-        per_set, predicted = scored
-        _add_rows(result, spec, name, n_shots, seed, per_set, predicted, banks)
-        if keep_fitted:
-            result.fitted[(name, n_shots, seed)] = method
-        bar.set_postfix_str(f"{name} {n_shots}-shot seed {seed}" if n_shots else name, refresh=False)
-        bar.update(1)
 
-    def timed(name, fit_and_score):
+class BenchmarkJob:
+    """One spec's run split into cells (see :mod:`.executor`): the encoding happens here, the cells (one per
+    method x shots x seed) anywhere, and :meth:`finish` assembles their results in cell order."""
+
+    def __init__(self, config: RunConfig, spec, backbone, out, cache, progress, save_prompts, banks, keep_fitted,
+                 num_workers, executor=None):
+        self.config, self.spec, self.backbone, self.out = config, spec, backbone, out
+        self.progress, self.save_prompts, self.keep_fitted = progress, save_prompts, keep_fitted
+        self.t0 = time.perf_counter()
+        in_process = executor is None or executor.in_process
+        if keep_fitted and not in_process:
+            raise ValueError("keep_fitted needs the local executor (fitted methods stay in the Ray workers)")
+        self.banks = banks or encode_banks(spec, backbone, batch_size=config.batch_size, cache=cache,
+                                           progress=progress, num_workers=num_workers)
+        self.context = CellContext(config.to_dict(), _cache_arg(cache), str(backbone.device), num_workers,
+                                   save_prompts and out is not None, keep_fitted)
+        if in_process:  # cells in this process use these objects instead of loading them again
+            _LIVE[self.context.key] = _Live(backbone, self.banks)
+
+    def cells(self) -> list[Cell]:
+        kinds = {m.name: kind_of(m.name) for m in self.config.methods}
+        todo = []
+        for i, m in enumerate(self.config.methods):
+            if kinds[m.name] != "few-shot":
+                for seed in [0] if kinds[m.name] == "zero-shot" else self.config.seeds:
+                    todo.append(Cell(run_cell, (self.context, i, 0, int(seed)), m.name))
+        if any(k == "few-shot" for k in kinds.values()):  # no learner: no shots drawn, no training image encoded
+            for n_shots in self.config.shots:
+                for seed in self.config.seeds:
+                    for i, m in enumerate(self.config.methods):
+                        if kinds[m.name] == "few-shot":
+                            todo.append(Cell(run_cell, (self.context, i, int(n_shots), int(seed)),
+                                             f"{m.name} {n_shots}-shot seed {seed}"))
+        return todo
+
+    def finish(self, outcomes: list["CellOutcome"]) -> BenchmarkResult:
+        _LIVE.pop(self.context.key, None)
+        result = BenchmarkResult([], [], fpr95_rule=self.config.fpr95_rule, config=self.config)
+        fit_seconds: dict[str, float] = {}
+        for outcome in outcomes:
+            name = self.config.methods[outcome.method].name
+            _add_rows(result, self.spec, name, outcome.shots, outcome.seed, outcome.scores, outcome.predicted,
+                      self.banks)
+            fit_seconds[name] = fit_seconds.get(name, 0.0) + outcome.seconds
+            self.banks.encode_seconds += outcome.draw_seconds
+            self.banks.id_train.skipped.update(outcome.skipped)
+            if outcome.fitted is not None:
+                result.fitted[(name, outcome.shots, outcome.seed)] = outcome.fitted
+            if self.out is not None and outcome.manifest is not None:
+                path = self.out / "manifests" / f"shots{outcome.shots}-seed{outcome.seed}.json"
+                if not path.exists():
+                    write_manifest(outcome.manifest, path)
+            if self.out is not None and outcome.prompts is not None:
+                path = self.out / "prompts" / f"{slug(name)}-shots{outcome.shots}-seed{outcome.seed}.safetensors"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with atomic_path(path) as tmp:
+                    Path(tmp).write_bytes(outcome.prompts)
+        result.summary = T.summarise(result.rows)
+        result.skipped = self.banks.skipped()
+        result.timings = {"encode_s": self.banks.encode_seconds, "total_s": time.perf_counter() - self.t0,
+                          "fit_and_score_s": fit_seconds}
+        if self.out is not None:
+            write_outputs(result, self.out, self.spec, self.backbone)
+        return result
+
+
+@dataclass(frozen=True)
+class CellContext:
+    """What a cell needs to find (in this process) or rebuild (in a Ray worker) the backbone and the banks."""
+
+    config: dict
+    cache: object
+    device: str
+    num_workers: int
+    save_prompts: bool
+    keep_fitted: bool
+
+    @property
+    def key(self) -> str:
+        import hashlib
+        import json
+
+        return hashlib.sha1(json.dumps([self.config, str(self.cache), self.device], sort_keys=True,
+                                       default=str).encode()).hexdigest()
+
+
+@dataclass
+class CellOutcome:
+    method: int
+    shots: int
+    seed: int
+    scores: dict                     # set name -> {score name: array}
+    predicted: np.ndarray
+    seconds: float
+    draw_seconds: float = 0.0
+    manifest: list | None = None
+    prompts: bytes | None = None     # the learned method's safetensors file
+    skipped: dict = field(default_factory=dict)
+    fitted: object = None
+
+
+@dataclass
+class _Live:
+    backbone: object
+    banks: Banks
+    draws: dict = field(default_factory=dict)   # (shots, seed) -> (bank, manifest): one draw per shots x seed
+    memo: dict = field(default_factory=dict)    # score signature -> scores (zero-shot MCM and GL-MCM share)
+
+
+_LIVE: dict[str, _Live] = {}  # per process: the running jobs' objects, or what a Ray worker rebuilt
+
+
+def _live(context: CellContext) -> _Live:
+    live = _LIVE.get(context.key)
+    if live is None:  # a Ray worker: load the backbone and read the banks from the (shared) feature cache
+        config = RunConfig.from_dict(context.config)
+        backbone = config.load_backbone("auto" if context.device.startswith("cuda") else context.device)
+        banks = encode_banks(config.benchmark_spec(), backbone, batch_size=config.batch_size, cache=context.cache,
+                             progress=False, num_workers=context.num_workers)
+        live = _LIVE[context.key] = _Live(backbone, banks)
+    return live
+
+
+def run_cell(context: CellContext, method_index: int, n_shots: int, seed: int) -> CellOutcome:
+    """Fit one method (on its draw, for a few-shot method) and score every set: one cell of a benchmark."""
+    import tempfile
+
+    live = _live(context)
+    config = RunConfig.from_dict(context.config)
+    choice = config.methods[method_index]
+    banks, backbone = live.banks, live.backbone
+    outcome = CellOutcome(method_index, n_shots, seed, {}, np.empty(0), 0.0)
+    train = banks.id_train
+    if n_shots:
         start = time.perf_counter()
-        fit_and_score()
-        fit_seconds[name] = fit_seconds.get(name, 0.0) + time.perf_counter() - start
+        if (n_shots, seed) not in live.draws:
+            live.draws = {(n_shots, seed): banks.id_train.draw(n_shots, seed)}  # keep only the current draw
+        train, outcome.manifest = live.draws[(n_shots, seed)]
+        outcome.draw_seconds = time.perf_counter() - start
+        outcome.skipped = dict(banks.id_train.skipped)
+    start = time.perf_counter()
+    method = choice.build(seed=seed, prompt=config.prompt_config).fit(backbone, train)
+    wanted = None if config.scores is None else [s for s in config.scores if s in method.score_names]
+    signature = method.score_signature()
+    key = None if signature is None else (signature, None if wanted is None else tuple(wanted))
+    if key is None or key not in live.memo:
+        live.memo.clear()  # prompt methods never share a signature: keep only the last
+        scored = (method.score_sets({"id": banks.id_test, **banks.ood}, scores=wanted, seed=seed),
+                  method.predict(banks.id_test))
+        if key is not None:
+            live.memo[key] = scored
+    else:
+        scored = live.memo[key]
+    outcome.scores, outcome.predicted = scored
+    if context.save_prompts and n_shots:
+        with tempfile.TemporaryDirectory() as tmp:
+            method.save(Path(tmp) / "prompts.safetensors")
+            outcome.prompts = (Path(tmp) / "prompts.safetensors").read_bytes()
+    if context.keep_fitted:
+        outcome.fitted = method
+    outcome.seconds = time.perf_counter() - start
+    return outcome
 
-    for choice in [m for m in config.methods if kinds[m.name] != "few-shot"]:
-        def once(choice=choice):
-            method = choice.build(prompt=prompt).fit(backbone, banks.id_train)
-            for seed in ([0] if kinds[choice.name] == "zero-shot" else config.seeds):
-                evaluate(choice.name, method, 0, int(seed))
-        timed(choice.name, once)
-    few_shot = [m for m in config.methods if kinds[m.name] == "few-shot"]
-    for n_shots in config.shots if few_shot else ():  # no learner: no shots drawn, no training image encoded
-        for seed in config.seeds:
-            start = time.perf_counter()
-            train, manifest = banks.id_train.draw(int(n_shots), int(seed))
-            banks.encode_seconds += time.perf_counter() - start
-            if out is not None:
-                write_manifest(manifest, out / "manifests" / f"shots{n_shots}-seed{seed}.json")
-            for choice in few_shot:
-                def fit(choice=choice, n_shots=n_shots, seed=seed):
-                    method = choice.build(seed=int(seed), prompt=prompt).fit(backbone, train)
-                    evaluate(choice.name, method, int(n_shots), int(seed))
-                    if out is not None and save_prompts:
-                        method.save(out / "prompts" / f"{slug(choice.name)}-shots{n_shots}-seed{seed}.safetensors")
-                timed(choice.name, fit)
-    bar.close()
-    result.summary = T.summarise(result.rows)
-    result.skipped = banks.skipped()
-    result.timings = {"encode_s": banks.encode_seconds, "total_s": time.perf_counter() - t0,
-                      "fit_and_score_s": fit_seconds}
-    if out is not None:
-        write_outputs(result, out, spec, backbone)
-    return result
+
+def _cache_arg(cache):
+    return str(cache) if isinstance(cache, (str, os.PathLike)) else cache
 
 
 def _add_rows(result: BenchmarkResult, spec, name, n_shots, seed, per_set, predicted, banks) -> None:

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from .. import scores as S
 from ..clipn import encoder as E
+from ..clipn.released import load_no_text
 from ..clipn import scores as C
 from .cosine import CosineMethod
 from .text import DEFAULT_TEMPLATES, check_templates, class_embeddings
@@ -51,7 +52,7 @@ class CLIPN(CosineMethod):
         if not classnames:
             raise ValueError("CLIPN needs class names (classnames=[...] or a bank with classnames); no ID images")
         if self.no_text is not None:
-            encoder = E.load_no_text(backbone, self.no_text)
+            encoder = load_no_text(backbone, self.no_text)
         else:
             encoder = E.no_text_of(backbone)
         self.classnames_ = classnames
