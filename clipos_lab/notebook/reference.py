@@ -4,8 +4,8 @@ These are **published numbers, not results of this code**: ImageNet-1k as ID, CL
 FPR95 / AUROC in percent averaged over the four OOD sets iNaturalist, SUN, Places and Textures, as reported in
 the LoCoOp paper (Miyai et al., 2023) or, for rows with a ``source``, by the paper or repository named in
 :data:`SOURCES`. Prompt-learning rows are 16-shot; MCM, GL-MCM, NegLabel, CSP and CLIPN are zero-shot; AdaNeg is
-test-time (transductive: its scores depend on the test stream). FPR95 there is MCM / LoCoOp's: ID positive, as in :mod:`clipos_lab.evaluation.metrics`, read with
-their closest-recall rule (``fpr95_rule="closest"`` here; our default rule is ``"first"``).
+test-time (transductive: its scores depend on the test stream). FPR95 there is MCM / LoCoOp's: ID positive,
+as in :mod:`clipos_lab.evaluation.metrics`, read with their closest-recall rule (``fpr95_rule="closest"`` here; our default rule is ``"first"``).
 The CLIP-OS paper reports other protocols (CIFAR / ImageNet-100, 1- and 2-shot); its numbers are not listed
 here. A pocket-model run is not comparable with any of these numbers.
 """
@@ -93,4 +93,5 @@ def beside_markdown(summary: Iterable[dict]) -> str:
     return T.to_markdown(beside_table(summary), f"_Ours: this run (mean ± std over seeds, %). Published: {SOURCE}._")
 
 
-__all__ = ["PUBLISHED", "SOURCE", "SOURCES", "beside_markdown", "beside_table", "is_paper_spec", "lookup", "reference_rows"]
+__all__ = ["PUBLISHED", "SOURCE", "SOURCES", "beside_markdown", "beside_table", "is_paper_spec", "lookup",
+           "reference_rows"]
