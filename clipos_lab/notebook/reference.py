@@ -5,7 +5,8 @@ FPR95 / AUROC in percent averaged over the four OOD sets iNaturalist, SUN, Place
 the LoCoOp paper (Miyai et al., 2023) or, for rows with a ``source``, by the paper or repository named in
 :data:`SOURCES`. Prompt-learning rows are 16-shot; MCM, GL-MCM, NegLabel, CSP and CLIPN are zero-shot; AdaNeg is
 test-time (transductive: its scores depend on the test stream). FPR95 there is MCM / LoCoOp's: ID positive,
-as in :mod:`clipos_lab.evaluation.metrics`, read with their closest-recall rule (``fpr95_rule="closest"`` here; our default rule is ``"first"``).
+as in :mod:`clipos_lab.evaluation.metrics`, read with their closest-recall rule (``fpr95_rule="closest"`` here;
+our default rule is ``"first"``).
 The CLIP-OS paper reports other protocols (CIFAR / ImageNet-100, 1- and 2-shot); its numbers are not listed
 here. A pocket-model run is not comparable with any of these numbers.
 """
