@@ -134,6 +134,8 @@ def cmd_benchmark(args, zero_shot_only: bool = False) -> int:
                   fpr95_rule=args.fpr95_rule, num_workers=args.workers,
                   scores=[s.strip() for s in args.scores.split(",") if s.strip()] if args.scores else None,
                   executor=_executor(args))
+    if args.options:
+        kwargs["method_options"] = _json_option(args.options, "--options")
     if zero_shot_only:
         kwargs.update(shots=(), seeds=())  # zero-shot: no shots are drawn, so no training image is encoded
     spec = Path(_spec_path(args.spec))
@@ -281,6 +283,15 @@ def cmd_anomaly(args) -> int:
     return 0
 
 
+def cmd_vocab(args) -> int:
+    """Build the WordNet word list the negative-label methods mine (NegLabel, CSP, AdaNeg)."""
+    from .negatives.vocab import build_wordnet_vocab
+
+    path = build_wordnet_vocab(args.wordnet, args.out, overwrite=args.overwrite, source=args.source)
+    print(f"wrote {path} and {path.parent / 'README.md'}")
+    return 0
+
+
 def _anomaly_spec_path(value: str) -> Path:
     from .anomaly.data import shipped_spec
 
@@ -317,6 +328,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="comma-separated distinct seeds (default 1,2,3)")
         p.add_argument("--epochs", type=whole_number("--epochs"), default=None,
                        help="prompt-learning epochs (default 50)")
+        p.add_argument("--options", default=None,
+                       help='JSON of method options, e.g. \'{"NegLabel": {"vocabulary": "my-words.txt"}}\'')
         p.add_argument("--scores", default=None,
                        help=f"comma-separated scores to compute ({', '.join(all_score_names())}); default: every "
                             "score of each method. A name no method gives, or a method left with none, is an error. "
@@ -398,6 +411,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     _add_backbone_args(p)
     p.set_defaults(func=cmd_anomaly)
+
+    p = sub.add_parser("vocab", help="build the WordNet 3.0 noun + adjective list for negative-label mining")
+    p.add_argument("--wordnet", default="/usr/share/wordnet",
+                   help="WordNet 3.0 database folder with data.noun and data.adj (Debian's wordnet-base)")
+    p.add_argument("--out", default=None, help="output folder (default: the shipped assets/vocab)")
+    p.add_argument("--source", default="", help="how the WordNet files were obtained, for the README")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing word list")
+    p.set_defaults(func=cmd_vocab)
     return parser
 
 

@@ -245,8 +245,9 @@ def add_rows(result: BenchmarkResult, spec, name, n_shots, seed, per_set, predic
     ood_scores = {ood: per_set[ood] for ood in banks.ood}
     result.scores[(name, n_shots, seed)] = {"id": id_scores, **ood_scores}
     for score_name in id_scores:
-        per_ood = {ood: M.ood_metrics(id_scores[score_name], s[score_name], result.fpr95_rule)
-                   for ood, s in ood_scores.items()}
+        # a test-time method scores the ID set once per OOD set (its stream); "id@<ood>" holds that pair's
+        per_ood = {ood: M.ood_metrics(per_set.get(f"id@{ood}", id_scores)[score_name], s[score_name],
+                                      result.fpr95_rule) for ood, s in ood_scores.items()}
         for row in M.results_table(per_ood):
             for metric in getattr(spec, "metrics", None) or METRICS:
                 result.rows.append({"method": name, "score": score_name, "shots": n_shots, "seed": seed,
