@@ -132,7 +132,10 @@ def cmd_benchmark(args, zero_shot_only: bool = False) -> int:
     kwargs.update(shots=args.shots, seeds=args.seeds, prompt=prompt, out_dir=args.out, overwrite=args.overwrite,
                   progress=not args.no_progress, cache=args.cache_dir or True, batch_size=args.batch_size,
                   fpr95_rule=args.fpr95_rule, num_workers=args.workers,
-                  scores=[s.strip() for s in args.scores.split(",") if s.strip()] if args.scores else None)
+                  scores=[s.strip() for s in args.scores.split(",") if s.strip()] if args.scores else None,
+                  executor=_executor(args))
+    if args.options:
+        kwargs["method_options"] = _json_option(args.options, "--options")
     if zero_shot_only:
         kwargs.update(shots=(), seeds=())  # zero-shot: no shots are drawn, so no training image is encoded
     spec = Path(_spec_path(args.spec))
@@ -149,6 +152,43 @@ def cmd_benchmark(args, zero_shot_only: bool = False) -> int:
     result = run_benchmark(str(spec), backbone, **kwargs)
     _print_result(result, args.out)
     return 0
+
+
+def _add_executor_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("where cells run (docs/scale.md)")
+    g.add_argument("--executor", default="local", choices=["local", "ray"],
+                   help="local (default: this process) or ray (a local Ray cluster, or --address; "
+                        "pip install 'clipos_lab[ray]')")
+    g.add_argument("--address", default=None,
+                   help="Ray cluster to attach to: 'auto' or host:port of `ray start --head`")
+    g.add_argument("--task-cpus", type=positive_number("--task-cpus"), default=1.0,
+                   help="CPUs per Ray task (default 1)")
+    g.add_argument("--task-gpus", type=positive_number("--task-gpus", zero=True), default=0.0,
+                   help="GPUs per Ray task, e.g. 0.25 to share one GPU between four tasks (default 0)")
+
+
+def _executor(args):
+    from .evaluation.executor import make_executor
+
+    if args.executor == "local" and (args.address or args.task_gpus or args.task_cpus != 1.0):
+        raise ValueError("--address, --task-cpus and --task-gpus are options of --executor ray")
+    return make_executor(args.executor, address=args.address, task_cpus=args.task_cpus, task_gpus=args.task_gpus)
+
+
+def positive_number(option: str, zero: bool = False):
+    """An argparse ``type`` for a finite number > 0 (>= 0 with ``zero``); its errors name the option."""
+    def parse(text: str) -> float:
+        import math
+
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{option} takes a number, got {text!r}") from None
+        if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
+            raise argparse.ArgumentTypeError(f"{option} must be {'>= 0' if zero else '> 0'}, got {text}")
+        return value
+    parse.__name__ = option
+    return parse
 
 
 def _print_result(result, out) -> None:
@@ -211,7 +251,7 @@ def cmd_pocket(args) -> int:
 def cmd_sweep(args) -> int:
     from .sweep import run_sweep
 
-    result = run_sweep(args.sweep, out_dir=args.out, kernel=args.kernel)
+    result = run_sweep(args.sweep, out_dir=args.out, kernel=args.kernel, executor=_executor(args))
     print(result)
     return 1 if result.failed else 0
 
@@ -245,6 +285,15 @@ def cmd_anomaly(args) -> int:
               f"{result.skipped[0]['error']}")
     print(f"\nwrote {args.out}/results.csv, summary.csv, summary.md, metrics.json "
           f"({result.timings['total_s']:.1f} s, of which encoding {result.timings['encode_s']:.1f} s)")
+    return 0
+
+
+def cmd_vocab(args) -> int:
+    """Build the WordNet word list the negative-label methods mine (NegLabel, CSP, AdaNeg)."""
+    from .negatives.vocab import build_wordnet_vocab
+
+    path = build_wordnet_vocab(args.wordnet, args.out, overwrite=args.overwrite, source=args.source)
+    print(f"wrote {path} and {path.parent / 'README.md'}")
     return 0
 
 
@@ -284,6 +333,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="comma-separated distinct seeds (default 1,2,3)")
         p.add_argument("--epochs", type=whole_number("--epochs"), default=None,
                        help="prompt-learning epochs (default 50)")
+        p.add_argument("--options", default=None,
+                       help='JSON of method options, e.g. \'{"NegLabel": {"vocabulary": "my-words.txt"}}\'')
         p.add_argument("--scores", default=None,
                        help=f"comma-separated scores to compute ({', '.join(all_score_names())}); default: every "
                             "score of each method. A name no method gives, or a method left with none, is an error. "
@@ -298,6 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--cache-dir", default=None)
         p.add_argument("--no-progress", action="store_true")
         _add_backbone_args(p)
+        _add_executor_args(p)
         p.set_defaults(func=(lambda a: cmd_benchmark(a, zero_shot_only=True)) if name == "evaluate"
                        else cmd_benchmark)
 
@@ -334,6 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("sweep", help="sweep YAML (see notebooks/params/)")
     p.add_argument("--out", default=None, help="output folder (default: the sweep file's `output`)")
     p.add_argument("--kernel", default="python3")
+    _add_executor_args(p)
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("splits", help="write benchmark specs of random ID/OOD class splits of the pocket world")
@@ -364,6 +417,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     _add_backbone_args(p)
     p.set_defaults(func=cmd_anomaly)
+
+    p = sub.add_parser("vocab", help="build the WordNet 3.0 noun + adjective list for negative-label mining")
+    p.add_argument("--wordnet", default="/usr/share/wordnet",
+                   help="WordNet 3.0 database folder with data.noun and data.adj (Debian's wordnet-base)")
+    p.add_argument("--out", default=None, help="output folder (default: the shipped assets/vocab)")
+    p.add_argument("--source", default="", help="how the WordNet files were obtained, for the README")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing word list")
+    p.set_defaults(func=cmd_vocab)
     return parser
 
 

@@ -37,11 +37,21 @@ def random_bank(dim: int, n: int = 6, grid=(4, 4)) -> FeatureBank:
                        extra={"local": torch.randn(n, p, dim, generator=g).half()})
 
 
+def small_vocabulary(cls, folder) -> dict:
+    """Negative-label methods mine ~10^4 words by default; here a 40-word list and 2 groups keep the test fast."""
+    if "vocabulary" not in cls.option_names():
+        return {}
+    path = folder / "words.tsv"
+    path.write_text("".join(f"noun.test\tthing{i}\n" for i in range(30)) + "".join(
+        f"adj.test\tkind{i}\n" for i in range(10)))
+    return {"vocabulary": str(path), "n_groups": 2, "exclude_files": []}
+
+
 @pytest.mark.parametrize("name", list(REGISTRY))
 def test_every_registered_method_keeps_the_contract(name, pocket_backbone, tmp_path):
     cls = REGISTRY[name].cls
     assert cls.kind in KINDS and cls.name and cls.default_score
-    method = build_method(name, seed=1, prompt=FAST)
+    method = build_method(name, seed=1, prompt=FAST, **small_vocabulary(cls, tmp_path))
     assert method.default_score in method.score_names
     # options: get_params names every __init__ option and builds the same method back
     params = method.get_params()
