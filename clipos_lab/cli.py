@@ -274,10 +274,15 @@ def cmd_anomaly(args) -> int:
     spec.categories()  # a missing folder fails here, before the backbone loads
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else list(DEFAULT_METHODS)
     options = _json_option(args.options, "--options") if args.options else None  # {"method": {"option": value}}
+    if options is not None and not all(isinstance(v, dict) for v in options.values()):
+        raise ValueError('--options must be a JSON object {"method": {"option": value}}, got ' + repr(args.options))
     result = run_anomaly(spec, _backbone(args), methods=methods, shots=args.shots, seeds=args.seeds,
                          method_options=options, out_dir=args.out, cache=args.cache_dir or True,
                          progress=not args.no_progress, overwrite=args.overwrite)
     print(result.summary_markdown())
+    if result.skipped:
+        print(f"\n{len(result.skipped)} unreadable images skipped (listed in metrics.json), e.g. "
+              f"{result.skipped[0]['error']}")
     print(f"\nwrote {args.out}/results.csv, summary.csv, summary.md, metrics.json "
           f"({result.timings['total_s']:.1f} s, of which encoding {result.timings['encode_s']:.1f} s)")
     return 0
@@ -397,8 +402,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("anomaly", help="anomaly maps x shots x seeds on an anomaly spec (world or MVTec-style)")
     p.add_argument("spec", nargs="?", default="world-anomaly",
                    help="anomaly YAML, or a shipped one: world-anomaly (default), world-anomaly-validation, "
-                        "paper-mvtec")
-    p.add_argument("--methods", default=None, help="comma-separated: patch-memory, mutual, state-prompts (all)")
+                        "paper-mvtec, paper-visa")
+    p.add_argument("--methods", default=None, help="comma-separated from patch-memory, mutual, musc, state-prompts, "
+                        "winclip, winclip+ (default: patch-memory, mutual, state-prompts)")
     p.add_argument("--shots", type=number_list("--shots", 0), default=[0, 1, 2, 4],
                    help="0 runs the zero-shot methods; k > 0 the few-shot ones (default 0,1,2,4)")
     p.add_argument("--seeds", type=number_list("--seeds", 0), default=[1, 2, 3], help="distinct seeds (default 1,2,3)")

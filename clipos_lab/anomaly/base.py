@@ -2,7 +2,7 @@
 
 ``score`` returns :class:`AnomalyScores`: one score per image (higher = more anomalous) and a map per image at
 the resolution the model saw it (the backbone's input size; ground-truth masks are brought to the same size by
-:func:`clipos_lab.anomaly.data.fit_mask`). Patch scores become maps the same way for every method:
+:func:`clipos_lab.anomaly.masks.fit_mask`). Patch scores become maps the same way for every method:
 bilinear upsampling of the patch grid, then a Gaussian blur (as in PatchCore and WinCLIP).
 """
 
@@ -55,6 +55,7 @@ class AnomalyMethod:
     """
 
     zero_shot = False
+    needs_images = False  # True: score / fit get WithImages(bank, dataset) (methods that re-encode image parts)
     layers: tuple = (-1,)
 
     def __init__(self, sigma: float = 4.0, image_score: str = "max"):
