@@ -399,12 +399,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace split specs that already exist in --out")
     p.set_defaults(func=cmd_splits)
 
+    from .anomaly.registry import default_methods as default_anomaly_methods
+    from .anomaly.registry import methods as anomaly_methods
+
     p = sub.add_parser("anomaly", help="anomaly maps x shots x seeds on an anomaly spec (world or MVTec-style)")
     p.add_argument("spec", nargs="?", default="world-anomaly",
                    help="anomaly YAML, or a shipped one: world-anomaly (default), world-anomaly-validation, "
                         "paper-mvtec, paper-visa")
-    p.add_argument("--methods", default=None, help="comma-separated from patch-memory, mutual, musc, state-prompts, "
-                        "winclip, winclip+ (default: patch-memory, mutual, state-prompts)")
+    p.add_argument("--methods", default=None,
+                   help=f"comma-separated, from: {', '.join(anomaly_methods())} (default: "
+                        f"{', '.join(default_anomaly_methods())})")
     p.add_argument("--shots", type=number_list("--shots", 0), default=[0, 1, 2, 4],
                    help="0 runs the zero-shot methods; k > 0 the few-shot ones (default 0,1,2,4)")
     p.add_argument("--seeds", type=number_list("--seeds", 0), default=[1, 2, 3], help="distinct seeds (default 1,2,3)")

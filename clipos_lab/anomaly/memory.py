@@ -18,6 +18,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
+from ..methods.base import NotFittedError
 from .base import AnomalyMethod
 
 
@@ -86,7 +87,7 @@ class PatchMemory(AnomalyMethod):
 
     def patch_scores(self, test) -> torch.Tensor:
         if not self.memory:
-            raise RuntimeError("PatchMemory.score before fit: fit it on normal images first")
+            raise NotFittedError("PatchMemory.score before fit: fit it on normal images first")
         total = 0.0
         for layer, memory in self.memory.items():
             tokens = test.tokens(layer)

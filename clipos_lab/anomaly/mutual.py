@@ -105,7 +105,7 @@ class MutualScoring(AnomalyMethod):
     (:func:`clipos_lab.anomaly.rescore.rscin`), ``None`` leaves them.
     """
 
-    zero_shot = True
+    kind = "zero-shot"
 
     def __init__(self, layers: Sequence[int | str] = (-3, -2, -1), radii: Sequence[int] = (1, 3),
                  fraction: float = 0.1, sigma: float = 4.0, image_score: str = "top10", layer_norm: bool = False,

@@ -11,7 +11,6 @@ std over seeds; outputs mirror the OOD runner's: ``results.csv``, ``summary.csv`
 
 from __future__ import annotations
 
-import inspect
 import os
 import time
 import warnings
@@ -27,31 +26,16 @@ from ..data.errors import DataError, ImageLoadError
 from ..evaluation import tables as T
 from ..files import RunFolder, slug, write_json
 from . import metrics as AM
-from .base import AnomalyMethod, AnomalyScores
+from .base import AnomalyScores
 from .data import AnomalySpec
 from .dataset import AnomalyCategory
-from .memory import PatchMemory
-from .mutual import MuSc, MutualScoring
-from .prompts import StatePrompts
+from .registry import build_anomaly_method, default_methods
+from .registry import methods as registered
 from .tokens import encode_tokens
-from .windows import WinCLIP, WinCLIPPlus, WithImages
+from .windows import WithImages
 
-METHODS: dict[str, type] = {"patch-memory": PatchMemory, "mutual": MutualScoring, "musc": MuSc,
-                            "state-prompts": StatePrompts, "winclip": WinCLIP, "winclip+": WinCLIPPlus}
-DEFAULT_METHODS = ("patch-memory", "mutual", "state-prompts")
 CONVENTION = "higher score = more anomalous; anomalous images / defect pixels positive; AUPRO up to FPR 0.3"
-
-
-def build_anomaly_method(name: str, **options) -> AnomalyMethod:
-    if name not in METHODS:
-        raise ValueError(f"unknown anomaly method {name!r}; choose from {list(METHODS)}")
-    try:
-        return METHODS[name](**options)
-    except TypeError as err:  # an option the method does not have
-        known = list(dict.fromkeys(p.name for c in METHODS[name].__mro__ if "__init__" in vars(c)
-                                   for p in inspect.signature(c.__init__).parameters.values()
-                                   if p.name != "self" and p.kind == p.POSITIONAL_OR_KEYWORD))
-        raise ValueError(f"bad options {options} for {name}: {err}; its options are {known}") from err
+DEFAULT_METHODS = tuple(default_methods())
 
 
 @dataclass
@@ -94,9 +78,9 @@ def run_anomaly(spec: AnomalySpec | str | os.PathLike, backbone, methods: Sequen
     """
     if isinstance(spec, (str, os.PathLike)):
         spec = AnomalySpec.from_yaml(spec)
-    unknown = [m for m in methods if m not in METHODS]
+    unknown = [m for m in methods if m not in registered()]
     if unknown or not methods:
-        raise ValueError(f"unknown anomaly methods {unknown or list(methods)}; choose from {list(METHODS)}")
+        raise ValueError(f"unknown anomaly methods {unknown or list(methods)}; choose from {registered()}")
     shots = [int(s) for s in shots]
     if any(s < 0 for s in shots):
         raise ValueError(f"shots={shots}: use 0 (zero-shot methods) or positive counts")
@@ -108,8 +92,8 @@ def run_anomaly(spec: AnomalySpec | str | os.PathLike, backbone, methods: Sequen
     if stray:
         raise ValueError(f"options given for {stray}, which this run does not include (methods: {list(methods)})")
     built = {m: build_anomaly_method(m, **method_options.get(m, {})) for m in methods}  # options checked early
-    zero = [m for m in methods if built[m].zero_shot]
-    few = [m for m in methods if not built[m].zero_shot]
+    zero = [m for m in methods if built[m].kind == "zero-shot"]
+    few = [m for m in methods if not built[m].kind == "zero-shot"]
     if not (zero and 0 in shots) and not (few and any(s > 0 for s in shots)):
         raise ValueError(f"nothing to run: zero-shot methods {zero} need shots 0, few-shot methods {few} need "
                          f"shots >= 1 (got shots={shots})")

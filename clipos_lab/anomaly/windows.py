@@ -26,6 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..methods.base import NotFittedError
 from .base import AnomalyScores, patch_maps
 from .prompts import StatePrompts
 
@@ -172,7 +173,7 @@ class WinCLIP(StatePrompts):
 class WinCLIPPlus(WinCLIP):
     """Few-shot WinCLIP+: WinCLIP plus memories of the normal shots' windows (per scale) and patch tokens."""
 
-    zero_shot = False
+    kind = "few-shot"
 
     def __init__(self, scales: Sequence[int] = (2, 3), sigma: float = 4.0, temperature: float | None = 0.07,
                  layer: int = -1):
@@ -192,7 +193,7 @@ class WinCLIPPlus(WinCLIP):
     def few_shot_scores(self, test) -> torch.Tensor:
         """``(N, P)``: the mean over the patch level and every window scale of ``(1 - max similarity) / 2``."""
         if not self.memory:
-            raise RuntimeError("WinCLIPPlus.score before fit: fit it on normal images first")
+            raise NotFittedError("WinCLIPPlus.score before fit: fit it on normal images first")
         dataset = _images_of(test, "test")
         tokens = F.normalize(test.tokens(self.layers[0]), dim=-1)
         levels = [(1 - (tokens @ self.memory["patches"].T).amax(-1)) / 2]
