@@ -134,6 +134,8 @@ def cmd_benchmark(args, zero_shot_only: bool = False) -> int:
                   fpr95_rule=args.fpr95_rule, num_workers=args.workers,
                   scores=[s.strip() for s in args.scores.split(",") if s.strip()] if args.scores else None,
                   executor=_executor(args))
+    if args.options:
+        kwargs["method_options"] = _json_option(args.options, "--options")
     if zero_shot_only:
         kwargs.update(shots=(), seeds=())  # zero-shot: no shots are drawn, so no training image is encoded
     spec = Path(_spec_path(args.spec))
@@ -157,8 +159,10 @@ def _add_executor_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--executor", default="local", choices=["local", "ray"],
                    help="local (default: this process) or ray (a local Ray cluster, or --address; "
                         "pip install 'clipos_lab[ray]')")
-    g.add_argument("--address", default=None, help="Ray cluster to attach to: 'auto' or host:port of `ray start --head`")
-    g.add_argument("--task-cpus", type=positive_number("--task-cpus"), default=1.0, help="CPUs per Ray task (default 1)")
+    g.add_argument("--address", default=None,
+                   help="Ray cluster to attach to: 'auto' or host:port of `ray start --head`")
+    g.add_argument("--task-cpus", type=positive_number("--task-cpus"), default=1.0,
+                   help="CPUs per Ray task (default 1)")
     g.add_argument("--task-gpus", type=positive_number("--task-gpus", zero=True), default=0.0,
                    help="GPUs per Ray task, e.g. 0.25 to share one GPU between four tasks (default 0)")
 
@@ -247,7 +251,7 @@ def cmd_pocket(args) -> int:
 def cmd_sweep(args) -> int:
     from .sweep import run_sweep
 
-    result = run_sweep(args.sweep, out_dir=args.out, kernel=args.kernel)
+    result = run_sweep(args.sweep, out_dir=args.out, kernel=args.kernel, executor=_executor(args))
     print(result)
     return 1 if result.failed else 0
 
@@ -270,12 +274,26 @@ def cmd_anomaly(args) -> int:
     spec.categories()  # a missing folder fails here, before the backbone loads
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else list(DEFAULT_METHODS)
     options = _json_option(args.options, "--options") if args.options else None  # {"method": {"option": value}}
+    if options is not None and not all(isinstance(v, dict) for v in options.values()):
+        raise ValueError('--options must be a JSON object {"method": {"option": value}}, got ' + repr(args.options))
     result = run_anomaly(spec, _backbone(args), methods=methods, shots=args.shots, seeds=args.seeds,
                          method_options=options, out_dir=args.out, cache=args.cache_dir or True,
                          progress=not args.no_progress, overwrite=args.overwrite)
     print(result.summary_markdown())
+    if result.skipped:
+        print(f"\n{len(result.skipped)} unreadable images skipped (listed in metrics.json), e.g. "
+              f"{result.skipped[0]['error']}")
     print(f"\nwrote {args.out}/results.csv, summary.csv, summary.md, metrics.json "
           f"({result.timings['total_s']:.1f} s, of which encoding {result.timings['encode_s']:.1f} s)")
+    return 0
+
+
+def cmd_vocab(args) -> int:
+    """Build the WordNet word list the negative-label methods mine (NegLabel, CSP, AdaNeg)."""
+    from .negatives.vocab import build_wordnet_vocab
+
+    path = build_wordnet_vocab(args.wordnet, args.out, overwrite=args.overwrite, source=args.source)
+    print(f"wrote {path} and {path.parent / 'README.md'}")
     return 0
 
 
@@ -315,6 +333,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="comma-separated distinct seeds (default 1,2,3)")
         p.add_argument("--epochs", type=whole_number("--epochs"), default=None,
                        help="prompt-learning epochs (default 50)")
+        p.add_argument("--options", default=None,
+                       help='JSON of method options, e.g. \'{"NegLabel": {"vocabulary": "my-words.txt"}}\'')
         p.add_argument("--scores", default=None,
                        help=f"comma-separated scores to compute ({', '.join(all_score_names())}); default: every "
                             "score of each method. A name no method gives, or a method left with none, is an error. "
@@ -366,6 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("sweep", help="sweep YAML (see notebooks/params/)")
     p.add_argument("--out", default=None, help="output folder (default: the sweep file's `output`)")
     p.add_argument("--kernel", default="python3")
+    _add_executor_args(p)
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("splits", help="write benchmark specs of random ID/OOD class splits of the pocket world")
@@ -378,11 +399,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace split specs that already exist in --out")
     p.set_defaults(func=cmd_splits)
 
+    from .anomaly.registry import default_methods as default_anomaly_methods
+    from .anomaly.registry import methods as anomaly_methods
+
     p = sub.add_parser("anomaly", help="anomaly maps x shots x seeds on an anomaly spec (world or MVTec-style)")
     p.add_argument("spec", nargs="?", default="world-anomaly",
                    help="anomaly YAML, or a shipped one: world-anomaly (default), world-anomaly-validation, "
-                        "paper-mvtec")
-    p.add_argument("--methods", default=None, help="comma-separated: patch-memory, mutual, state-prompts (all)")
+                        "paper-mvtec, paper-visa")
+    p.add_argument("--methods", default=None,
+                   help=f"comma-separated, from: {', '.join(anomaly_methods())} (default: "
+                        f"{', '.join(default_anomaly_methods())})")
     p.add_argument("--shots", type=number_list("--shots", 0), default=[0, 1, 2, 4],
                    help="0 runs the zero-shot methods; k > 0 the few-shot ones (default 0,1,2,4)")
     p.add_argument("--seeds", type=number_list("--seeds", 0), default=[1, 2, 3], help="distinct seeds (default 1,2,3)")
@@ -395,6 +421,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     _add_backbone_args(p)
     p.set_defaults(func=cmd_anomaly)
+
+    p = sub.add_parser("vocab", help="build the WordNet 3.0 noun + adjective list for negative-label mining")
+    p.add_argument("--wordnet", default="/usr/share/wordnet",
+                   help="WordNet 3.0 database folder with data.noun and data.adj (Debian's wordnet-base)")
+    p.add_argument("--out", default=None, help="output folder (default: the shipped assets/vocab)")
+    p.add_argument("--source", default="", help="how the WordNet files were obtained, for the README")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing word list")
+    p.set_defaults(func=cmd_vocab)
     return parser
 
 
