@@ -30,7 +30,7 @@ import numpy as np
 from clipos_lab.backbone import Backbone
 from clipos_lab.data import default_benchmark_path
 from clipos_lab.evaluation import metrics as M
-from clipos_lab.evaluation.runner import run_suite
+from clipos_lab.evaluation.suite import run_suite
 from clipos_lab.evaluation.tables import mean_std, mean_std_text
 
 SPLITS = default_benchmark_path().parent / "world-splits"

@@ -60,8 +60,14 @@ def parse_variants(items: list[str]) -> dict[str, dict]:
 
 def merge_draws(gains: pd.DataFrame, paths: list[str]) -> pd.DataFrame:
     """Add the draws of earlier runs for methods this run did not fit; refuse runs on other benchmarks/seeds."""
-    for path in paths:
+    for item in paths:
+        path, _, suffix = item.partition("@")
         other = pd.read_csv(path)
+        if suffix:  # e.g. the same method before a change: kept under its own name
+            other = other.assign(method=other["method"] + f" {suffix}")
+        if gains.empty:  # this run fitted nothing but MCM: the first file sets the benchmarks and baselines
+            gains = other
+            continue
         drawn = other[other["shots"] > 0]  # zero-shot rows (CLIPN) carry seed 0
         if set(other["spec"]) != set(gains["spec"]) or set(drawn["seed"]) - set(gains["seed"]):
             raise SystemExit(f"--merge {path}: its benchmarks or seeds differ from this run's; rerun it with the "
@@ -104,7 +110,8 @@ def main() -> None:
     parser.add_argument("--variant", action="append", default=[], help="NAME={json CLIP-OS options}")
     parser.add_argument("--merge", action="append", default=[],
                         help="draws.csv of an earlier run on the same benchmarks and seeds: its methods that this "
-                             "run does not fit are added to the tables (e.g. CoOp / LoCoOp / CLIPN run once)")
+                             "run does not fit are added to the tables (e.g. CoOp / LoCoOp / CLIPN run once); "
+                             "PATH@LABEL appends LABEL to its method names (e.g. CLIP-OS before a change)")
     parser.add_argument("--out", default="benchmarks/results/draw_spread")
     parser.add_argument("--overwrite", action="store_true")
     parser.add_argument("--partial", help="also write the draws so far to this CSV after every benchmark (for "
@@ -113,7 +120,7 @@ def main() -> None:
     torch.set_num_threads(1)  # prompt learning is many tiny ops; the machine is shared
     variants = parse_variants(args.variant)
     for name, options in variants.items():
-        registry.register(name, CLIPOS, few_shot=True, **options)
+        registry.register(name, CLIPOS, **options)
     methods = [m for m in args.methods.split(",") if m] + list(variants)
     kept = {**KEPT_SCORES, **{name: ["MCM", "1-p(unknown)"] for name in variants}}
     shots = [int(s) for s in args.shots.split(",")]
@@ -133,10 +140,10 @@ def main() -> None:
             gains.append(g)
             if args.partial:
                 T.write_csv(pd.concat(gains, ignore_index=True), args.partial)
-            cell = g[(g["method"] == "CLIP-OS") & (g["score"] == "MCM")]["gain"]
-            print(f"{spec.name}: MCM {100 * g['baseline'].iloc[0]:.2f}, CLIP-OS mean gain "
-                  f"{100 * cell.mean():+.2f} worst {100 * cell.min():+.2f} ({time.perf_counter() - start:.0f} s)",
-                  flush=True)
+            for (method, score), cell in g.groupby(["method", "score"], sort=False)["gain"]:
+                print(f"{spec.name}: {method} [{score}] mean gain over MCM {100 * cell.mean():+.2f}, worst "
+                      f"{100 * cell.min():+.2f}", flush=True)
+            print(f"{spec.name}: {time.perf_counter() - start:.0f} s", flush=True)
         gains = pd.concat(gains, ignore_index=True)
         gains = merge_draws(gains, args.merge)
         pooled = SP.spread_summary(gains)

@@ -18,8 +18,11 @@ import time
 
 from clipos_lab.backbone import Backbone
 from clipos_lab.data import default_benchmark_path
-from clipos_lab.evaluation.runner import DEFAULT_METHODS, run_suite
-from clipos_lab.methods import ABLATIONS
+from clipos_lab.evaluation.runner import DEFAULT_METHODS
+from clipos_lab.evaluation.suite import run_suite
+from clipos_lab.methods import methods
+
+ABLATIONS = [n for n in methods() if n.startswith("CLIP-OS w/o")]
 
 SPLITS = default_benchmark_path().parent / "world-splits"
 

@@ -27,15 +27,16 @@ _API = {
     "Backbone": "backbone", "FeatureBank": "features",
     "BenchmarkSpec": "data", "FolderDataset": "data", "WorldDataset": "data", "TorchvisionDataset": "data",
     "default_benchmark_path": "data", "few_shot": "data", "DataError": "data",
-    "Method": "methods", "build_method": "methods", "register": "methods",
-    "MCM": "methods", "GLMCM": "methods", "CoOp": "methods", "LoCoOp": "methods", "CLIPOS": "methods",
-    "CLIPN": "methods", "NoTextEncoder": "clipn", "load_released": "clipn",
+    "Method": "methods", "build_method": "methods", "register": "methods", "methods": "methods",
+    "NoTextEncoder": "clipn", "load_released": "clipn",
     "PromptConfig": "clipos.prompts",
-    "run_benchmark": "evaluation.runner", "run_suite": "evaluation.runner", "ood_metrics": "evaluation.metrics",
+    "run_benchmark": "evaluation.runner", "rerun": "evaluation.runner", "RunConfig": "evaluation.record",
+    "run_suite": "evaluation.suite", "ood_metrics": "evaluation.metrics",
     "run_sweep": "sweep",
     "AnomalySpec": "anomaly", "run_anomaly": "anomaly", "PatchMemory": "anomaly", "MutualScoring": "anomaly",
     "StatePrompts": "anomaly",
 }
+# every registered method class (MCM, GLMCM, CoOp, LoCoOp, CLIPOS, CLIPN, ...) is public too: see __getattr__
 
 __all__ = sorted(_API)
 
@@ -43,10 +44,17 @@ __all__ = sorted(_API)
 def __getattr__(name: str):
     if name in _API:
         value = getattr(importlib.import_module(f".{_API[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'clipos_lab' has no attribute {name!r}")
+    elif name[:1].isupper():  # a registered method's class, by its class name (the registry decides)
+        value = importlib.import_module(".methods.registry", __name__).class_named(name)
+        if value is None:
+            raise AttributeError(f"module 'clipos_lab' has no attribute {name!r}")
+    else:  # lower-case names are submodules (``from clipos_lab import scores``): the import system loads them
+        raise AttributeError(f"module 'clipos_lab' has no attribute {name!r}")
+    globals()[name] = value
+    return value
 
 
 def __dir__():
-    return sorted(set(globals()) | set(_API))
+    from .methods.registry import REGISTRY
+
+    return sorted(set(globals()) | set(_API) | {e.cls.__name__ for e in REGISTRY.values()})

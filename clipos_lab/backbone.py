@@ -153,6 +153,12 @@ class Backbone:
         """Load a backbone; see the module docstring for the sources and their order."""
         import open_clip
 
+        # what a run record stores to load the same backbone again (the device is the rerun's choice)
+        requested = {"model": model, "pretrained": pretrained, "random_weights": bool(random_weights),
+                     "seed": int(seed),
+                     "checkpoint": None if checkpoint is None else str(Path(checkpoint).expanduser().resolve()),
+                     "config": None if config is None else str(Path(config).expanduser().resolve()),
+                     "surgery_blocks": surgery_blocks, "precision": precision}
         if str(device) != "auto":
             check_device(device)
         device = resolve_device(device)
@@ -198,8 +204,10 @@ class Backbone:
                 f"hub cache{f' in {cache_dir}' if cache_dir else ''} and a download ({type(err).__name__}: {err}). "
                 "Offline? Copy the weights file here and pass checkpoint=<file>, or use model='pocket'.") from err
         tokenizer = open_clip.get_tokenizer(model)
-        return cls(net, preprocess, tokenizer, model, weights_id, surgery_blocks=surgery_blocks, device=device,
-                   precision=precision)
+        backbone = cls(net, preprocess, tokenizer, model, weights_id, surgery_blocks=surgery_blocks, device=device,
+                       precision=precision)
+        backbone.load_args = requested
+        return backbone
 
     # --------------------------------------------------------------------------------------------- properties
     @property

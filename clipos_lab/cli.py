@@ -1,8 +1,10 @@
 """Command line: ``python -m clipos_lab <command>``.
 
     encode     encode a dataset (folder or benchmark spec) into cached FeatureBanks
-    evaluate   zero-shot methods (MCM, GL-MCM) on a benchmark spec
-    benchmark  methods x shots x seeds on a benchmark spec (few-shot included)
+    evaluate   the zero-shot methods on a benchmark spec (no training image is encoded)
+    benchmark  methods x shots x seeds on a benchmark spec (few-shot and test-time included)
+    rerun      a benchmark again from its run.json
+    clipn      train / export the pocket model's CLIPN no-text tower
     pocket     train / export / check the shipped pocket model
     sweep      run a notebook through papermill over a parameter grid, then aggregate
     splits     write the benchmark specs of random ID/OOD class splits of the pocket world
@@ -118,18 +120,24 @@ def cmd_encode(args) -> int:
 
 def cmd_benchmark(args, zero_shot_only: bool = False) -> int:
     from .clipos.prompts import PromptConfig
-    from .evaluation.runner import run_benchmark, run_suite
-    from .methods import ZERO_SHOT
+    from .evaluation.runner import run_benchmark
+    from .evaluation.suite import run_suite
+    from .methods import default_methods
 
     backbone = _backbone(args)
-    zero_shot = [m for m in ZERO_SHOT if m != "CLIPN"]  # CLIPN needs a no tower: ask for it with --methods
-    methods = args.methods.split(",") if args.methods else (zero_shot if zero_shot_only else None)
+    methods = ([m.strip() for m in args.methods.split(",") if m.strip()] if args.methods
+               else default_methods("zero-shot") if zero_shot_only else None)
     kwargs = {"methods": methods} if methods else {}
     prompt = PromptConfig(progress=False, **({"epochs": args.epochs} if args.epochs is not None else {}))
     kwargs.update(shots=args.shots, seeds=args.seeds, prompt=prompt, out_dir=args.out, overwrite=args.overwrite,
                   progress=not args.no_progress, cache=args.cache_dir or True, batch_size=args.batch_size,
                   fpr95_rule=args.fpr95_rule, num_workers=args.workers,
-                  scores=args.scores.split(",") if args.scores else None)
+                  scores=[s.strip() for s in args.scores.split(",") if s.strip()] if args.scores else None,
+                  executor=_executor(args))
+    if args.options:
+        kwargs["method_options"] = _json_option(args.options, "--options")
+    if zero_shot_only:
+        kwargs.update(shots=(), seeds=())  # zero-shot: no shots are drawn, so no training image is encoded
     spec = Path(_spec_path(args.spec))
     if spec.is_dir():  # a suite: every YAML spec in the folder
         specs = sorted(spec.glob("*.yaml"), key=lambda p: [int(t) if t.isdigit() else t  # split2 before split10
@@ -142,25 +150,95 @@ def cmd_benchmark(args, zero_shot_only: bool = False) -> int:
               "suite_summary.md")
         return 0
     result = run_benchmark(str(spec), backbone, **kwargs)
-    print(result.summary_markdown())
-    print(f"\nwrote {args.out}/results.csv, summary.csv, summary.md, metrics.json "
-          f"({result.timings['total_s']:.1f} s, of which encoding {result.timings['encode_s']:.1f} s)")
+    _print_result(result, args.out)
     return 0
+
+
+def _add_executor_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("where cells run (docs/scale.md)")
+    g.add_argument("--executor", default="local", choices=["local", "ray"],
+                   help="local (default: this process) or ray (a local Ray cluster, or --address; "
+                        "pip install 'clipos_lab[ray]')")
+    g.add_argument("--address", default=None,
+                   help="Ray cluster to attach to: 'auto' or host:port of `ray start --head`")
+    g.add_argument("--task-cpus", type=positive_number("--task-cpus"), default=1.0,
+                   help="CPUs per Ray task (default 1)")
+    g.add_argument("--task-gpus", type=positive_number("--task-gpus", zero=True), default=0.0,
+                   help="GPUs per Ray task, e.g. 0.25 to share one GPU between four tasks (default 0)")
+
+
+def _executor(args):
+    from .evaluation.executor import make_executor
+
+    if args.executor == "local" and (args.address or args.task_gpus or args.task_cpus != 1.0):
+        raise ValueError("--address, --task-cpus and --task-gpus are options of --executor ray")
+    return make_executor(args.executor, address=args.address, task_cpus=args.task_cpus, task_gpus=args.task_gpus)
+
+
+def positive_number(option: str, zero: bool = False):
+    """An argparse ``type`` for a finite number > 0 (>= 0 with ``zero``); its errors name the option."""
+    def parse(text: str) -> float:
+        import math
+
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{option} takes a number, got {text!r}") from None
+        if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
+            raise argparse.ArgumentTypeError(f"{option} must be {'>= 0' if zero else '> 0'}, got {text}")
+        return value
+    parse.__name__ = option
+    return parse
+
+
+def _print_result(result, out) -> None:
+    print(result.summary_markdown())
+    print(f"\nwrote {out}/results.csv, summary.csv, summary.md, metrics.json, run.json "
+          f"({result.timings['total_s']:.1f} s, of which encoding {result.timings['encode_s']:.1f} s)")
+
+
+def cmd_rerun(args) -> int:
+    from .evaluation.runner import rerun
+
+    result = rerun(args.run, out_dir=args.out, overwrite=args.overwrite, device=args.device,
+                   progress=not args.no_progress, cache=args.cache_dir or True)
+    _print_result(result, args.out)
+    return 0
+
+
+def cmd_clipn(args) -> int:
+    from .backbone import Backbone
+    from .clipn import train as clipn
+
+    backbone = Backbone.load()
+    if args.action == "train":
+        cfg = clipn.ClipnConfig.from_dict(_json_option(args.options, "--options")) if args.options else None
+        encoder = clipn.train(backbone, args.out, cfg, progress=not args.no_progress,
+                              max_steps_this_sitting=args.max_steps)
+        print(json.dumps(encoder.meta.get("step")))
+    else:
+        if not args.to:
+            raise ValueError("clipn export needs --to <file.safetensors>")
+        print(clipn.export(backbone, args.out, args.to, overwrite=args.overwrite))
+    return 0
+
+
+def _json_option(text: str, option: str) -> dict:
+    """A JSON object given on the command line; a parse error names ``option``."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{option} is not valid JSON ({err}): give e.g. '{{\"steps\": 3600}}'") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{option} must be a JSON object, got {text!r}")
+    return value
 
 
 def cmd_pocket(args) -> int:
     from .pocket import train as pocket
 
     if args.action == "train":
-        cfg = None
-        if args.options:
-            try:
-                options = json.loads(args.options)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"--options is not valid JSON ({err}): give e.g. '{{\"steps\": 3600}}'") from None
-            if not isinstance(options, dict):
-                raise ValueError(f"--options must be a JSON object of TrainConfig fields, got {args.options!r}")
-            cfg = pocket.TrainConfig.from_dict(options)
+        cfg = pocket.TrainConfig.from_dict(_json_option(args.options, "--options")) if args.options else None
         row = pocket.train(args.out, cfg, progress=not args.no_progress, max_steps_this_sitting=args.max_steps)
         print(json.dumps(row, indent=1))
     elif args.action == "export":
@@ -173,7 +251,7 @@ def cmd_pocket(args) -> int:
 def cmd_sweep(args) -> int:
     from .sweep import run_sweep
 
-    result = run_sweep(args.sweep, out_dir=args.out, kernel=args.kernel)
+    result = run_sweep(args.sweep, out_dir=args.out, kernel=args.kernel, executor=_executor(args))
     print(result)
     return 1 if result.failed else 0
 
@@ -195,15 +273,27 @@ def cmd_anomaly(args) -> int:
     spec = AnomalySpec.from_yaml(_anomaly_spec_path(args.spec))
     spec.categories()  # a missing folder fails here, before the backbone loads
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else list(DEFAULT_METHODS)
-    options = json.loads(args.options) if args.options else None
-    if options is not None and not isinstance(options, dict):
-        raise ValueError('--options must be a JSON object {"method": {"option": value}}')
+    options = _json_option(args.options, "--options") if args.options else None  # {"method": {"option": value}}
+    if options is not None and not all(isinstance(v, dict) for v in options.values()):
+        raise ValueError('--options must be a JSON object {"method": {"option": value}}, got ' + repr(args.options))
     result = run_anomaly(spec, _backbone(args), methods=methods, shots=args.shots, seeds=args.seeds,
                          method_options=options, out_dir=args.out, cache=args.cache_dir or True,
                          progress=not args.no_progress, overwrite=args.overwrite)
     print(result.summary_markdown())
+    if result.skipped:
+        print(f"\n{len(result.skipped)} unreadable images skipped (listed in metrics.json), e.g. "
+              f"{result.skipped[0]['error']}")
     print(f"\nwrote {args.out}/results.csv, summary.csv, summary.md, metrics.json "
           f"({result.timings['total_s']:.1f} s, of which encoding {result.timings['encode_s']:.1f} s)")
+    return 0
+
+
+def cmd_vocab(args) -> int:
+    """Build the WordNet word list the negative-label methods mine (NegLabel, CSP, AdaNeg)."""
+    from .negatives.vocab import build_wordnet_vocab
+
+    path = build_wordnet_vocab(args.wordnet, args.out, overwrite=args.overwrite, source=args.source)
+    print(f"wrote {path} and {path.parent / 'README.md'}")
     return 0
 
 
@@ -226,22 +316,29 @@ def build_parser() -> argparse.ArgumentParser:
     _add_backbone_args(p)
     p.set_defaults(func=cmd_encode)
 
-    for name, helptext in (("evaluate", "zero-shot MCM / GL-MCM on a benchmark spec"),
+    from .methods import all_score_names, default_methods, methods
+
+    for name, helptext in (("evaluate", "the zero-shot methods on a benchmark spec (no training image is encoded)"),
                            ("benchmark", "methods x shots x seeds on a benchmark spec")):
+        defaults = default_methods("zero-shot") if name == "evaluate" else default_methods()
         p = sub.add_parser(name, help=helptext)
         p.add_argument("spec", nargs="?", default="default",
                        help="benchmark YAML, a folder of them (a suite), 'default' (the pocket world) or "
                             "'splits' (its ten random class splits, a suite)")
-        p.add_argument("--methods", default=None, help="comma-separated method names")
+        p.add_argument("--methods", default=None,
+                       help=f"comma-separated, from: {', '.join(methods())} (default: {', '.join(defaults)})")
         p.add_argument("--shots", type=number_list("--shots", 1), default=[1, 2],
                        help="comma-separated images per ID class (default 1,2)")
         p.add_argument("--seeds", type=number_list("--seeds", 0), default=[1, 2, 3],
                        help="comma-separated distinct seeds (default 1,2,3)")
         p.add_argument("--epochs", type=whole_number("--epochs"), default=None,
                        help="prompt-learning epochs (default 50)")
+        p.add_argument("--options", default=None,
+                       help='JSON of method options, e.g. \'{"NegLabel": {"vocabulary": "my-words.txt"}}\'')
         p.add_argument("--scores", default=None,
-                       help="comma-separated scores to compute (MCM, GL-MCM, 1-p(unknown)); default all. Leaving "
-                            "out GL-MCM never reads patch tokens at scoring time")
+                       help=f"comma-separated scores to compute ({', '.join(all_score_names())}); default: every "
+                            "score of each method. A name no method gives, or a method left with none, is an error. "
+                            "Leaving out GL-MCM never reads local tokens at scoring time")
         p.add_argument("--batch-size", type=whole_number("--batch-size"), default=64, help="images per encoder batch")
         p.add_argument("--out", default=f"outputs/{name}", help="output folder (one run; see --overwrite)")
         p.add_argument("--overwrite", action="store_true",
@@ -252,8 +349,29 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--cache-dir", default=None)
         p.add_argument("--no-progress", action="store_true")
         _add_backbone_args(p)
+        _add_executor_args(p)
         p.set_defaults(func=(lambda a: cmd_benchmark(a, zero_shot_only=True)) if name == "evaluate"
                        else cmd_benchmark)
+
+    p = sub.add_parser("rerun", help="run a benchmark again from its run.json (same config, same results.csv)")
+    p.add_argument("run", help="a run.json written by `benchmark` (or the folder holding it)")
+    p.add_argument("--out", default="outputs/rerun", help="output folder (one run; see --overwrite)")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
+    p.add_argument("--device", type=device_name, default="auto", help="where to run (auto, cpu, cuda, cuda:<n>)")
+    p.add_argument("--cache-dir", default=None)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_rerun)
+
+    p = sub.add_parser("clipn", help="train or export the pocket model's CLIPN no-text tower (docs/clipn.md)")
+    p.add_argument("action", choices=["train", "export"])
+    p.add_argument("--out", default="runs/clipn", help="training folder (checkpoint.pt, training_log.csv)")
+    p.add_argument("--options", default=None, help='JSON of ClipnConfig fields, e.g. \'{"steps": 3000}\'')
+    p.add_argument("--max-steps", type=whole_number("--max-steps"), default=None,
+                   help="stop after this many steps (resume later)")
+    p.add_argument("--to", default=None, help="export: the safetensors file to write")
+    p.add_argument("--overwrite", action="store_true", help="export: replace an existing file")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_clipn)
 
     p = sub.add_parser("pocket", help="train, export or check the pocket model")
     p.add_argument("action", choices=["train", "export", "check"])
@@ -268,6 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("sweep", help="sweep YAML (see notebooks/params/)")
     p.add_argument("--out", default=None, help="output folder (default: the sweep file's `output`)")
     p.add_argument("--kernel", default="python3")
+    _add_executor_args(p)
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("splits", help="write benchmark specs of random ID/OOD class splits of the pocket world")
@@ -280,11 +399,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace split specs that already exist in --out")
     p.set_defaults(func=cmd_splits)
 
+    from .anomaly.registry import default_methods as default_anomaly_methods
+    from .anomaly.registry import methods as anomaly_methods
+
     p = sub.add_parser("anomaly", help="anomaly maps x shots x seeds on an anomaly spec (world or MVTec-style)")
     p.add_argument("spec", nargs="?", default="world-anomaly",
                    help="anomaly YAML, or a shipped one: world-anomaly (default), world-anomaly-validation, "
-                        "paper-mvtec")
-    p.add_argument("--methods", default=None, help="comma-separated: patch-memory, mutual, state-prompts (all)")
+                        "paper-mvtec, paper-visa")
+    p.add_argument("--methods", default=None,
+                   help=f"comma-separated, from: {', '.join(anomaly_methods())} (default: "
+                        f"{', '.join(default_anomaly_methods())})")
     p.add_argument("--shots", type=number_list("--shots", 0), default=[0, 1, 2, 4],
                    help="0 runs the zero-shot methods; k > 0 the few-shot ones (default 0,1,2,4)")
     p.add_argument("--seeds", type=number_list("--seeds", 0), default=[1, 2, 3], help="distinct seeds (default 1,2,3)")
@@ -297,6 +421,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     _add_backbone_args(p)
     p.set_defaults(func=cmd_anomaly)
+
+    p = sub.add_parser("vocab", help="build the WordNet 3.0 noun + adjective list for negative-label mining")
+    p.add_argument("--wordnet", default="/usr/share/wordnet",
+                   help="WordNet 3.0 database folder with data.noun and data.adj (Debian's wordnet-base)")
+    p.add_argument("--out", default=None, help="output folder (default: the shipped assets/vocab)")
+    p.add_argument("--source", default="", help="how the WordNet files were obtained, for the README")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing word list")
+    p.set_defaults(func=cmd_vocab)
     return parser
 
 

@@ -69,6 +69,27 @@ def write_json(data: dict, path: str | os.PathLike) -> Path:
     return path
 
 
+
+def write_csv(rows, path: str | os.PathLike, columns=None) -> Path:
+    """Rows (dicts or a pandas DataFrame) as CSV, atomically; ``columns`` fixes the header (and its order)."""
+    import pandas as pd
+
+    df = rows.copy() if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
+    if columns is not None:
+        df = df.reindex(columns=list(columns))
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False)
+    return path
+
+
+def write_text(text: str, path: str | os.PathLike) -> Path:
+    """A text file (Markdown, HTML), atomically, ending in one newline."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(text.rstrip("\n") + "\n", encoding="utf-8")
+    return path
+
 # ------------------------------------------------------------------------------------------------ safe names
 
 class UnsafeNameError(ValueError):
@@ -108,6 +129,11 @@ def check_name(name, what: str = "name") -> str:
 
 
 # ------------------------------------------------------------------------------------------ writable folders
+
+def slug(name: str) -> str:
+    """A file-name stem for a display name ("CLIP-OS w/o PUC" -> "CLIP-OS_w_o_PUC"): letters, digits, - and _."""
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+
 
 def ensure_writable_dir(folder: str | os.PathLike, what: str = "folder") -> Path:
     """Create ``folder`` if needed and prove it takes a new file, before any long work whose result goes there.

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from clipos_lab.clipos.synthesis import Outliers
 from clipos_lab.features import FeatureBank
-from clipos_lab.methods.base import Method
+from clipos_lab.methods.cosine import CosineMethod
 from clipos_lab.viz import diagnosis as D
 
 E = torch.eye(3)
@@ -20,7 +20,7 @@ def bank(features, labels):
 
 def fitted_with_unknown():
     """Two ID classes (e0, e1) and an unknown class at e2, scale 10: answers are known by hand."""
-    m = Method()
+    m = CosineMethod()
     m.text_, m.classnames_, m.scale_ = E.clone(), ["a", "b"], 10.0
     return m
 

@@ -120,7 +120,7 @@ def test_bad_options_are_refused_at_fit_and_unknown_ones_at_build(tiny_backbone)
         method.fit(tiny_backbone, None)
     with pytest.raises(ValueError, match="puc_k"):
         build_method("CLIP-OS", puc_k=0).fit(tiny_backbone, None)
-    with pytest.raises(ValueError, match="does not take these options.*synthesis"):
+    with pytest.raises(ValueError, match="does not take the options.*synthesis"):
         build_method("CoOp", synthesis=True)  # CoOp's signature has no synthesis switch
 
 
@@ -183,10 +183,42 @@ def test_warmup_holds_the_constant_rate_then_follows_the_cosine():
     plain = [row["lr"] for row in train_prompts(Tiny(), TrainingData(feats, labels), cfg)]
     warm = [row["lr"] for row in train_prompts(Tiny(), TrainingData(feats, labels),
                                                PromptConfig(**{**cfg.__dict__, "warmup_epochs": 2}))]
-    # "lr" is the rate set for the next step: after step 0 the warm-up still holds; then cosine at step s of 4
-    cosine = [0.002 * 0.5 * (1 + math.cos(math.pi * s / 4)) for s in (1, 2, 3, 4)]
+    # "lr" is the rate each step was taken at: the cosine at step s of 4 (per-step schedule, continued after the
+    # two warm-up steps, one step per epoch here)
+    cosine = [0.002 * 0.5 * (1 + math.cos(math.pi * s / 4)) for s in (0, 1, 2, 3)]
     assert plain == pytest.approx(cosine)
-    assert warm == pytest.approx([1e-5] + cosine[1:])
+    assert warm == pytest.approx([1e-5, 1e-5] + cosine[2:])
+    # Dassl (CoOp / LoCoOp's trainer): warm-up recount, one scheduler step per epoch; two steps per epoch here
+    dassl = [row["lr"] for row in train_prompts(Tiny(), TrainingData(feats, labels), PromptConfig(
+        **{**cfg.__dict__, "warmup_epochs": 1, "schedule": "dassl", "batch_size": 3}))]
+    per_epoch = [1e-5] + [0.002 * 0.5 * (1 + math.cos(math.pi * e / 4)) for e in (0, 1, 2)]
+    assert dassl == pytest.approx([lr for lr in per_epoch for _ in range(2)])
+
+
+def test_dassl_schedule_equals_the_reference_trainer_over_ten_epochs():
+    """LoCoOp's trainer (Dassl): CosineAnnealingLR(T_max=10) behind a one-epoch constant warm-up that recounts,
+    stepped at the end of each epoch. Rebuilt here from torch's own schedulers, stepped the same way."""
+    from clipos_lab.clipos.prompts import learning_rate
+
+    cfg = PromptConfig(epochs=10, lr=0.002, warmup_epochs=1, warmup_lr=1e-5, schedule="dassl", progress=False)
+    param = torch.nn.Parameter(torch.zeros(1))
+    optim = torch.optim.SGD([param], lr=cfg.lr)
+    cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optim, T_max=10)
+    reference = []
+    for epoch in range(10):
+        if epoch < 1:  # the constant warm-up epoch
+            rate = cfg.warmup_lr
+        else:  # recount: the cosine starts its own epoch 0 when the warm-up ends
+            rate = optim.param_groups[0]["lr"]
+            optim.step()  # (no gradient: only keeps torch from warning about the order)
+            cosine.step()
+        reference.append(rate)
+    ours = [learning_rate(cfg, e, 10) for e in range(10)]
+    assert ours == pytest.approx(reference, rel=1e-12)
+    assert ours[1] == pytest.approx(cfg.lr) and ours[-1] > 0  # restarted at lr, never reaches 0
+    # the project's per-step schedule differs from it by up to 0.155 x lr over these 10 epochs
+    per_step = [cfg.warmup_lr] + [0.5 * cfg.lr * (1 + math.cos(math.pi * e / 10)) for e in range(1, 10)]
+    assert max(abs(a - b) for a, b in zip(per_step, ours)) / cfg.lr == pytest.approx(0.155, abs=0.002)
 
 
 def test_locoop_defaults_follow_the_reference_and_zero_shot_selection_stays_available(tiny_backbone):

@@ -24,7 +24,8 @@ from clipos_lab import cli
 from clipos_lab.clipos.prompts import PromptConfig
 from clipos_lab.data import BenchmarkSpec, DataError, FolderDataset, UnreadableFolderWarning, WorldDataset, load_image
 from clipos_lab.evaluation import runner
-from clipos_lab.evaluation.runner import OverlapWarning, run_benchmark, run_suite
+from clipos_lab.evaluation.runner import OverlapWarning, run_benchmark
+from clipos_lab.evaluation.suite import run_suite
 from clipos_lab.features import FeatureBank
 from clipos_lab.files import (
     RUN_MANIFEST,

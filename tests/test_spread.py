@@ -52,3 +52,18 @@ def test_missing_baseline_is_a_clear_error():
     rows = [r for r in _rows() if r["method"] != "MCM"]
     with pytest.raises(ValueError, match="no zero-shot MCM"):
         SP.draw_gains(rows)
+
+
+def test_spread_reads_benchmark_and_suite_results():
+    class Result:  # what run_benchmark returns: tidy rows in .rows
+        def __init__(self, rows):
+            self.rows = rows
+
+    class Suite:  # what run_suite returns: one result per spec
+        per_spec = {"a": Result(_rows(0.90, (0.01,) * 4)), "b": Result(_rows(0.70, (-0.03,) * 4))}
+
+    one = SP.spread(Result(_rows())).set_index("score")
+    assert one.loc["MCM", "worst"] == pytest.approx(-0.05)
+    pooled = SP.spread(Suite()).set_index("score")
+    assert pooled.loc["MCM", "n_draws"] == 8 and pooled.loc["MCM", "beats_baseline"] == pytest.approx(0.5)
+    assert pooled.loc["MCM", "worst"] == pytest.approx(-0.03)

@@ -365,7 +365,8 @@ def test_mode_auto_is_static_without_a_front_end(monkeypatch):
 
 def test_main_score_and_at_temperature():
     from clipos_lab.methods import build_method
-    from clipos_lab.methods.base import at_temperature, main_score
+    from clipos_lab.methods.base import main_score
+    from clipos_lab.methods.cosine import at_temperature
 
     assert main_score("GL-MCM", ["MCM", "GL-MCM"]) == "GL-MCM"
     assert main_score("1-p(unknown)", ["MCM", "GL-MCM"]) == "MCM"

@@ -11,9 +11,9 @@ std over seeds; outputs mirror the OOD runner's: ``results.csv``, ``summary.csv`
 
 from __future__ import annotations
 
-import inspect
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -22,30 +22,20 @@ import numpy as np
 import pandas as pd
 
 from ..data import few_shot, write_manifest
+from ..data.errors import DataError, ImageLoadError
 from ..evaluation import tables as T
-from ..evaluation.runner import _slug
-from ..files import RunFolder, write_json
+from ..files import RunFolder, slug, write_json
 from . import metrics as AM
-from .base import AnomalyMethod, AnomalyScores
-from .data import AnomalyCategory, AnomalySpec
-from .memory import PatchMemory
-from .mutual import MutualScoring
-from .prompts import StatePrompts
+from .base import AnomalyScores
+from .data import AnomalySpec
+from .dataset import AnomalyCategory
+from .registry import build_anomaly_method, default_methods
+from .registry import methods as registered
 from .tokens import encode_tokens
+from .windows import WithImages
 
-METHODS: dict[str, type] = {"patch-memory": PatchMemory, "mutual": MutualScoring, "state-prompts": StatePrompts}
-DEFAULT_METHODS = ("patch-memory", "mutual", "state-prompts")
 CONVENTION = "higher score = more anomalous; anomalous images / defect pixels positive; AUPRO up to FPR 0.3"
-
-
-def build_anomaly_method(name: str, **options) -> AnomalyMethod:
-    if name not in METHODS:
-        raise ValueError(f"unknown anomaly method {name!r}; choose from {list(METHODS)}")
-    try:
-        return METHODS[name](**options)
-    except TypeError as err:  # an option the method does not have
-        known = [p for p in inspect.signature(METHODS[name]).parameters]
-        raise ValueError(f"bad options {options} for {name}: {err}; its options are {known}") from err
+DEFAULT_METHODS = tuple(default_methods())
 
 
 @dataclass
@@ -55,6 +45,7 @@ class AnomalyResult:
     timings: dict = field(default_factory=dict)
     scores: dict = field(default_factory=dict)  # (method, shots, seed, category) -> AnomalyScores
     categories: dict = field(default_factory=dict)  # name -> AnomalyCategory
+    skipped: list = field(default_factory=list)  # unreadable images left out: {category, split, id, error}
 
     def summary_markdown(self) -> str:
         return summary_markdown(self.summary)
@@ -87,16 +78,22 @@ def run_anomaly(spec: AnomalySpec | str | os.PathLike, backbone, methods: Sequen
     """
     if isinstance(spec, (str, os.PathLike)):
         spec = AnomalySpec.from_yaml(spec)
-    unknown = [m for m in methods if m not in METHODS]
+    unknown = [m for m in methods if m not in registered()]
     if unknown or not methods:
-        raise ValueError(f"unknown anomaly methods {unknown or list(methods)}; choose from {list(METHODS)}")
+        raise ValueError(f"unknown anomaly methods {unknown or list(methods)}; choose from {registered()}")
     shots = [int(s) for s in shots]
     if any(s < 0 for s in shots):
         raise ValueError(f"shots={shots}: use 0 (zero-shot methods) or positive counts")
     method_options = method_options or {}
+    if not isinstance(method_options, dict) or not all(isinstance(v, dict) for v in method_options.values()):
+        raise ValueError(f'method options must map a method to its options, e.g. {{"mutual": {{"fraction": 0.3}}}}; '
+                         f"got {method_options!r}")
+    stray = [m for m in method_options if m not in methods]
+    if stray:
+        raise ValueError(f"options given for {stray}, which this run does not include (methods: {list(methods)})")
     built = {m: build_anomaly_method(m, **method_options.get(m, {})) for m in methods}  # options checked early
-    zero = [m for m in methods if built[m].zero_shot]
-    few = [m for m in methods if not built[m].zero_shot]
+    zero = [m for m in methods if built[m].kind == "zero-shot"]
+    few = [m for m in methods if not built[m].kind == "zero-shot"]
     if not (zero and 0 in shots) and not (few and any(s > 0 for s in shots)):
         raise ValueError(f"nothing to run: zero-shot methods {zero} need shots 0, few-shot methods {few} need "
                          f"shots >= 1 (got shots={shots})")
@@ -127,7 +124,8 @@ def _run(spec, backbone, methods, shots, seeds, method_options, built, few, zero
 
     def record(name, n_shots, seed, category, method, test_bank, masks):
         start = time.perf_counter()
-        scores = method.score(test_bank)
+        scores = method.score(WithImages(test_bank, category.test) if getattr(method, "needs_images", False)
+                              else test_bank)
         seconds["score_s"][name] += time.perf_counter() - start
         seconds["images_scored"][name] += len(test_bank)
         for row in evaluate_scores(category, scores, masks):
@@ -135,11 +133,21 @@ def _run(spec, backbone, methods, shots, seeds, method_options, built, few, zero
         if keep_scores:
             result.scores[(name, n_shots, seed, category.name)] = scores
 
-    for category in categories:
+    for category in list(categories):
         start = time.perf_counter()
         enc = lambda ds: encode_tokens(ds, backbone, layers, batch_size=batch_size, cache=cache,  # noqa: E731
                                        progress=progress)
-        train_bank, test_bank = enc(category.train), enc(category.test)
+        train, train_bank, lost_train = encode_readable(category.train, enc)
+        test, test_bank, lost_test = encode_readable(category.test, enc)
+        lost = [{"category": category.name, "split": split, **s}
+                for split, items in (("train", lost_train), ("test", lost_test)) for s in items]
+        if lost:
+            result.skipped += lost
+            warnings.warn(f"{category.name}: {len(lost)} unreadable images skipped, e.g. {lost[0]['error']}",
+                          SkippedImageWarning, stacklevel=2)
+            category = AnomalyCategory(category.name, train, test)
+            result.categories[category.name] = category
+            check_test_set(category)
         masks = category.test.masks(backbone.image_size)
         seconds["encode_s"] += time.perf_counter() - start
         if 0 in shots:
@@ -153,13 +161,17 @@ def _run(spec, backbone, methods, shots, seeds, method_options, built, few, zero
             for seed in seeds:
                 _, manifest = few_shot(category.train, n_shots, int(seed))
                 if out is not None:
-                    manifest_name = f"{_slug(category.name)}-shots{n_shots}-seed{seed}.json"
+                    manifest_name = f"{slug(category.name)}-shots{n_shots}-seed{seed}.json"
                     write_manifest(manifest, out / "manifests" / manifest_name)
-                normal = train_bank.select_ids([m["id"] for m in manifest])
+                ids = [m["id"] for m in manifest]
+                normal = train_bank.select_ids(ids)
                 for name in few:
                     method = build_anomaly_method(name, **method_options.get(name, {}))
-                    record(name, n_shots, int(seed), category, method.fit(normal, backbone, category.name),
-                           test_bank, masks)
+                    shots_of = WithImages(normal, category.train.select(ids)) if method.needs_images else normal
+                    start = time.perf_counter()
+                    method.fit(shots_of, backbone, category.name)
+                    seconds["score_s"][name] += time.perf_counter() - start  # fitting counts as its cost
+                    record(name, n_shots, int(seed), category, method, test_bank, masks)
     if len(categories) > 1:
         result.rows += category_means(result.rows)
     result.summary = summarise(result.rows)
@@ -170,6 +182,49 @@ def _run(spec, backbone, methods, shots, seeds, method_options, built, few, zero
     if out is not None:
         write_outputs(result, out, spec, backbone, method_options, {m: built[m].options() for m in methods})
     return result
+
+
+class SkippedImageWarning(UserWarning):
+    """Images that could not be read were left out of a category (``AnomalyResult.skipped`` lists them)."""
+
+
+def encode_readable(dataset, encode) -> tuple:
+    """``(dataset, bank, skipped)``: ``dataset`` encoded, leaving out every image that cannot be read.
+
+    An unreadable image stops :func:`encode_tokens` with :class:`ImageLoadError`; it is dropped and the rest
+    encoded again, so one corrupt file is a counted skip, not the end of the run. An encoder that skips images by
+    itself (fewer ids in the bank) is followed the same way.
+    """
+    skipped = []
+    while True:
+        try:
+            bank = encode(dataset)
+        except ImageLoadError as err:
+            bad = [s.id for s in dataset.samples if s.path == err.path]
+            if not bad:
+                raise
+            skipped += [{"id": i, "error": str(err)} for i in bad]
+            dataset = dataset.without(bad)
+            if not len(dataset):
+                raise DataError(f"no image of {dataset.name} can be read ({len(skipped)} skipped, e.g. "
+                                f"{skipped[0]['error']})") from err
+            continue
+        ids = [s.id for s in dataset.samples]
+        if list(bank.ids) != ids:
+            kept = set(bank.ids)
+            gone = [i for i in ids if i not in kept]
+            skipped += [{"id": i, "error": "skipped by the encoder (unreadable)"} for i in gone]
+            dataset = dataset.without(gone)
+            bank = bank.select_ids([s.id for s in dataset.samples])
+        return dataset, bank, skipped
+
+
+def check_test_set(category: AnomalyCategory) -> None:
+    """A test set must still hold good and defective images (after unreadable ones were left out)."""
+    labels = category.test.labels
+    if not (labels == 0).any() or not (labels > 0).any():
+        raise DataError(f"category {category.name!r}: after leaving out unreadable images its test set has no "
+                        f"{'good' if not (labels == 0).any() else 'defective'} image left; every metric needs both")
 
 
 def category_means(rows: list[dict]) -> list[dict]:
@@ -224,4 +279,5 @@ def write_outputs(result: AnomalyResult, out: Path, spec, backbone, method_optio
     T.write_text(result.summary_markdown(), out / "summary.md")
     write_json({"benchmark": spec.name, "model": backbone.name, "weights": backbone.weights_id,
                 "convention": CONVENTION, "method_options": options, "timings": result.timings,
-                "summary": result.summary}, out / "metrics.json")
+                "n_skipped": len(result.skipped), "skipped": result.skipped, "summary": result.summary},
+               out / "metrics.json")

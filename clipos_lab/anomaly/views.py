@@ -10,19 +10,18 @@ import os
 from typing import Mapping, Sequence
 
 import numpy as np
-from PIL import Image
 
 from ..viz.static import _figure, save
 
 
 def model_view(dataset, i: int, size: int) -> np.ndarray:
-    """Image ``i`` as the model saw it: shorter side resized to ``size``, centre-cropped (like the masks)."""
-    img = dataset.load(i)
-    scale = size / min(img.size)
-    w, h = max(size, round(img.width * scale)), max(size, round(img.height * scale))
-    img = img.resize((w, h), Image.BICUBIC)
-    left, top = (w - size) // 2, (h - size) // 2
-    return np.asarray(img.crop((left, top, left + size, top + size)))
+    """Image ``i`` as the model saw it: torchvision's ``Resize(size)`` (bicubic) and ``CenterCrop(size)``, the
+    preprocessing's own functions, so it lines up with the masks and maps pixel for pixel."""
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms import functional as TF
+
+    img = TF.resize(dataset.load(i), size, interpolation=InterpolationMode.BICUBIC)
+    return np.asarray(TF.center_crop(img, size))
 
 
 def _panel(ax, image, heat=None, mask=None, predicted=None, title="", vmin=None, vmax=None):

@@ -66,7 +66,7 @@ class NoTextEncoder(torch.nn.Module):
     @classmethod
     def from_backbone(cls, backbone, n_prompts: int = N_NO_PROMPTS) -> "NoTextEncoder":
         """A no tower initialised as an exact copy of ``backbone``'s yes tower, with zero no-prompts."""
-        tower = _yes_tower(backbone)
+        tower = yes_tower(backbone)
         context, width = tower.positional_embedding.shape
         encoder = cls(copy.deepcopy(tower.token_embedding), tower.positional_embedding,
                       copy.deepcopy(tower.transformer), copy.deepcopy(tower.ln_final), tower.text_projection,
@@ -122,7 +122,7 @@ class NoTextEncoder(torch.nn.Module):
             raise BackboneError(
                 f"this CLIPN no-text encoder was made for the text tower of {self.model_name or 'another model'!r} "
                 f"(fingerprint {self.fingerprint[:12]}...), not for {backbone.name!r} ({theirs[:12]}...): "
-                "train one for this backbone (clipos_lab.clipn.train) or load the weights released for it")
+                "train one for this backbone (python -m clipos_lab clipn train) or load the weights released for it")
 
     # ------------------------------------------------------------------------------------------- persistence
     def released_state_dict(self) -> dict[str, torch.Tensor]:
@@ -183,7 +183,7 @@ class NoTextEncoder(torch.nn.Module):
         path = Path(path).expanduser()
         if not path.is_file():
             raise WeightsNotFoundError(f"CLIPN no-text weights {path} do not exist: train them "
-                                       "(python -m clipos_lab.clipn.train) or pass the right path")
+                                       "(python -m clipos_lab clipn train) or pass the right path")
         try:
             with safe_open(str(path), framework="pt") as fh:
                 meta = fh.metadata() or {}
@@ -197,7 +197,7 @@ class NoTextEncoder(torch.nn.Module):
             raise BackboneError(
                 f"{path} was trained for the text tower of {meta.get('model') or 'another model'!r}, not for "
                 f"{backbone.name!r} ({backbone.weights_id}): its no-embeddings mean nothing for this backbone; "
-                "train one for it (clipos_lab.clipn.train)")
+                "train one for it (python -m clipos_lab clipn train)")
         encoder = cls.from_backbone(backbone, n_prompts=int(state["prompt_no"].shape[0]))
         encoder.load_released_state_dict({k: v.float() for k, v in state.items()}, source=str(path))
         encoder.meta = json.loads(meta.get("extra", "{}"))
@@ -208,7 +208,7 @@ class NoTextEncoder(torch.nn.Module):
 _FINGERPRINTS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
-def _yes_tower(backbone):
+def yes_tower(backbone):
     tower = backbone._text_tower()
     needed = ("token_embedding", "positional_embedding", "transformer", "ln_final", "text_projection")
     if any(getattr(tower, n, None) is None for n in needed) or not isinstance(tower.text_projection,
@@ -228,7 +228,7 @@ def yes_tower_fingerprint(backbone) -> str:
     Hashes the tower's float32 values, so float16 storage of the same weights hashes differently only if the values
     differ; a few seconds at most for a ViT-B text tower.
     """
-    tower = _yes_tower(backbone)
+    tower = yes_tower(backbone)
     cached = _FINGERPRINTS.get(tower)
     if cached is not None:
         return cached
@@ -273,14 +273,3 @@ def no_text_of(backbone) -> NoTextEncoder:
         f"backbone {backbone.name!r} has no CLIPN no-text encoder: stock CLIP weights have none. Load CLIPN's "
         "released checkpoint (clipos_lab.clipn.released.load_released(path, backbone)), attach one you trained "
         "(clipos_lab.clipn.attach(backbone, NoTextEncoder.load(path, backbone))), or use the pocket model")
-
-
-def load_no_text(backbone, path: str | os.PathLike) -> NoTextEncoder:
-    """Attach the no tower in ``path``: a clipos_lab ``.safetensors`` file, or a released CLIPN ``.pt`` / ``.pth``
-    checkpoint (:func:`clipos_lab.clipn.released.load_released`)."""
-    path = Path(path).expanduser()
-    if path.suffix in (".pt", ".pth", ".bin"):
-        from .released import load_released
-
-        return load_released(path, backbone)
-    return attach(backbone, NoTextEncoder.load(path, backbone))

@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from ..errors import BackboneError, WeightsNotFoundError
-from .encoder import NoTextEncoder, _yes_tower, attach
+from .encoder import NoTextEncoder, attach, yes_tower
 
 YES_KEYS = ("token_embedding.weight", "positional_embedding", "text_projection", "ln_final.weight", "ln_final.bias")
 
@@ -51,9 +51,9 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             if isinstance(v, torch.Tensor)}
 
 
-def check_yes_tower(state: dict[str, torch.Tensor], backbone, source: str, atol: float = 1e-3) -> None:
+def checkyes_tower(state: dict[str, torch.Tensor], backbone, source: str, atol: float = 1e-3) -> None:
     """Refuse a checkpoint whose yes tower differs from the backbone's (it was trained against another model)."""
-    tower = _yes_tower(backbone)
+    tower = yes_tower(backbone)
     mine = {"token_embedding.weight": tower.token_embedding.weight, "positional_embedding":
             tower.positional_embedding, "text_projection": tower.text_projection,
             "ln_final.weight": tower.ln_final.weight, "ln_final.bias": tower.ln_final.bias}
@@ -76,7 +76,7 @@ def load_released(path: str | os.PathLike, backbone, attach_to_backbone: bool = 
     """A :class:`NoTextEncoder` with the no branch of a released CLIPN checkpoint, checked against ``backbone``."""
     state = read_state_dict(path)
     source = str(path)
-    check_yes_tower(state, backbone, source)
+    checkyes_tower(state, backbone, source)
     if "prompt_no" not in state:
         raise BackboneError(f"{source} has no 'prompt_no': it is a stock CLIP checkpoint without CLIPN's no branch")
     encoder = NoTextEncoder.from_backbone(backbone, n_prompts=int(state["prompt_no"].shape[0]))
@@ -84,3 +84,12 @@ def load_released(path: str | os.PathLike, backbone, attach_to_backbone: bool = 
     encoder.meta = {"source": f"released:{Path(path).name}"}
     encoder = encoder.eval().requires_grad_(False)
     return attach(backbone, encoder) if attach_to_backbone else encoder
+
+
+def load_no_text(backbone, path: str | os.PathLike) -> NoTextEncoder:
+    """Attach the no tower in ``path``: a clipos_lab ``.safetensors`` file, or a released CLIPN ``.pt`` / ``.pth``
+    checkpoint (:func:`load_released`)."""
+    path = Path(path).expanduser()
+    if path.suffix in (".pt", ".pth", ".bin"):
+        return load_released(path, backbone)
+    return attach(backbone, NoTextEncoder.load(path, backbone))

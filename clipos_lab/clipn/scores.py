@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from ..evaluation.scores import cosine_logits
+from ..scores import cosine_logits
 
 
 def p_yes(features: torch.Tensor, text_yes: torch.Tensor, text_no: torch.Tensor, scale: float) -> torch.Tensor:

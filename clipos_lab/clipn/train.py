@@ -11,19 +11,17 @@ instead, for comparison.
 Every batch, caption and no-prompt draw is a pure function of ``(seed, step)`` and a checkpoint holds the tower,
 the optimiser and the log, so an interrupted run resumed from its folder continues the same run.
 
-    python -m clipos_lab.clipn.train train --out runs/clipn --options '{"steps": 3000}'
-    python -m clipos_lab.clipn.train export --out runs/clipn --to assets/clipn/pocket-clipn.safetensors
+    python -m clipos_lab clipn train --out runs/clipn --options '{"steps": 3000}'
+    python -m clipos_lab clipn export --out runs/clipn --to assets/clipn/pocket-clipn.safetensors
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import hashlib
 import json
 import math
 import os
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -262,7 +260,7 @@ def load_checkpoint(backbone, out_dir: str | os.PathLike) -> NoTextEncoder:
     """The no tower of a training folder's ``checkpoint.pt`` (any step), for evaluating a run in progress."""
     path = Path(out_dir) / "checkpoint.pt"
     if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist: train first (python -m clipos_lab.clipn.train train)")
+        raise FileNotFoundError(f"{path} does not exist: train first (python -m clipos_lab clipn train)")
     state = torch.load(path, map_location="cpu", weights_only=False)
     encoder = NoTextEncoder.from_backbone(backbone)
     if state["fingerprint"] != encoder.fingerprint:
@@ -285,37 +283,3 @@ def export(backbone, out_dir: str | os.PathLike, weights_path: str | os.PathLike
     thin = [row for row in state["log"] if row["step"] % 10 == 0 or row["val_pair_acc"] != ""]
     write_log(thin, weights_path.with_name(weights_path.stem + "_training_log.csv"))
     return digest
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m clipos_lab.clipn.train", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("action", choices=["train", "export"])
-    parser.add_argument("--out", default="runs/clipn", help="training folder (checkpoint.pt, training_log.csv)")
-    parser.add_argument("--options", default=None, help='JSON of ClipnConfig fields, e.g. \'{"steps": 3000}\'')
-    parser.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (resume later)")
-    parser.add_argument("--to", default=None, help="export: the safetensors file to write")
-    parser.add_argument("--overwrite", action="store_true", help="export: replace an existing file")
-    parser.add_argument("--no-progress", action="store_true")
-    args = parser.parse_args(argv)
-    from ..backbone import Backbone
-
-    try:
-        backbone = Backbone.load()
-        if args.action == "train":
-            cfg = ClipnConfig.from_dict(json.loads(args.options)) if args.options else None
-            encoder = train(backbone, args.out, cfg, progress=not args.no_progress,
-                            max_steps_this_sitting=args.max_steps)
-            print(json.dumps(encoder.meta.get("step")))
-        else:
-            if not args.to:
-                raise ValueError("export needs --to <file.safetensors>")
-            print(export(backbone, args.out, args.to, overwrite=args.overwrite))
-    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from ..evaluation.scores import cosine_logits
+from ..scores import cosine_logits
 from ..viz import static as V
 
 

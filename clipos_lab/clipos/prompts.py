@@ -31,6 +31,24 @@ from tqdm.auto import tqdm
 from ..files import save_safetensors
 
 PLACEHOLDER = "X"
+# "per-step": the cosine over every optimiser step, continued after a warm-up (this project's default);
+# "dassl": CoOp's / LoCoOp's trainer (Dassl): constant warm-up epochs, then a cosine over `epochs` that restarts
+# at the end of the warm-up (WARMUP_RECOUNT) and steps once per epoch
+SCHEDULES = ("per-step", "dassl")
+
+
+def learning_rate(cfg: "PromptConfig", epoch: int, epochs: int) -> float:
+    """The "dassl" schedule's learning rate during ``epoch`` (0-based) of ``epochs``.
+
+    Dassl builds ``CosineAnnealingLR(T_max=epochs)`` and wraps it in a constant warm-up of ``warmup_epochs``;
+    with ``WARMUP_RECOUNT`` (its default) the cosine's epoch counter starts at 0 when the warm-up ends, and the
+    trainer steps the scheduler once per epoch. So epoch ``e`` trains at ``warmup_lr`` while ``e < w`` and at
+    ``lr (1 + cos(pi (e - w) / epochs)) / 2`` after (``w`` = warm-up epochs): the cosine never reaches 0.
+    """
+    warm = min(max(int(cfg.warmup_epochs), 0), epochs)
+    if epoch < warm:
+        return float(cfg.warmup_lr)
+    return 0.5 * cfg.lr * (1.0 + math.cos(math.pi * (epoch - warm) / epochs))
 
 
 @dataclass
@@ -47,6 +65,7 @@ class PromptConfig:
     min_steps: int = 0  # few-shot sets of a handful of images give one step per epoch; this sets a floor
     warmup_epochs: int = 0  # epochs at the constant warmup_lr before the cosine schedule (CoOp/LoCoOp configs: 1)
     warmup_lr: float = 1e-5
+    schedule: str = "per-step"  # how the cosine runs: see SCHEDULES and learning_rate
     seed: int = 0
     progress: bool = True
 
@@ -61,6 +80,8 @@ class PromptConfig:
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0 \
                     or (k == "lr" and v == 0) or (k == "momentum" and v >= 1):
                 bad.append(f"{k}={v!r} ({'> 0' if k == 'lr' else '0 to 1' if k == 'momentum' else '>= 0'})")
+        if self.schedule not in SCHEDULES:
+            bad.append(f"schedule={self.schedule!r} (one of {', '.join(SCHEDULES)})")
         if bad:
             raise ValueError(f"PromptConfig: {', '.join(bad)}")
 
@@ -213,7 +234,8 @@ def not_unknown_loss(logits: torch.Tensor) -> torch.Tensor:
 
 def train_prompts(learner: PromptLearner, data: TrainingData, cfg: PromptConfig, beta: float = 0.0,
                   gamma: float = 0.0, anchor_weight: float = 0.0) -> list[dict]:
-    """SGD + cosine schedule over ``cfg.epochs``; returns the loss history (one row per step).
+    """SGD + cosine schedule over ``cfg.epochs`` (``cfg.schedule``); returns the loss history (one row per step,
+    with the learning rate that step used).
 
     ``anchor_weight`` x :func:`not_unknown_loss` of ``data.anchors`` (needs the unknown class): the counterpart of
     the outlier term in the outliers' own region (docs/robustness.md)."""
@@ -227,7 +249,9 @@ def train_prompts(learner: PromptLearner, data: TrainingData, cfg: PromptConfig,
     epochs = max(cfg.epochs, math.ceil(cfg.min_steps / steps_per_epoch))
     total = epochs * steps_per_epoch
     warm = min(max(int(cfg.warmup_epochs), 0), epochs) * steps_per_epoch
-    if warm:
+    if cfg.schedule == "dassl":  # set by hand once per epoch below (learning_rate)
+        sched = torch.optim.lr_scheduler.LambdaLR(optim, lambda s: 1.0)
+    elif warm:
         # Dassl's constant warm-up (CoOp / LoCoOp configs): warmup_lr for the first epochs, then the cosine
         # schedule continues where it would have been without warm-up
         sched = torch.optim.lr_scheduler.LambdaLR(optim, lambda s: cfg.warmup_lr / cfg.lr if s < warm else
@@ -244,6 +268,9 @@ def train_prompts(learner: PromptLearner, data: TrainingData, cfg: PromptConfig,
     history: list[dict] = []
     bar = tqdm(total=total, disable=not cfg.progress, desc="prompt learning", leave=False)
     for epoch in range(epochs):
+        if cfg.schedule == "dassl":
+            for group in optim.param_groups:
+                group["lr"] = learning_rate(cfg, epoch, epochs)
         order = rng.permutation(n)
         outliers = data.outliers(epoch) if (data.outliers is not None and beta > 0) else None
         if outliers is not None:
@@ -282,10 +309,11 @@ def train_prompts(learner: PromptLearner, data: TrainingData, cfg: PromptConfig,
                 row["n_irrelevant"] = n_selected
             optim.zero_grad(set_to_none=True)
             loss.backward()
+            row["lr"] = optim.param_groups[0]["lr"]  # the rate this step was taken at
             optim.step()
-            sched.step()
+            if cfg.schedule != "dassl":
+                sched.step()
             row["loss"] = loss.item()
-            row["lr"] = sched.get_last_lr()[0]
             history.append(row)
             bar.update(1)
     bar.close()

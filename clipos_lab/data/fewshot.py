@@ -10,7 +10,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from ..evaluation.tables import write_csv
+from ..files import write_csv
 from ..files import atomic_path
 from .datasets import ImageDataset
 from .errors import DataError

@@ -53,13 +53,14 @@ def draw_gains(rows: Iterable[dict] | pd.DataFrame, metric: str = "AUROC", basel
         keep = pd.Series(False, index=avg.index)
         for method, names in scores.items():
             keep |= (avg["method"] == method) & avg["score"].isin(list(names))
-    out = avg[keep].join(base, on="spec", how="inner")
+    out = avg[keep].merge(base.reset_index(), on="spec", how="inner")
     out = out.rename(columns={"value": metric.lower()})
     out["gain"] = out[metric.lower()] - out["baseline"]
     cols = ["spec", "method", "score", "shots", "seed", metric.lower(), "baseline", "gain"]
     acc = df[df["metric"] == "ACC"].groupby(["spec", "method", "score", "shots", "seed"])["value"].first()
     if len(acc):  # ID accuracy of the same run: a draw that loses ID classes shows here
-        out = out.join(acc.rename("acc"), on=["spec", "method", "score", "shots", "seed"])
+        out = out.merge(acc.rename("acc").reset_index(), on=["spec", "method", "score", "shots", "seed"],
+                        how="left")
         cols.append("acc")
     return out[cols].reset_index(drop=True)
 
@@ -78,10 +79,22 @@ def spread_summary(gains: pd.DataFrame, by: Sequence[str] = ("method", "score", 
     return out.reset_index()
 
 
-def spread(rows: Iterable[dict] | pd.DataFrame, metric: str = "AUROC", baseline: tuple[str, str] = BASELINE,
+def result_rows(result) -> pd.DataFrame:
+    """Tidy rows of a :class:`~clipos_lab.evaluation.runner.BenchmarkResult` (``.rows``), of a suite result
+    (``.per_spec``: one benchmark result per spec, tagged with a ``spec`` column), or rows as they are."""
+    per_spec = getattr(result, "per_spec", None)
+    if per_spec is not None:
+        return pd.concat([frame(r.rows).assign(spec=name) for name, r in per_spec.items()], ignore_index=True)
+    return frame(getattr(result, "rows", result))
+
+
+def spread(result, metric: str = "AUROC", baseline: tuple[str, str] = BASELINE,
            scores: dict[str, Sequence[str]] | None = None) -> pd.DataFrame:
-    """:func:`draw_gains` then :func:`spread_summary` per (method, score, shots), pooled over benchmarks."""
-    return spread_summary(draw_gains(rows, metric, baseline, scores))
+    """Per (method, score, shots), pooled over benchmarks: :func:`spread_summary` of :func:`draw_gains`.
+
+    ``result``: a benchmark or suite result, or its tidy rows (:func:`result_rows`). What ``make benchmark``
+    prints: the share of draws that beat MCM (``beats_baseline``) and the worst-case gain (``worst``)."""
+    return spread_summary(draw_gains(result_rows(result), metric, baseline, scores))
 
 
 def spread_table(summary: pd.DataFrame, percent: bool = True) -> pd.DataFrame:
@@ -98,4 +111,5 @@ SPREAD_CAPTION = ("Gain of the OOD-average {metric} over zero-shot MCM per few-s
                   "better); {n_specs} benchmark(s); 'beats MCM' = draws with a positive gain.")
 
 
-__all__ = ["BASELINE", "SPREAD_CAPTION", "SPREAD_COLUMNS", "draw_gains", "spread", "spread_summary", "spread_table"]
+__all__ = ["BASELINE", "SPREAD_CAPTION", "SPREAD_COLUMNS", "draw_gains", "result_rows", "spread", "spread_summary",
+           "spread_table"]

@@ -14,14 +14,12 @@ Students and researchers read tables with pandas, so notebooks ``display`` these
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 
-from ..files import atomic_path
+from ..files import write_csv, write_text  # noqa: F401 (part of this module's API)
 
 RUN_KEYS = ["method", "score", "shots", "ood", "metric"]
 CELL_KEYS = ["method", "score", "shots"]
@@ -172,26 +170,6 @@ def to_markdown(df: pd.DataFrame, caption: str = "") -> str:
     """A DataFrame as a GitHub Markdown table (no index), with an optional caption line above it."""
     table = df.to_markdown(index=False, tablefmt="github") if len(df.columns) else ""
     return f"{caption}\n\n{table}" if caption else table
-
-
-def write_csv(rows: Iterable[dict] | pd.DataFrame, path: str | os.PathLike,
-              columns: Sequence[str] | None = None) -> Path:
-    """Rows (dicts or a DataFrame) as CSV, atomically; ``columns`` fixes the header (and its order)."""
-    df = frame(rows)
-    if columns is not None:
-        df = df.reindex(columns=list(columns))
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        df.to_csv(tmp, index=False)
-    return path
-
-
-def write_text(text: str, path: str | os.PathLike) -> Path:
-    """A text file (Markdown, HTML), atomically, ending in one newline."""
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        Path(tmp).write_text(text.rstrip("\n") + "\n", encoding="utf-8")
-    return path
 
 
 __all__ = ["CELL_KEYS", "RUN_KEYS", "SUMMARY_CAPTION", "average_cells", "averages", "frame", "mean_std",

@@ -1,7 +1,8 @@
-"""Methods behind one interface (``fit`` / ``score`` / ``predict``), built by name from a registry.
+"""Methods behind one contract (``docs/contract.md``), built by name from a registry.
 
-* :mod:`.base`: the interface (scikit-learn-style: parameters in ``__init__``, checks in ``fit``, fitted state
-  ending in ``_``);
+* :mod:`.base`: the contract (name, kind, score names, options; ``fit`` / ``score`` / ``predict``; ``save`` /
+  ``load`` for learned methods);
+* :mod:`.text`: class embeddings from prompt templates; :mod:`.cosine`: MCM / GL-MCM / 1 - p(unknown) scoring;
 * :mod:`.zeroshot`: MCM and GL-MCM (class names only);
 * :mod:`.prompt`: CoOp, LoCoOp and CLIP-OS (prompt learning on few-shot features);
 * :mod:`.clipn`: CLIPN (class names only, plus a CLIPN no-text encoder; ATD and CTW);
@@ -10,16 +11,24 @@
 
 from __future__ import annotations
 
-from .base import Method, NotFittedError
+from .base import KINDS, Method, NotFittedError, main_score
 from .clipn import CLIPN
+from .cosine import CosineMethod, at_temperature
 from .prompt import CLIPOS, CoOp, LoCoOp, PromptMethod
-from .registry import REGISTRY, build_method, is_few_shot, methods, register
+from .registry import (
+                       REGISTRY,
+                       all_score_names,
+                       build_method,
+                       default_methods,
+                       is_few_shot,
+                       kind_of,
+                       methods,
+                       register,
+                       score_names_of,
+                       unregister,
+)
 from .zeroshot import GLMCM, MCM
 
-METHODS = methods()  # the names registered at import time (see registry.methods() for later additions)
-ZERO_SHOT = [n for n in METHODS if not REGISTRY[n].few_shot]
-FEW_SHOT = ["CoOp", "LoCoOp", "CLIP-OS"]
-ABLATIONS = [n for n in METHODS if n.startswith("CLIP-OS w/o")]
-
-__all__ = ["ABLATIONS", "CLIPN", "CLIPOS", "FEW_SHOT", "GLMCM", "MCM", "METHODS", "REGISTRY", "ZERO_SHOT", "CoOp",
-           "LoCoOp", "Method", "NotFittedError", "PromptMethod", "build_method", "is_few_shot", "methods", "register"]
+__all__ = ["CLIPN", "CLIPOS", "GLMCM", "KINDS", "MCM", "REGISTRY", "CoOp", "CosineMethod", "LoCoOp", "Method",
+           "NotFittedError", "PromptMethod", "all_score_names", "at_temperature", "build_method", "default_methods",
+           "is_few_shot", "kind_of", "main_score", "methods", "register", "score_names_of", "unregister"]

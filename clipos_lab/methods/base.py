@@ -1,132 +1,117 @@
-"""The interface every method shares: ``fit`` on few-shot features, then ``score`` and ``predict`` on a bank.
+"""The method contract: what every OOD method declares and does, so the runner, the CLI, tables and the public
+API can take everything from the registry (``docs/contract.md`` is the page a contributor reads first).
 
-Like scikit-learn estimators, parameters are set in ``__init__``, ``fit`` returns ``self`` and fitted state ends
-with ``_``. Like pytorch-ood detectors, methods work on cached features (a :class:`FeatureBank`), never on
-pixels, so every image is encoded once. ``score`` returns every score a method can give, keyed by name
-(``"MCM"``, ``"GL-MCM"``, ``"1-p(unknown)"``); higher always means more in-distribution.
+A method is a class with
+
+* ``name`` (how tables call it), ``kind`` (:data:`KINDS`: ``"zero-shot"`` needs class names only,
+  ``"few-shot"`` trains on a drawn few-shot bank, ``"test-time"`` adapts to the test stream and is marked
+  transductive), ``score_names`` (every score it can give) and ``default_score`` (the one it is reported with);
+* its options as ``__init__`` parameters, stored under the same names (scikit-learn's rule), so
+  :meth:`Method.get_params` can record them in ``run.json``;
+* ``fit(backbone, train=None, classnames=None)`` returning ``self``, fitted state ending in ``_``;
+* ``score(bank, scores=None)`` -> ``{score name: (N,) array}``, higher = more in-distribution;
+* ``predict(bank)`` -> the ID class of each image (the runner's ID accuracy);
+* few-shot methods: ``save(path)`` and ``load(path, backbone)`` (the runner saves every learned method).
+
+Methods work on cached features (a :class:`~clipos_lab.features.FeatureBank`), never on pixels, so every image
+is encoded once. The runner calls :meth:`Method.score_sets` on the ID test set and every OOD set together:
+methods whose scores do not depend on the stream inherit it; test-time methods override it.
 """
 
 from __future__ import annotations
 
-import copy
-import hashlib
-from typing import Sequence
+import inspect
+from dataclasses import asdict, is_dataclass
+from typing import Mapping, Sequence
 
 import numpy as np
-import torch
 
-from ..evaluation import scores as S
-
-SCORE_NAMES = ("MCM", "GL-MCM", "1-p(unknown)")
-SCORE_CHUNK = 4096  # images per scoring step (a multiple of the patch chunk, so chunking changes no number)
+KINDS = ("zero-shot", "few-shot", "test-time")
 
 
 class NotFittedError(RuntimeError):
-    pass
+    """A method (or anomaly method) was asked to score before ``fit``."""
 
 
 class Method:
-    """Base class: subclasses set ``text_`` (class embeddings, C x D) and ``scale_`` in ``fit``.
-
-    ``scale_`` multiplies cosines for prediction and for 1 - p(unknown); ``score_scale_`` (defaults to
-    ``scale_``) is what the MCM and GL-MCM scores use, because a detector's softmax temperature is a choice of
-    the score, not of the classifier (the MCM paper, section 4).
-
-    ``local_tokens`` names the bank's tokens GL-MCM's local part reads: ``"local"`` (the value-path local
-    features GL-MCM's and LoCoOp's reference code use, the default) or ``"patches"`` (final-layer patch tokens).
-    """
+    """Base class of every OOD method; see the module docstring for the contract."""
 
     name = "method"
+    kind = "zero-shot"
+    score_names: tuple[str, ...] = ("MCM",)
     default_score = "MCM"
-    gl_lambda = 0.5
-    local_tokens = "local"
+    fitted_attribute = "text_"  # set by fit; its absence means "not fitted"
 
+    # --------------------------------------------------------------------------------------------- options
+    @classmethod
+    def option_names(cls) -> list[str]:
+        """The ``__init__`` parameters: the options a spec, ``--options`` or a registry preset may set."""
+        sig = inspect.signature(cls.__init__)
+        return [p.name for p in list(sig.parameters.values())[1:]
+                if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+
+    def get_params(self) -> dict:
+        """Every option with its value, as plain data (dataclass configs become dicts): what ``run.json`` stores
+        and what :func:`~clipos_lab.methods.registry.build_method` takes back."""
+        return {name: _plain(getattr(self, name)) for name in self.option_names()}
+
+    # -------------------------------------------------------------------------------------------- fit / score
     def fit(self, backbone, train=None, classnames: Sequence[str] | None = None) -> "Method":
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must implement fit(backbone, train, classnames)")
 
-    # subclasses with a learned unknown class override these two
-    @property
-    def n_id_(self) -> int:
-        return len(self.classnames_)
+    def score(self, bank, scores: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        raise NotImplementedError(f"{type(self).__name__} must implement score(bank, scores)")
+
+    def predict(self, bank) -> np.ndarray:
+        raise NotImplementedError(f"{type(self).__name__} must implement predict(bank)")
+
+    def score_sets(self, sets: Mapping[str, object], scores: Sequence[str] | None = None,
+                   seed: int = 0) -> dict[str, dict[str, np.ndarray]]:
+        """Scores of several banks (the runner passes ``{"id": ID test, <ood name>: bank, ...}``).
+
+        Each bank is scored on its own, so ``seed`` is unused here; a test-time method overrides this to feed the
+        sets as one stream in a ``seed``-ed order, batch by batch, as its reference does.
+        """
+        return {name: self.score(bank, scores=scores) for name, bank in sets.items()}
+
+    def score_signature(self):
+        """A hashable value such that two fitted methods with equal signatures give equal scores on any bank (the
+        runner then scores once, e.g. zero-shot MCM and GL-MCM); ``None``: never shared."""
+        return None
+
+    # -------------------------------------------------------------------------------------------- helpers
+    def check_scores(self, scores: Sequence[str] | None) -> list[str]:
+        """The names of ``scores`` this method gives (all when None); a name it cannot give is an error."""
+        if scores is None:
+            return list(self.score_names)
+        unknown = [s for s in scores if s not in self.score_names]
+        if unknown:
+            raise ValueError(f"{self.name} cannot give the scores {unknown}; it gives {list(self.score_names)}")
+        return [s for s in self.score_names if s in scores]
+
+    def is_fitted(self) -> bool:
+        return hasattr(self, self.fitted_attribute)
 
     def _check_fitted(self):
-        if not hasattr(self, "text_"):
+        if not self.is_fitted():
             raise NotFittedError(f"{self.name} is not fitted: call fit(backbone, train_bank) first")
 
-    @property
-    def score_scale_(self) -> float:
-        return self.scale_
+    # learned methods (kind "few-shot") implement both
+    def save(self, path) -> None:
+        raise NotImplementedError(f"{type(self).__name__} learns nothing to save")
 
-    def logits(self, features: torch.Tensor, scale: float | None = None) -> torch.Tensor:
-        self._check_fitted()
-        features = features.to(self.text_.device, non_blocking=True)
-        return S.cosine_logits(features, self.text_, self.scale_ if scale is None else scale)
-
-    def available_scores(self, bank) -> list[str]:
-        """The scores this method gives on ``bank`` (GL-MCM needs patch tokens, 1 - p(unknown) a learned class)."""
-        self._check_fitted()
-        names = ["MCM"]
-        if local_tokens_of(bank, self.local_tokens) is not None:
-            names.append("GL-MCM")
-        if self.text_.shape[0] > self.n_id_:
-            names.append("1-p(unknown)")
-        return names
-
-    def score_signature(self) -> tuple:
-        """What the scores depend on: two fitted methods with equal signatures give equal scores on a bank (the
-        runner scores zero-shot MCM and GL-MCM once per bank through it)."""
-        self._check_fitted()
-        text = self.text_.detach().float().cpu().contiguous().numpy()
-        return (hashlib.sha1(text.tobytes()).hexdigest(), text.shape, float(self.scale_), float(self.score_scale_),
-                float(self.gl_lambda), int(self.n_id_), self.local_tokens, type(self).score.__qualname__)
-
-    def score(self, bank, scores: Sequence[str] | None = None, chunk: int = SCORE_CHUNK) -> dict[str, np.ndarray]:
-        """Scores for each image of ``bank`` (higher = more ID): every score this method gives, or ``scores``.
-
-        Images are scored ``chunk`` at a time on the method's device, so memory is O(chunk) whatever the bank
-        size; patch tokens are read only when GL-MCM is asked for.
-        """
-        available = self.available_scores(bank)
-        wanted = available if scores is None else [s for s in available if s in scores]
-        unknown = sorted(set(scores or ()) - set(SCORE_NAMES))
-        if unknown:
-            raise ValueError(f"unknown scores {unknown}; choose from {list(SCORE_NAMES)}")
-        parts: dict[str, list[torch.Tensor]] = {name: [] for name in wanted}
-        local = lambda lg: S.local_mcm(lg, self.n_id_)  # noqa: E731
-        for start in range(0, len(bank), chunk):
-            rows = slice(start, start + chunk)
-            mcm = S.mcm(self.logits(bank.global_[rows], self.score_scale_), self.n_id_)
-            if "MCM" in parts:
-                parts["MCM"].append(mcm)
-            if "GL-MCM" in parts:
-                tokens = local_tokens_of(bank, self.local_tokens)[rows]
-                patch = S.patch_logits_chunked(tokens, self.text_, self.score_scale_, local)
-                parts["GL-MCM"].append(mcm + self.gl_lambda * patch)
-            if "1-p(unknown)" in parts:
-                parts["1-p(unknown)"].append(S.unknown_score(self.logits(bank.global_[rows])))
-        return {name: torch.cat(v).cpu().numpy() for name, v in parts.items()}
-
-    def predict(self, bank, chunk: int = SCORE_CHUNK) -> np.ndarray:
-        """The ID class of each image (the unknown class, if any, is not a candidate)."""
-        self._check_fitted()
-        out = [self.logits(bank.global_[s: s + chunk])[:, : self.n_id_].argmax(-1).cpu()
-               for s in range(0, len(bank), chunk)]
-        return torch.cat(out).numpy()
+    @classmethod
+    def load(cls, path, backbone) -> "Method":
+        raise NotImplementedError(f"{cls.__name__} learns nothing to load")
 
 
-LOCAL_TOKENS = ("local", "patches")
-
-
-def check_local_tokens(kind: str) -> str:
-    if kind not in LOCAL_TOKENS:
-        raise ValueError(f"local_tokens={kind!r}: choose 'local' (value-path local features, the GL-MCM / LoCoOp "
-                         "reference) or 'patches' (final-layer patch tokens)")
-    return kind
-
-
-def local_tokens_of(bank, kind: str):
-    """The bank's tokens of ``kind`` (None when the bank has none: GL-MCM is then not reported)."""
-    return getattr(bank, check_local_tokens(kind), None)
+def _plain(value):
+    """Options as JSON-able data: dataclasses to dicts, tuples to lists."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return asdict(value)
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    return value
 
 
 def main_score(method, available) -> str:
@@ -138,17 +123,3 @@ def main_score(method, available) -> str:
         raise ValueError("main_score: no score names to choose from")
     default = method if isinstance(method, str) else getattr(method, "default_score", "MCM")
     return next(s for s in (default, "MCM", names[0]) if s in names)
-
-
-def at_temperature(method: Method, temperature: float) -> Method:
-    """A copy of fitted ``method`` whose MCM and GL-MCM use softmax temperature ``temperature`` (cosines divided
-    by it); the original is untouched. Prompt methods keep 1 - p(unknown) at their logit scale."""
-    if not temperature > 0:
-        raise ValueError(f"temperature={temperature} must be positive")
-    method._check_fitted()
-    twin = copy.copy(method)
-    if hasattr(twin, "score_temperature"):  # prompt methods: the score's temperature is its own option
-        twin.score_temperature = float(temperature)
-    else:  # zero-shot MCM / GL-MCM: the temperature is the method's only scale
-        twin.temperature, twin.scale_ = float(temperature), 1.0 / float(temperature)
-    return twin

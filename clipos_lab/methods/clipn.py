@@ -19,19 +19,20 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .. import scores as S
 from ..clipn import encoder as E
+from ..clipn.released import load_no_text
 from ..clipn import scores as C
-from ..evaluation import scores as S
-from .base import Method
-from .zeroshot import DEFAULT_TEMPLATES, class_embeddings
-
-CLIPN_SCORES = ("ATD", "CTW", "MCM")
+from .cosine import CosineMethod
+from .text import DEFAULT_TEMPLATES, check_templates, class_embeddings
 
 
-class CLIPN(Method):
+class CLIPN(CosineMethod):
     """Zero-shot CLIPN: yes and no class embeddings; scores ATD (default), CTW and the yes branch's MCM."""
 
     name = "CLIPN"
+    kind = "zero-shot"
+    score_names = ("ATD", "CTW", "MCM")
     default_score = "ATD"
 
     def __init__(self, templates: Sequence[str] = DEFAULT_TEMPLATES, scale: float | None = None,
@@ -42,19 +43,16 @@ class CLIPN(Method):
         self.no_text = no_text  # a no-tower file (.safetensors, or CLIPN's released .pt); None: the backbone's
 
     def fit(self, backbone, train=None, classnames: Sequence[str] | None = None) -> "CLIPN":
-        if not self.templates or isinstance(self.templates, str) or any("{}" not in t for t in self.templates):
-            raise ValueError(f"templates={self.templates!r}: give a list of templates, each with a '{{}}' for the "
-                             "class")
         if self.scale is not None and not self.scale > 0:
             raise ValueError(f"scale={self.scale} must be positive, or None for the model's logit scale")
         if not self.mcm_temperature > 0:
             raise ValueError(f"mcm_temperature={self.mcm_temperature} must be positive")
-        templates = tuple(self.templates)
+        templates = check_templates(self.templates)
         classnames = list(classnames if classnames is not None else (train.classnames if train is not None else []))
         if not classnames:
             raise ValueError("CLIPN needs class names (classnames=[...] or a bank with classnames); no ID images")
         if self.no_text is not None:
-            encoder = E.load_no_text(backbone, self.no_text)
+            encoder = load_no_text(backbone, self.no_text)
         else:
             encoder = E.no_text_of(backbone)
         self.classnames_ = classnames
@@ -74,12 +72,19 @@ class CLIPN(Method):
         self._check_fitted()
         return C.p_yes(features, self.text_, self.text_no_, self.scale_)
 
+    def available_scores(self, bank) -> list[str]:
+        self._check_fitted()
+        return list(self.score_names)
+
     def score(self, bank, scores=None, chunk: int | None = None) -> dict[str, np.ndarray]:
         """ATD, CTW and the yes branch's MCM (or only those named in ``scores``), higher = more ID."""
+        wanted = self.check_scores(scores)
         self._check_fitted()
         f = bank.global_.to(self.text_.device)
         out = {"ATD": lambda: C.atd(f, self.text_, self.text_no_, self.scale_),
                "CTW": lambda: C.ctw(f, self.text_, self.text_no_, self.scale_),
                "MCM": lambda: S.mcm(self.logits(f, self.score_scale_), self.n_id_)}
-        wanted = [k for k in out if scores is None or k in scores]
         return {k: out[k]().cpu().numpy() for k in wanted}
+
+    def score_signature(self):
+        return None  # the no branch is part of the scores: never share with a yes-only method

@@ -14,7 +14,8 @@ LoCoOp follows its reference code by default (``selection="per-step"``): at ever
 local features (``patch_tokens="local"``, the value-path features) are classified with the *current* learned
 prompts, those whose label is outside their top-k classes (exactly k, ``top_k`` defaults to 20 % of the classes,
 the reference's 200 of 1000) get the entropy term ``-sum p log(p + 1e-5)``, and the first epoch is a constant
-``1e-5`` learning-rate warm-up. ``selection="zero-shot"`` is the cheaper variant: the ID-irrelevant patches are
+``1e-5`` learning-rate warm-up after which the cosine restarts and steps once per epoch (Dassl's trainer).
+``selection="zero-shot"`` is the cheaper variant: the ID-irrelevant patches are
 chosen once before training with the zero-shot "a photo of a {}." embeddings and up to 256 of them are sampled
 per step. The context length and initialisation stay the shared :class:`PromptConfig` values (the reference's 16
 random vectors are ``PromptConfig(n_ctx=16, ctx_init="")``).
@@ -43,6 +44,9 @@ surgery-discrepancy), ``synthesis=False`` (no outliers), ``unknown=False`` (no u
 then get LoCoOp's entropy maximisation instead of a class of their own), ``align_outliers=False`` (outliers stay
 where patch features live instead of being shifted to the global-feature region; see
 :func:`clipos_lab.synthesis.global_shift`).
+
+``anchor_weight > 0`` adds the anchor term (off by default; docs/robustness.md): the few-shot images' own
+ID-relevant features, shifted like the outliers, are trained *not* to be unknown.
 """
 
 from __future__ import annotations
@@ -54,16 +58,17 @@ import torch
 from ..clipos import relevance as R
 from ..clipos import synthesis as Y
 from ..clipos.prompts import PromptConfig, PromptLearner, TrainingData, locoop_entropy, train_prompts
-from .base import Method, check_local_tokens
-from .zeroshot import DEFAULT_TEMPLATES, class_embeddings
+from .cosine import CosineMethod, check_local_tokens
+from .text import DEFAULT_TEMPLATES, class_embeddings
 
 SELECTIONS = ("per-step", "zero-shot")
 
 
-class PromptMethod(Method):
+class PromptMethod(CosineMethod):
     """A prompt learner trained on a few-shot FeatureBank; see the module docstring for the switches."""
 
     name = "prompt"
+    kind = "few-shot"
 
     def __init__(self, prompt: PromptConfig | None = None, unknown: bool = False, synthesis: bool = False,
                  rule: str = "discrepancy", puc_k: int = 3, top_k: int | None = None, beta: float = 1.0,
@@ -72,10 +77,11 @@ class PromptMethod(Method):
                  rho_max: float = 0.9, align_outliers: bool = True, default_score: str = "MCM",
                  score_temperature: float | None = 1.0, patch_tokens: str = "patches", local_tokens: str = "local",
                  surgery_weighting: str = R.DEFAULT_SURGERY_WEIGHTING, selection: str = "zero-shot",
-                 warmup_epochs: int | None = None, id_anchors: bool = False,
+                 warmup_epochs: int | None = None, schedule: str | None = None,
                  anchor_weight: float = 0.0, seed: int = 0):
         self.prompt = prompt
-        self.id_anchors, self.anchor_weight = id_anchors, anchor_weight
+        self.schedule = schedule  # None: the PromptConfig's
+        self.anchor_weight = anchor_weight
         self.patch_tokens, self.local_tokens = patch_tokens, local_tokens
         self.surgery_weighting, self.selection, self.warmup_epochs = surgery_weighting, selection, warmup_epochs
         self.unknown, self.synthesis, self.rule, self.puc_k, self.top_k = unknown, synthesis, rule, puc_k, top_k
@@ -92,24 +98,23 @@ class PromptMethod(Method):
         return self.scale_ if self.score_temperature is None else 1.0 / self.score_temperature
 
     @property
-    def n_id_(self) -> int:
-        return len(self.classnames_)
+    def score_names(self) -> tuple[str, ...]:
+        return ("MCM", "GL-MCM", "1-p(unknown)") if self.unknown else ("MCM", "GL-MCM")
 
-    def _relevance(self, backbone, train):
-        zero_shot_text = class_embeddings(backbone, train.classnames, DEFAULT_TEMPLATES)
+    def _relevance(self, zero_shot_text, train):
         if self.rule == "topk":
             return R.relevance(train, zero_shot_text, rule="topk", tokens=self.patch_tokens, k=self.puc_k,
                                top_k=self.top_k)
         return R.relevance(train, zero_shot_text, rule=self.rule, tokens=self.patch_tokens, k=self.puc_k,
                            rho_min=self.rho_min, rho_max=self.rho_max, weighting=self.surgery_weighting)
 
-    def _outlier_source(self, backbone, train, rel):
+    def _outlier_source(self, backbone, train, rel, zero_shot_text):
         """A function epoch -> that epoch's synthesised outlier features (lam resampled every epoch)."""
         n_out = self.n_outliers or Y.default_n_outliers(len(train))
         filter_fn = None
         if self.filter_threshold is not None:
-            filter_fn = Y.confidence_filter(class_embeddings(backbone, train.classnames, DEFAULT_TEMPLATES),
-                                            threshold=self.filter_threshold, scale=backbone.logit_scale)
+            filter_fn = Y.confidence_filter(zero_shot_text, threshold=self.filter_threshold,
+                                            scale=backbone.logit_scale)
         shift = Y.global_shift(rel.relevant_features, train.global_) if self.align_outliers else None
 
         def synthesize(epoch: int) -> Y.Outliers:
@@ -124,8 +129,8 @@ class PromptMethod(Method):
     def _anchors(self, train, rel) -> torch.Tensor:
         """The shots' ID-relevant features where the outliers live (shifted like them): ``lam = 1`` mixtures.
 
-        Trained to their own class, they make the loss see real shots in the same region as the synthetic
-        outliers, so *unknown* must learn "between classes" there, not "the region outliers live in" (ours).
+        The anchor term keeps them out of *unknown*, so the loss sees real shots in the same region as the
+        synthetic outliers and *unknown* must learn "between classes" there, not "where outliers live" (ours).
         """
         r = torch.nn.functional.normalize(rel.relevant_features.float(), dim=-1)
         if self.align_outliers:
@@ -136,6 +141,10 @@ class PromptMethod(Method):
         if self.score_temperature is not None and not self.score_temperature > 0:
             raise ValueError(f"score_temperature={self.score_temperature} must be positive, or None for the logit "
                              "scale")
+        if isinstance(self.anchor_weight, bool) or not isinstance(self.anchor_weight, (int, float)) \
+                or not self.anchor_weight >= 0:
+            raise ValueError(f"anchor_weight={self.anchor_weight!r} must be a number >= 0 (0 switches the anchor "
+                             "term off)")
         if self.rule not in ("discrepancy", "topk"):
             raise ValueError(f"rule={self.rule!r}: choose 'discrepancy' or 'topk'")
         if self.puc_k < 1:
@@ -158,13 +167,16 @@ class PromptMethod(Method):
         cfg = replace(self.prompt or PromptConfig(), seed=self.seed)
         if self.warmup_epochs is not None:
             cfg = replace(cfg, warmup_epochs=int(self.warmup_epochs))
+        if self.schedule is not None:
+            cfg = replace(cfg, schedule=self.schedule)
         per_step = self.gamma > 0 and self.rule == "topk" and self.selection == "per-step"
         needs_patches = self.synthesis or (self.gamma > 0 and not per_step)
-        rel = self._relevance(backbone, train) if needs_patches else None
+        zero_shot_text = class_embeddings(backbone, train.classnames, DEFAULT_TEMPLATES) if needs_patches else None
+        rel = self._relevance(zero_shot_text, train) if needs_patches else None
         self.relevance_ = rel
         irrelevant = None
         entropy_on_outliers = self.synthesis and not self.unknown
-        outliers_fn = self._outlier_source(backbone, train, rel) if self.synthesis else None
+        outliers_fn = self._outlier_source(backbone, train, rel, zero_shot_text) if self.synthesis else None
         if self.gamma > 0 and not per_step:
             irrelevant = rel.puc_patches[~rel.mask]
         local_entropy = None
@@ -175,12 +187,8 @@ class PromptMethod(Method):
                                  "few-shot bank has none: encode it again with FeatureBank.encode")
             top_k = R.default_top_k(len(self.classnames_)) if self.top_k is None else int(self.top_k)
             local_entropy = locoop_entropy(tokens, train.labels, top_k)
-        id_features, id_labels = train.global_, train.labels
-        if self.id_anchors and self.synthesis:  # docs/robustness.md: the shots as the outliers' parents look
-            id_features = torch.cat([id_features.float(), self._anchors(train, rel).to(id_features.device)])
-            id_labels = torch.cat([id_labels, id_labels])
         anchors = self._anchors(train, rel) if (self.anchor_weight > 0 and self.synthesis and self.unknown) else None
-        data = TrainingData(id_features, id_labels, anchors=anchors,
+        data = TrainingData(train.global_, train.labels, anchors=anchors,
                             outliers=None if entropy_on_outliers else outliers_fn,
                             irrelevant_patches=irrelevant, local_entropy=local_entropy)
         gamma = self.gamma
@@ -198,20 +206,25 @@ class PromptMethod(Method):
         return self
 
     def save(self, path) -> None:
-        """Save the learned prompts (safetensors) with this method's class and scoring parameters; :meth:`load`
+        """Save the learned prompts (safetensors) with this method's class and every option; :meth:`load`
         rebuilds the same method to score without retraining."""
         self._check_fitted()
-        self.learner_.save(path, extra={"class": type(self).__name__, "default_score": self.default_score,
+        options = {k: v for k, v in self.get_params().items() if k != "prompt"}
+        self.learner_.save(path, extra={"class": type(self).__name__, "options": options,
+                                        # read by files saved before options were recorded
+                                        "default_score": self.default_score,
                                         "score_temperature": self.score_temperature,
                                         "local_tokens": self.local_tokens})
 
     @classmethod
     def load(cls, path, backbone) -> "PromptMethod":
         learner = PromptLearner.load(path, backbone)
-        saved = {c.__name__: c for c in (PromptMethod, CoOp, LoCoOp, CLIPOS)}.get(learner.extra.get("class"), cls)
-        params = {"default_score": learner.extra.get("default_score", "MCM"),
-                  "score_temperature": learner.extra.get("score_temperature", 1.0),
-                  "local_tokens": learner.extra.get("local_tokens", "local")}
+        saved = {c.__name__: c for c in _subclasses(PromptMethod)}.get(learner.extra.get("class"), cls)
+        params = learner.extra.get("options") or {
+            "default_score": learner.extra.get("default_score", "MCM"),
+            "score_temperature": learner.extra.get("score_temperature", 1.0),
+            "local_tokens": learner.extra.get("local_tokens", "local")}
+        params = {k: v for k, v in params.items() if k in saved.option_names()}
         if saved is PromptMethod:
             params["unknown"] = learner.has_unknown
         method = saved(**params)
@@ -237,19 +250,21 @@ class LoCoOp(PromptMethod):
     """CoOp + entropy maximisation over ID classes on ID-irrelevant local features (top-k rule, no PUC).
 
     Defaults follow the reference code: per-step selection with the current prompts on the value-path local
-    features, one warm-up epoch; ``selection="zero-shot"`` selects once before training (cheaper).
+    features, one constant warm-up epoch and Dassl's schedule (``schedule="dassl"``: the cosine restarts after the
+    warm-up and steps once per epoch); ``selection="zero-shot"`` selects once before training (cheaper);
+    ``schedule="per-step"`` is this project's earlier schedule (the cosine continued per step after the warm-up).
     """
 
     name = "LoCoOp"
 
     def __init__(self, prompt: PromptConfig | None = None, gamma: float = 0.25, top_k: int | None = None,
                  puc_k: int = 1, selection: str = "per-step", patch_tokens: str = "local",
-                 local_tokens: str = "local", warmup_epochs: int | None = 1, default_score: str = "MCM",
-                 score_temperature: float | None = 1.0, seed: int = 0):
+                 local_tokens: str = "local", warmup_epochs: int | None = 1, schedule: str | None = "dassl",
+                 default_score: str = "MCM", score_temperature: float | None = 1.0, seed: int = 0):
         super().__init__(prompt, unknown=False, synthesis=False, rule="topk", puc_k=puc_k, top_k=top_k,
                          gamma=gamma, default_score=default_score, score_temperature=score_temperature,
                          patch_tokens=patch_tokens, local_tokens=local_tokens, selection=selection,
-                         warmup_epochs=warmup_epochs, seed=seed)
+                         warmup_epochs=warmup_epochs, schedule=schedule, seed=seed)
 
 
 class CLIPOS(PromptMethod):
@@ -266,10 +281,11 @@ class CLIPOS(PromptMethod):
                  n_outliers: int | None = None, filter_threshold: float | None = None, rho_min: float = 0.1,
                  rho_max: float = 0.9, align_outliers: bool = True, default_score: str = "MCM",
                  score_temperature: float | None = 1.0, patch_tokens: str = "local", local_tokens: str = "local",
-                 surgery_weighting: str = R.DEFAULT_SURGERY_WEIGHTING, id_anchors: bool = False,
-                 anchor_weight: float = 0.1, seed: int = 0):
-        # anchor_weight=0.1 chosen on validation draws (benchmarks/draw_spread.py; docs/robustness.md);
-        # anchor_weight=0 is the behaviour before it.
+                 surgery_weighting: str = R.DEFAULT_SURGERY_WEIGHTING, anchor_weight: float = 0.0,
+                 seed: int = 0):
+        # anchor_weight (the anchor term, docs/robustness.md) stays off by default, chosen on 480 validation draws
+        # (benchmarks/draw_spread.py): 0.1 raised 1 - p(unknown) by +0.27 AUROC on average and ended its
+        # absorption of ID classes, but cost the default MCM score 0.17 on average and 0.3 at the 5th percentile.
         # patch_tokens="local" chosen on validation (benchmarks/baseline_choices.py): stages 1-2 on the value-path
         # local features gave MCM 97.55 vs 97.49-97.51 and 1-p(unknown) 98.03 vs 97.34-97.40 on final-layer tokens
         super().__init__(prompt, unknown=unknown, synthesis=synthesis, rule=rule, puc_k=puc_k, top_k=top_k,
@@ -277,5 +293,13 @@ class CLIPOS(PromptMethod):
                          filter_threshold=filter_threshold, rho_min=rho_min, rho_max=rho_max,
                          align_outliers=align_outliers, default_score=default_score,
                          score_temperature=score_temperature, patch_tokens=patch_tokens,
-                         local_tokens=local_tokens, surgery_weighting=surgery_weighting, id_anchors=id_anchors,
+                         local_tokens=local_tokens, surgery_weighting=surgery_weighting,
                          anchor_weight=anchor_weight, seed=seed)
+
+
+def _subclasses(cls: type) -> list[type]:
+    """``cls`` and every subclass defined so far (a prompt method registered from another module included)."""
+    found = [cls]
+    for sub in cls.__subclasses__():
+        found.extend(_subclasses(sub))
+    return found

@@ -1,7 +1,9 @@
 """The method registry: a name (what specs, the command line and tables use) -> a class and its preset.
 
 Presets and ablations are data: "CLIP-OS w/o PUC" is the CLIPOS class with ``puc_k=1``, not a renamed instance.
-A new method plugs in with :func:`register`.
+Everything else reads the registry: the runner (kinds, score names, defaults), the command line's help, the
+suite tables and the public API. A new method is its own module plus one :func:`register` line
+(``docs/contract.md``).
 """
 
 from __future__ import annotations
@@ -9,62 +11,141 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..clipos.prompts import PromptConfig
-from .base import Method
+from .adaneg import AdaNeg
+from .base import KINDS, Method
 from .clipn import CLIPN
+from .csp import CSP
+from .fa import FA
+from .gallop import GalLoP
+from .neglabel import NegLabel
 from .prompt import CLIPOS, CoOp, LoCoOp
 from .zeroshot import GLMCM, MCM
 
 
 @dataclass(frozen=True)
 class Entry:
-    """One registered method: its class, the parameters its name stands for, and whether it trains on shots."""
+    """One registered method: its class, the options its name stands for, and whether default runs include it."""
 
     cls: type
     preset: dict = field(default_factory=dict)
-    few_shot: bool = False
+    default: bool = False
+
+    @property
+    def kind(self) -> str:
+        return self.cls.kind
 
 
 REGISTRY: dict[str, Entry] = {}
 
 
-def register(name: str, cls: type, few_shot: bool, **preset) -> None:
-    """Make ``name`` buildable by :func:`build_method`; few-shot classes take ``prompt`` and ``seed``."""
+def register(name: str, cls: type, default: bool = False, **preset) -> None:
+    """Make ``name`` buildable by :func:`build_method`; ``default=True`` puts it in runs that name no methods.
+
+    ``cls`` follows the contract of :class:`~clipos_lab.methods.base.Method`; ``preset`` are options of its
+    ``__init__`` (checked here, so a typo fails at import, not in the middle of a run).
+    """
     if name in REGISTRY:
         raise ValueError(f"method {name!r} is already registered")
-    REGISTRY[name] = Entry(cls, dict(preset), few_shot)
+    if not (isinstance(cls, type) and issubclass(cls, Method)):
+        raise TypeError(f"register({name!r}, ...): {cls!r} is not a Method subclass")
+    if cls.kind not in KINDS:
+        raise ValueError(f"register({name!r}, ...): {cls.__name__}.kind={cls.kind!r}; choose one of {KINDS}")
+    unknown = sorted(set(preset) - set(cls.option_names()))
+    if unknown:
+        raise ValueError(f"register({name!r}, ...): {cls.__name__} has no options {unknown}; it takes "
+                         f"{cls.option_names()}")
+    REGISTRY[name] = Entry(cls, dict(preset), bool(default))
 
 
-register("MCM", MCM, few_shot=False)
-register("GL-MCM", GLMCM, few_shot=False)
-register("CLIPN", CLIPN, few_shot=False)  # zero-shot; needs a no-text encoder (shipped for the pocket model)
-register("CoOp", CoOp, few_shot=True)
-register("LoCoOp", LoCoOp, few_shot=True)
-register("CLIP-OS", CLIPOS, few_shot=True)
+def unregister(name: str) -> None:
+    """Remove ``name`` (tests and notebooks that register a method of their own clean up with it)."""
+    REGISTRY.pop(name, None)
+
+
+register("MCM", MCM, default=True)
+register("GL-MCM", GLMCM, default=True)
+register("CLIPN", CLIPN)  # zero-shot; needs a no-text encoder (shipped for the pocket model): ask with --methods
+register("CoOp", CoOp, default=True)
+register("LoCoOp", LoCoOp, default=True)
+register("CLIP-OS", CLIPOS, default=True)
 # ablations: each switches off one CLIP-OS stage
-register("CLIP-OS w/o PUC", CLIPOS, few_shot=True, puc_k=1)
-register("CLIP-OS w/o discrepancy", CLIPOS, few_shot=True, rule="topk")
-register("CLIP-OS w/o synthesis", CLIPOS, few_shot=True, synthesis=False)
-register("CLIP-OS w/o unknown", CLIPOS, few_shot=True, unknown=False)
+register("CLIP-OS w/o PUC", CLIPOS, puc_k=1)
+register("CLIP-OS w/o discrepancy", CLIPOS, rule="topk")
+register("CLIP-OS w/o synthesis", CLIPOS, synthesis=False)
+register("CLIP-OS w/o unknown", CLIPOS, unknown=False)
+# the field's newer methods (docs/baselines.md); not in default runs: the negative-label ones encode ~10^4-10^5
+# candidate words per fit
+register("NegLabel", NegLabel)
+register("CSP", CSP)
+register("AdaNeg", AdaNeg)  # test-time (transductive)
+register("FA", FA)
+register("GalLoP", GalLoP)
 
 
-def methods() -> list[str]:
-    """Every registered name, in registration order."""
-    return list(REGISTRY)
+def methods(kind: str | None = None) -> list[str]:
+    """Every registered name (of ``kind``, if given), in registration order."""
+    return [n for n, e in REGISTRY.items() if kind is None or e.kind == kind]
 
 
-def build_method(name: str, seed: int = 0, prompt: PromptConfig | None = None, **options) -> Method:
-    """A fresh, unfitted method by its registry name; ``options`` override its preset and defaults."""
+def default_methods(kind: str | None = None) -> list[str]:
+    """The methods a run uses when it names none (of ``kind``, if given)."""
+    return [n for n in methods(kind) if REGISTRY[n].default]
+
+
+def entry(name: str) -> Entry:
     if name not in REGISTRY:
         raise ValueError(f"unknown method {name!r}; choose from {methods()}")
-    entry = REGISTRY[name]
-    params = {**entry.preset, **options}
-    if entry.few_shot:
-        params.update(prompt=prompt, seed=seed)
-    try:
-        return entry.cls(**params)
-    except TypeError as err:
-        raise ValueError(f"method {name!r} does not take these options: {sorted(options)} ({err})") from err
+    return REGISTRY[name]
+
+
+def kind_of(name: str) -> str:
+    return entry(name).kind
 
 
 def is_few_shot(name: str) -> bool:
-    return name in REGISTRY and REGISTRY[name].few_shot
+    return name in REGISTRY and REGISTRY[name].kind == "few-shot"
+
+
+def learns(name: str) -> bool:
+    """Whether the method trains on shots (a fit per shots x seed)."""
+    return is_few_shot(name)
+
+
+def score_names_of(name: str, **options) -> tuple[str, ...]:
+    """The scores ``name`` can give with ``options`` (some depend on options, e.g. ``unknown=False``)."""
+    return tuple(build_method(name, **options).score_names)
+
+
+def all_score_names() -> list[str]:
+    """Every score any registered method gives, in first-seen order (the command line's help, suite tables)."""
+    names: dict[str, None] = {}
+    for name in REGISTRY:
+        names.update(dict.fromkeys(score_names_of(name)))
+    return list(names)
+
+
+def class_named(class_name: str) -> type | None:
+    """The registered class called ``class_name`` (the public API exposes every method class by name)."""
+    return next((e.cls for e in REGISTRY.values() if e.cls.__name__ == class_name), None)
+
+
+def build_method(name: str, seed: int = 0, prompt: PromptConfig | dict | None = None, **options) -> Method:
+    """A fresh, unfitted method by its registry name; ``options`` override its preset and defaults.
+
+    Methods that learn (few-shot) and test-time methods take ``seed``; those with a ``prompt`` option take the
+    prompt-learning config (a :class:`PromptConfig` or its dict, as ``run.json`` stores it).
+    """
+    e = entry(name)
+    params = {**e.preset, **options}
+    takes = e.cls.option_names()
+    unknown = sorted(set(params) - set(takes))
+    if unknown:
+        raise ValueError(f"method {name!r} does not take the options {unknown}; it takes {takes}")
+    if "seed" in takes:
+        params["seed"] = seed
+    if "prompt" in takes and (prompt is not None or "prompt" not in params):
+        params["prompt"] = PromptConfig(**prompt) if isinstance(prompt, dict) else prompt
+    try:
+        return e.cls(**params)
+    except TypeError as err:
+        raise ValueError(f"method {name!r} does not take these options: {sorted(options)} ({err})") from err

@@ -4,21 +4,21 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import torch.nn.functional as F
+from .cosine import CosineMethod, check_local_tokens
+from .text import DEFAULT_TEMPLATES, check_templates, class_embeddings
 
-from .base import Method, check_local_tokens
-
-DEFAULT_TEMPLATES = ("a photo of a {}.",)
+__all__ = ["DEFAULT_TEMPLATES", "GLMCM", "MCM", "class_embeddings"]
 
 
-class MCM(Method):
+class MCM(CosineMethod):
     """Maximum concept matching: max softmax of cosine similarities to class prompts at temperature ``T``.
 
     ``templates`` with more than one entry is a prompt ensemble: each class embedding is the normalised mean of
-    its templates' embeddings. Text embeddings are cached per backbone and prompt set.
+    its templates' embeddings. It also gives GL-MCM when the bank has local tokens (same text, same scale).
     """
 
     name = "MCM"
+    kind = "zero-shot"
     default_score = "MCM"
 
     def __init__(self, templates: Sequence[str] = DEFAULT_TEMPLATES, temperature: float = 1.0):
@@ -26,16 +26,14 @@ class MCM(Method):
         self.temperature = temperature
 
     def fit(self, backbone, train=None, classnames: Sequence[str] | None = None) -> "MCM":
-        if not self.templates or isinstance(self.templates, str) or any("{}" not in t for t in self.templates):
-            raise ValueError(f"templates={self.templates!r}: give a list of templates, each with a '{{}}' for the "
-                             "class")
+        templates = check_templates(self.templates)
         if not self.temperature > 0:
             raise ValueError(f"temperature={self.temperature} must be positive")
         classnames = list(classnames if classnames is not None else train.classnames)
         if not classnames:
-            raise ValueError("MCM needs at least one class name")
+            raise ValueError(f"{self.name} needs at least one class name")
         self.classnames_ = classnames
-        self.text_ = class_embeddings(backbone, classnames, tuple(self.templates))
+        self.text_ = class_embeddings(backbone, classnames, templates)
         self.scale_ = 1.0 / self.temperature
         return self
 
@@ -63,10 +61,3 @@ class GLMCM(MCM):
     def fit(self, backbone, train=None, classnames: Sequence[str] | None = None) -> "GLMCM":
         check_local_tokens(self.local_tokens)
         return super().fit(backbone, train, classnames)
-
-
-def class_embeddings(backbone, classnames: Sequence[str], templates: Sequence[str]):
-    """Normalised class embeddings ``(K, D)``, averaged over templates (a prompt ensemble)."""
-    texts = [t.format(c) for c in classnames for t in templates]
-    emb = backbone.encode_text(texts).reshape(len(classnames), len(templates), -1).mean(1)
-    return F.normalize(emb, dim=-1)

@@ -49,11 +49,14 @@ def averages(frame: pd.DataFrame) -> pd.DataFrame:
 def auroc_at_temperatures(methods: Mapping[str, object], id_bank, ood_banks: Mapping[str, object],
                           temperatures: Mapping[str, float]) -> pd.DataFrame:
     """OOD-average MCM AUROC of each fitted method rescored at each softmax temperature (column label ->
-    temperature), through :func:`clipos_lab.methods.base.at_temperature`; the methods are not changed."""
-    from ..methods.base import at_temperature
+    temperature), through :func:`clipos_lab.methods.cosine.at_temperature`; the methods are not changed. Methods
+    without an MCM score at a temperature of their own (NegLabel, CSP, AdaNeg) are left out."""
+    from ..methods.cosine import CosineMethod, at_temperature
 
     table = {}
     for name, method in methods.items():
+        if "MCM" not in method.score_names or not (isinstance(method, CosineMethod) or hasattr(method, "temperature")):
+            continue
         table[name] = {}
         for label, t in temperatures.items():
             twin = at_temperature(method, t)

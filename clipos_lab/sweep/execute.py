@@ -191,30 +191,56 @@ def _now() -> str:
 # ---------------------------------------------------------------- entry point
 
 def run_sweep(sweep: str | os.PathLike, out_dir: str | os.PathLike | None = None, kernel: str | None = "python3",
-              *, render: bool = True, log: bool = True) -> SweepResult:
+              *, render: bool = True, log: bool = True, executor=None) -> SweepResult:
     """Run (or resume) a sweep file and aggregate it; ``str(result)`` is the Markdown table.
 
-    ``kernel=None`` uses the kernel named in the notebook. Progress goes to the ``clipos_lab.sweep`` logger unless ``log=False``.
+    ``kernel=None`` uses the kernel named in the notebook. Progress goes to the ``clipos_lab.sweep`` logger unless
+    ``log=False``. ``executor`` (:func:`clipos_lab.evaluation.executor.make_executor`) runs the cells: one after
+    the other here (default), or side by side as Ray tasks (each task runs its notebook's kernel; the output folder
+    must be one every worker reaches).
     """
     spec = load_sweep(sweep, out_dir)
     say = LOG.info if log else (lambda msg: None)
     renderer = _Renderer(say) if render else None
     cells = spec.cells()
-    runs = []
+    runs, todo = [], []
     for i, (cell, slug) in enumerate(zip(cells, cell_slugs(cells)), 1):
         record = RunRecord(slug, spec.output / "runs" / slug, cell)
         params = {**spec.parameters, **cell, RESERVED: str(record.folder)}
+        runs.append(record)
         if _finished(record, params, spec.notebook):
             say(f"[{i}/{len(cells)}] {slug}: ok earlier, skipped")
         else:
-            say(f"[{i}/{len(cells)}] {slug}: running ...")
+            todo.append((i, record, params))
+    if executor is not None and not executor.in_process:
+        from ..evaluation.executor import Cell
+
+        say(f"{len(todo)} cells on {executor.name}")
+        done = executor.run([Cell(_execute_record, (spec, record, params, kernel), record.slug)
+                             for _, record, params in todo], desc="sweep")
+        for (i, record, _), finished in zip(todo, done):
+            runs[i - 1] = finished
+            _say_done(say, i, len(cells), finished)
+    else:
+        for i, record, params in todo:
+            say(f"[{i}/{len(cells)}] {record.slug}: running ...")
             _execute(spec, record, params, kernel)
-            say(f"[{i}/{len(cells)}] {slug}: {record.status} in {record.seconds:.1f} s"
-                + (f" - {record.error}" if record.error else ""))
-        if renderer is not None:
+            _say_done(say, i, len(cells), record)
+    if renderer is not None:
+        for record in runs:
             renderer(record)
-        runs.append(record)
     result = aggregate(spec, runs)
     say(f"wrote {spec.output / 'sweep.csv'}, sweep.md, index.html ({len(result.failed)} failed)")
     return result
 
+
+def _execute_record(sweep: Sweep, record: RunRecord, params: dict, kernel: str | None) -> RunRecord:
+    """One cell in a worker: run it and send its record back."""
+    _execute(sweep, record, params, kernel)
+    return record
+
+
+def _say_done(say, i: int, n: int, record: RunRecord) -> None:
+    if record.executed:
+        say(f"[{i}/{n}] {record.slug}: {record.status} in {record.seconds:.1f} s"
+            + (f" - {record.error}" if record.error else ""))

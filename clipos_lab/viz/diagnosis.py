@@ -33,7 +33,6 @@ def _unit(x: torch.Tensor) -> torch.Tensor:
 def unknown_absorption(method, id_bank, ood_banks: dict | None = None) -> dict:
     """ID accuracy, share of ID test images classified *unknown* (overall, worst class) and mean p(unknown), at
     the logit scale the unknown class was trained at (what 1 - p(unknown) scores with)."""
-    method._check_fitted()
     k = method.n_id_
     logits = method.logits(id_bank.global_).cpu()
     labels = id_bank.labels.cpu().long()

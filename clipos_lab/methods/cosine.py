@@ -1,0 +1,124 @@
+"""Methods that classify by cosine similarity to class embeddings (``text_``): MCM, GL-MCM and 1 - p(unknown).
+
+Zero-shot MCM / GL-MCM, the prompt learners and CLIPN's yes branch all score this way, so the scoring lives
+here once: ``scale_`` multiplies cosines for prediction and for 1 - p(unknown); ``score_scale_`` (defaults to
+``scale_``) is what the MCM and GL-MCM scores use, because a detector's softmax temperature is a choice of the
+score, not of the classifier (the MCM paper, section 4).
+
+``local_tokens`` names the bank's tokens GL-MCM's local part reads: ``"local"`` (the value-path local features
+GL-MCM's and LoCoOp's reference code use, the default) or ``"patches"`` (final-layer patch tokens).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .. import scores as S
+from .base import Method
+
+SCORE_CHUNK = 4096  # images per scoring step (a multiple of the patch chunk, so chunking changes no number)
+LOCAL_TOKENS = ("local", "patches")
+
+
+def check_local_tokens(kind: str) -> str:
+    if kind not in LOCAL_TOKENS:
+        raise ValueError(f"local_tokens={kind!r}: choose 'local' (value-path local features, the GL-MCM / LoCoOp "
+                         "reference) or 'patches' (final-layer patch tokens)")
+    return kind
+
+
+def local_tokens_of(bank, kind: str):
+    """The bank's tokens of ``kind`` (None when the bank has none: GL-MCM is then not reported)."""
+    return getattr(bank, check_local_tokens(kind), None)
+
+
+class CosineMethod(Method):
+    """Subclasses set ``text_`` (class embeddings, C x D, an unknown class last if any) and ``scale_`` in ``fit``."""
+
+    score_names = ("MCM", "GL-MCM")
+    gl_lambda = 0.5
+    local_tokens = "local"
+
+    @property
+    def n_id_(self) -> int:
+        return len(self.classnames_)
+
+    @property
+    def score_scale_(self) -> float:
+        return self.scale_
+
+    def logits(self, features: torch.Tensor, scale: float | None = None) -> torch.Tensor:
+        self._check_fitted()
+        features = features.to(self.text_.device, non_blocking=True)
+        return S.cosine_logits(features, self.text_, self.scale_ if scale is None else scale)
+
+    def available_scores(self, bank) -> list[str]:
+        """The scores this method gives on ``bank`` (GL-MCM needs local tokens, 1 - p(unknown) a learned class)."""
+        self._check_fitted()
+        names = ["MCM"]
+        if "GL-MCM" in self.score_names and local_tokens_of(bank, self.local_tokens) is not None:
+            names.append("GL-MCM")
+        if "1-p(unknown)" in self.score_names and self.text_.shape[0] > self.n_id_:
+            names.append("1-p(unknown)")
+        return names
+
+    def score_signature(self) -> tuple:
+        self._check_fitted()
+        text = self.text_.detach().float().cpu().contiguous().numpy()
+        return (hashlib.sha1(text.tobytes()).hexdigest(), text.shape, float(self.scale_), float(self.score_scale_),
+                float(self.gl_lambda), int(self.n_id_), self.local_tokens, tuple(self.score_names),
+                type(self).score.__qualname__)
+
+    def score(self, bank, scores: Sequence[str] | None = None, chunk: int = SCORE_CHUNK) -> dict[str, np.ndarray]:
+        """Scores for each image of ``bank`` (higher = more ID): every score this method gives, or ``scores``.
+
+        Images are scored ``chunk`` at a time on the method's device, so memory is O(chunk) whatever the bank
+        size; local tokens are read only when GL-MCM is asked for.
+        """
+        asked = self.check_scores(scores)
+        available = self.available_scores(bank)
+        missing = [s for s in asked if s not in available] if scores is not None else []
+        if missing:
+            raise ValueError(f"{self.name} cannot give {missing} on this bank: GL-MCM needs its "
+                             f"{self.local_tokens!r} tokens (encode with local tokens)")
+        wanted = [s for s in available if s in asked]
+        parts: dict[str, list[torch.Tensor]] = {name: [] for name in wanted}
+        local = lambda lg: S.local_mcm(lg, self.n_id_)  # noqa: E731
+        for start in range(0, len(bank), chunk):
+            rows = slice(start, start + chunk)
+            mcm = S.mcm(self.logits(bank.global_[rows], self.score_scale_), self.n_id_)
+            if "MCM" in parts:
+                parts["MCM"].append(mcm)
+            if "GL-MCM" in parts:
+                tokens = local_tokens_of(bank, self.local_tokens)[rows]
+                patch = S.patch_logits_chunked(tokens, self.text_, self.score_scale_, local)
+                parts["GL-MCM"].append(mcm + self.gl_lambda * patch)
+            if "1-p(unknown)" in parts:
+                parts["1-p(unknown)"].append(S.unknown_score(self.logits(bank.global_[rows])))
+        return {name: torch.cat(v).cpu().numpy() for name, v in parts.items()}
+
+    def predict(self, bank, chunk: int = SCORE_CHUNK) -> np.ndarray:
+        """The ID class of each image (the unknown class, if any, is not a candidate)."""
+        self._check_fitted()
+        out = [self.logits(bank.global_[s: s + chunk])[:, : self.n_id_].argmax(-1).cpu()
+               for s in range(0, len(bank), chunk)]
+        return torch.cat(out).numpy()
+
+
+def at_temperature(method: CosineMethod, temperature: float) -> CosineMethod:
+    """A copy of fitted ``method`` whose MCM and GL-MCM use softmax temperature ``temperature`` (cosines divided
+    by it); the original is untouched. Prompt methods keep 1 - p(unknown) at their logit scale."""
+    if not temperature > 0:
+        raise ValueError(f"temperature={temperature} must be positive")
+    method._check_fitted()
+    twin = copy.copy(method)
+    if hasattr(twin, "score_temperature"):  # prompt methods: the score's temperature is its own option
+        twin.score_temperature = float(temperature)
+    else:  # zero-shot MCM / GL-MCM: the temperature is the method's only scale
+        twin.temperature, twin.scale_ = float(temperature), 1.0 / float(temperature)
+    return twin
