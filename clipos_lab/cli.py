@@ -278,7 +278,7 @@ def cmd_anomaly(args) -> int:
         raise ValueError('--options must be a JSON object {"method": {"option": value}}, got ' + repr(args.options))
     result = run_anomaly(spec, _backbone(args), methods=methods, shots=args.shots, seeds=args.seeds,
                          method_options=options, out_dir=args.out, cache=args.cache_dir or True,
-                         progress=not args.no_progress, overwrite=args.overwrite)
+                         progress=not args.no_progress, overwrite=args.overwrite, executor=_executor(args))
     print(result.summary_markdown())
     if result.skipped:
         print(f"\n{len(result.skipped)} unreadable images skipped (listed in metrics.json), e.g. "
@@ -420,6 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", default=None)
     p.add_argument("--no-progress", action="store_true")
     _add_backbone_args(p)
+    _add_executor_args(p)
     p.set_defaults(func=cmd_anomaly)
 
     p = sub.add_parser("vocab", help="build the WordNet 3.0 noun + adjective list for negative-label mining")

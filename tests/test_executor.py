@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from clipos_lab.anomaly import run_anomaly
+from clipos_lab.anomaly.data import AnomalySpec
 from clipos_lab.clipos.prompts import PromptConfig
 from clipos_lab.data import BenchmarkSpec
 from clipos_lab.evaluation.executor import LocalExecutor, make_executor
@@ -24,6 +26,8 @@ ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.slow
 
 SHAPES = ["circle", "square", "star", "ring", "arrow", "cross"]
+ANOMALY = {"data": {"type": "world", "products": ["circle", "star"], "defects": ["stain", "hole"], "n_train": 3,
+                    "n_good": 4, "n_per_defect": 2, "seed": 9}}
 FAST = PromptConfig(n_ctx=4, epochs=3, progress=False)
 GRID = {"methods": ["MCM", "CoOp", "CLIP-OS"], "shots": (1, 2), "seeds": (1, 2), "prompt": FAST}
 
@@ -85,12 +89,16 @@ def test_a_suite_and_a_sweep_on_a_local_ray_cluster_write_the_same_files(local_r
             "notebook": str(notebook), "output": str(tmp_path / f"sweep-{where}"),
             "parameters": {"COUNTER": str(tmp_path / f"count-{where}.txt")}, "grid": {"A": [1, 2], "B": ["x", "yy"]}})
     run_sweep(sweeps["local"], log=False, render=False)
+    anomaly_spec = AnomalySpec("tiny-anomaly", ANOMALY["data"])
+    anomaly = {"shots": [0, 2], "seeds": [1], "progress": False, "cache": tmp_path / "cache"}
+    run_anomaly(anomaly_spec, tiny_backbone, out_dir=tmp_path / "anomaly-local", **anomaly)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
     try:
         executor = make_executor("ray", task_cpus=1)
         run_suite(specs, tiny_backbone, out_dir=tmp_path / "ray", cache=tmp_path / "cache", progress=False,
                   executor=executor, **GRID)
         run_sweep(sweeps["ray"], log=False, render=False, executor=executor)
+        run_anomaly(anomaly_spec, tiny_backbone, out_dir=tmp_path / "anomaly-ray", executor=executor, **anomaly)
     finally:
         ray.shutdown()
     got = files_of(tmp_path / "ray")
@@ -100,6 +108,8 @@ def test_a_suite_and_a_sweep_on_a_local_ray_cluster_write_the_same_files(local_r
     local_csv = (tmp_path / "sweep-local" / "sweep.csv").read_text()
     assert (tmp_path / "sweep-ray" / "sweep.csv").read_text() == local_csv and "1,x" in local_csv.replace('"', '')
     assert sorted((tmp_path / "count-ray.txt").read_text().split()) == ["1-x", "1-yy", "2-x", "2-yy"]
+    for name in ("results.csv", "summary.csv"):
+        assert (tmp_path / "anomaly-ray" / name).read_bytes() == (tmp_path / "anomaly-local" / name).read_bytes()
 
 
 def _free_port() -> int:
