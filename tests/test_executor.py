@@ -3,6 +3,7 @@ worker killed mid-cell (Ray retries its cell; the results still match)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -17,6 +18,7 @@ import torch
 
 from clipos_lab.anomaly import run_anomaly
 from clipos_lab.anomaly.data import AnomalySpec
+from clipos_lab.backbone import Backbone
 from clipos_lab.clipos.prompts import PromptConfig
 from clipos_lab.data import BenchmarkSpec
 from clipos_lab.evaluation.executor import LocalExecutor, make_executor
@@ -47,8 +49,16 @@ def split_specs(tmp_path, n=2):
 
 
 def files_of(folder: Path) -> dict[str, bytes]:
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))
-            if p.is_file() and p.name != "run.json"}
+    """Every file of a run, byte for byte, except what records when it ran: run.json's time stamp and the
+    timings in metrics.json (compared without them)."""
+    out = {}
+    for p in sorted(folder.rglob("*")):
+        if p.is_file() and p.name != "run.json":
+            data = p.read_bytes()
+            if p.name == "metrics.json":
+                data = json.dumps({k: v for k, v in json.loads(data).items() if k != "timings"}).encode()
+            out[p.relative_to(folder).as_posix()] = data
+    return out
 
 
 RAY_ENV = {"RAY_AUTH_MODE": "disabled"}  # a test cluster on loopback needs no token
@@ -90,15 +100,18 @@ def test_a_suite_and_a_sweep_on_a_local_ray_cluster_write_the_same_files(local_r
             "parameters": {"COUNTER": str(tmp_path / f"count-{where}.txt")}, "grid": {"A": [1, 2], "B": ["x", "yy"]}})
     run_sweep(sweeps["local"], log=False, render=False)
     anomaly_spec = AnomalySpec("tiny-anomaly", ANOMALY["data"])
-    anomaly = {"shots": [0, 2], "seeds": [1], "progress": False, "cache": tmp_path / "cache"}
-    run_anomaly(anomaly_spec, tiny_backbone, out_dir=tmp_path / "anomaly-local", **anomaly)
+    anomaly = {"shots": [0, 2], "seeds": [1], "progress": False, "cache": tmp_path / "cache",
+               "method_options": {m: {"layers": [-2, -1]} for m in ("patch-memory", "mutual")}}  # 2 blocks
+    # a fresh backbone: its text cache holds no embedding computed in another batch (see docs/cluster.md)
+    fresh = Backbone.load(**tiny_backbone.load_args)
+    run_anomaly(anomaly_spec, fresh, out_dir=tmp_path / "anomaly-local", **anomaly)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
     try:
         executor = make_executor("ray", task_cpus=1)
         run_suite(specs, tiny_backbone, out_dir=tmp_path / "ray", cache=tmp_path / "cache", progress=False,
                   executor=executor, **GRID)
         run_sweep(sweeps["ray"], log=False, render=False, executor=executor)
-        run_anomaly(anomaly_spec, tiny_backbone, out_dir=tmp_path / "anomaly-ray", executor=executor, **anomaly)
+        run_anomaly(anomaly_spec, fresh, out_dir=tmp_path / "anomaly-ray", executor=executor, **anomaly)
     finally:
         ray.shutdown()
     got = files_of(tmp_path / "ray")
