@@ -12,7 +12,8 @@ from typing import Mapping, Sequence
 import numpy as np
 from PIL import Image
 
-from ..viz.static import _figure, save
+from ..viz.static import new_figure as _figure
+from ..viz.static import save
 
 
 def model_view(dataset, i: int, size: int) -> np.ndarray:
