@@ -62,7 +62,8 @@ def embedding_scatter(coords: Mapping[str, np.ndarray], title: str = "", ax=None
         grey = highlight is not None and name not in highlight
         if grey:
             style.update(color="lightgrey", alpha=0.4)
-        h = ax.scatter(xy[:, 0], xy[:, 1], linewidths=1.0 if style["marker"] == "x" else 0, **style)
+        h = ax.scatter(xy[:, 0], xy[:, 1], linewidths=1.0 if style["marker"] == "x" else 0,
+                       label=None if grey else f"{name} ({len(xy)})", **style)
         if not grey:
             handles[name] = (h, f"{name} ({len(xy)})")
     ax.set_title(title, fontsize=9)
@@ -70,24 +71,37 @@ def embedding_scatter(coords: Mapping[str, np.ndarray], title: str = "", ax=None
     ax.set_yticks([])
     if legend and handles:
         keep = [n for n in coords if n in handles]  # legend in the caller's group order
-        ax.legend([handles[n][0] for n in keep], [handles[n][1] for n in keep], fontsize=6, markerscale=1.2,
-                  loc="best", framealpha=0.8)
+        ax.legend([handles[n][0] for n in keep], [handles[n][1] for n in keep], fontsize=8, markerscale=1.2,
+                  loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)  # beside the map, not over it
     fig = fig or ax.figure
     return save(fig, path)
 
 
 def small_multiples(coords: Mapping[str, np.ndarray], panels: Mapping[str, Sequence[str]], ncols: int = 3,
                     path: str | os.PathLike | None = None, suptitle: str | None = None) -> Figure:
-    """One embedding, several panels: panel title -> the groups coloured in that panel (the rest grey)."""
+    """One embedding, several panels: panel title -> the groups coloured in that panel (the rest grey).
+
+    One legend for the whole figure, below the panels in readable type: groups coloured in every panel keep
+    their names; a group coloured in one panel only (that panel's outliers) is listed as "the panel's own".
+    """
     names = list(panels)
     ncols = min(ncols, len(names))
     nrows = -(-len(names) // ncols)
     fig, axes = new_figure(nrows, ncols, (4.0, 3.6))
+    everywhere = set.intersection(*(set(panels[n]) for n in names)) if names else set()
+    entries: dict[str, object] = {}
     for k, ax in enumerate(axes.flat):
         if k >= len(names):
             ax.axis("off")
             continue
-        embedding_scatter(coords, title=names[k], ax=ax, highlight=panels[names[k]], legend=k == 0)
+        embedding_scatter(coords, title=names[k], ax=ax, highlight=panels[names[k]], legend=False)
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            group = label.rsplit(" (", 1)[0]
+            key = label if group in everywhere else "the panel's own: " + group_kind(group)
+            entries.setdefault(key, handle)
+    if entries:
+        fig.legend(list(entries.values()), list(entries), loc="outside lower center", ncols=min(4, len(entries)),
+                   fontsize=8, markerscale=1.2, frameon=False)
     if suptitle:
         fig.suptitle(suptitle, fontsize=10)
     return save(fig, path)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -117,3 +118,19 @@ def overlay(ax, image, heatmap=None, mask=None, box=None, alpha: float = 0.6, cm
     if title:
         ax.set_title(title, fontsize=8)
     return artist
+
+
+OVERLAY_COLOURS = {"red": (1.0, 0.0, 0.0), "cyan": (0.0, 1.0, 1.0), "yellow": (1.0, 1.0, 0.0),
+                   "magenta": (1.0, 0.0, 1.0), "lime": (0.0, 1.0, 0.0), "blue": (0.0, 0.3, 1.0)}
+
+
+def contrasting_colour(images: Sequence) -> tuple[str, tuple[float, float, float]]:
+    """The overlay colour (name, RGB in 0..1) that stands out most from ``images``: the candidate whose distance to
+    the nearest 5% of their pixels is largest. A fixed red overlay vanished on a red product."""
+    pixels = np.concatenate([to_rgb_array(im).reshape(-1, to_rgb_array(im).shape[-1])[:, :3] for im in images])
+    pixels = pixels.astype(float) / (255.0 if pixels.max() > 1.0 else 1.0)
+    if len(pixels) > 20000:  # a fixed, evenly spaced sample: deterministic and quick
+        pixels = pixels[np.linspace(0, len(pixels) - 1, 20000).astype(int)]
+    best = max(OVERLAY_COLOURS, key=lambda name: (np.percentile(
+        np.linalg.norm(pixels - np.asarray(OVERLAY_COLOURS[name]), axis=1), 5), name == "red"))
+    return best, OVERLAY_COLOURS[best]

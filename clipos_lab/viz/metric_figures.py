@@ -30,7 +30,7 @@ def roc_curves(curves: Mapping[str, tuple[object, Mapping[str, object]]], title:
 
     labels = list(curves)
     oods = list(curves[labels[0]][1])
-    fig, axes = new_figure(1, len(oods), (3.3, 3.1))
+    fig, axes = new_figure(1, len(oods), (4.2, 3.9))
     for ax, ood in zip(axes[0], oods):
         for k, label in enumerate(labels):
             id_s, ood_s = as_numpy(curves[label][0]).ravel(), as_numpy(curves[label][1][ood]).ravel()
@@ -41,7 +41,7 @@ def roc_curves(curves: Mapping[str, tuple[object, Mapping[str, object]]], title:
         ax.axhline(0.95, color="grey", lw=0.8, ls=":")
         ax.set_title(f"{ood}", fontsize=9)
         ax.set_xlabel("FPR (OOD accepted)", fontsize=8)
-        ax.legend(fontsize=6, loc="lower right", title="AUROC", title_fontsize=6)
+        ax.legend(fontsize=8, loc="lower right", title="AUROC", title_fontsize=8, framealpha=0.85)
     axes[0, 0].set_ylabel("TPR (ID accepted)", fontsize=8)
     fig.suptitle(title or "ROC curves, ID positive (higher score = more ID)", fontsize=10)
     return save(fig, path)
@@ -91,6 +91,20 @@ def fitted_limits(values, lower_bound: float = 0.0, upper_bound: float = 1.0, pa
     return lo, hi
 
 
+def set_metric_limits(ax, values, lower_bound: float = 0.0, upper_bound: float = 1.0, margin: float = 0.05):
+    """x-limits fitted to ``values`` (:func:`fitted_limits`), then widened by ``margin`` of the width on both
+    sides so a dot at the metric's bound (AUROC 1, FPR95 0) is drawn whole, not cut in half by the frame; tick
+    labels stay inside the metric's range."""
+    lo, hi = fitted_limits(values, lower_bound, upper_bound)
+    pad = margin * (hi - lo)
+    ax.set_xlim(lo - pad, hi + pad)
+    ax.xaxis.set_major_locator(MaxNLocator(4))
+    ticks = [t for t in ax.get_xticks() if lower_bound - 1e-9 <= t <= upper_bound + 1e-9 and lo - pad <= t <= hi + pad]
+    ax.set_xticks(ticks)
+    ax.set_xlim(lo - pad, hi + pad)
+    return lo - pad, hi + pad
+
+
 def summary_dots(summary: Sequence[Mapping], scores: Mapping[str, str] | None = None,
                  metrics: Sequence[str] = ("AUROC", "FPR95"), title: str | None = None,
                  path: str | os.PathLike | None = None) -> Figure:
@@ -124,10 +138,9 @@ def summary_dots(summary: Sequence[Mapping], scores: Mapping[str, str] | None = 
             vals = np.array([cells[k].get((ood, metric), (np.nan, 0.0)) for k in keys], dtype=float)
             ax.errorbar(vals[:, 0], y, xerr=vals[:, 1], fmt="o", color=colour, ms=5, capsize=2.5, lw=1.0,
                         clip_on=False)
-            ax.set_xlim(*fitted_limits(np.concatenate([vals[:, 0] - vals[:, 1], vals[:, 0] + vals[:, 1]])))
+            set_metric_limits(ax, np.concatenate([vals[:, 0] - vals[:, 1], vals[:, 0] + vals[:, 1]]))
             ax.grid(axis="x", alpha=0.3)
             ax.tick_params(axis="x", labelsize=7)
-            ax.xaxis.set_major_locator(MaxNLocator(4))
             better = "lower is better" if metric.startswith("FPR") else "higher is better"
             ax.set_title(f"{metric}, {'OOD average' if ood == 'Average' else ood}" + (f"\n({better})" if c == 0
                                                                                         else ""), fontsize=8)

@@ -45,6 +45,16 @@ def hist_pair(ax, id_scores, ood_scores, bins: int, ood_name: str, id_name: str 
     ax.hist(b, bins=edges, alpha=0.55, color=OOD_COLOUR, density=True, label=f"{ood_name} (n={len(b)})")
 
 
+def figure_legend(fig, id_name: str = "ID") -> None:
+    """One legend for a figure of ID-vs-OOD panels, below them: which colour is ID, which the panel's OOD set.
+    Per-panel legends covered the first bars and were too small to read."""
+    from matplotlib.patches import Patch
+
+    fig.legend([Patch(color=ID_COLOUR, alpha=0.55), Patch(color=OOD_COLOUR, alpha=0.55)],
+               [f"{id_name} (ID test images)", "OOD: the set named in the panel's title"],
+               loc="outside lower center", ncols=2, fontsize=8, frameon=False)
+
+
 def score_histograms(scores: Mapping[str, object], score_name: str = "MCM", id_key: str = "ID", bins: int = 30,
                      title: str | None = None, path: str | os.PathLike | None = None) -> Figure:
     """ID vs each OOD set, one panel per OOD set; ``scores`` maps set name -> scores (``id_key`` is the ID set).
@@ -62,8 +72,8 @@ def score_histograms(scores: Mapping[str, object], score_name: str = "MCM", id_k
         auc = M.auroc(as_numpy(scores[id_key]).ravel(), as_numpy(scores[ood]).ravel())
         ax.set_title(f"{ood}: AUROC {auc:.3f}", fontsize=9)
         ax.set_xlabel(f"{score_name} {SCORE_AXIS}", fontsize=8)
-        ax.legend(fontsize=7)
     axes[0, 0].set_ylabel("density")
+    figure_legend(fig, id_key)
     fig.suptitle(title or f"{score_name}: ID vs OOD (higher = more ID)", fontsize=10)
     return save(fig, path)
 
@@ -86,7 +96,7 @@ def score_histogram_grid(scores: Mapping[str, Mapping[str, object]], id_key: str
                 ax.set_xlabel(SCORE_AXIS, fontsize=8)
             if c == 0:
                 ax.set_ylabel("density", fontsize=8)
-            ax.legend(fontsize=6)
+    figure_legend(fig, id_key)
     fig.suptitle(title or "ID vs OOD score distributions (higher = more ID)", fontsize=10)
     return save(fig, path)
 

@@ -20,7 +20,7 @@ from .figures import (
     upsample,
 )
 from .image_figures import image_grid, map_grid, relevance_panel
-from .metric_figures import fitted_limits, loss_curves, roc_curves, summary_dots
+from .metric_figures import fitted_limits, loss_curves, roc_curves, set_metric_limits, summary_dots
 from .score_figures import hist_pair, score_histogram_grid, score_histograms, threshold_figure, value_histogram
 
 _figure, _numpy, _hist_pair, _fitted_limits = new_figure, as_numpy, hist_pair, fitted_limits  # older spellings
@@ -28,5 +28,5 @@ _figure, _numpy, _hist_pair, _fitted_limits = new_figure, as_numpy, hist_pair, f
 __all__ = ["DPI", "ID_COLOUR", "OOD_COLOUR", "OOD_STYLES", "SCORE_AXIS", "as_numpy", "embedding_scatter",
            "fitted_limits", "group_kind", "group_styles", "hist_pair", "image_grid", "loss_curves", "map_grid",
            "new_figure", "overlay", "relevance_panel", "roc_curves", "save", "score_histogram_grid",
-           "score_histograms", "small_multiples", "summary_dots", "threshold_figure", "to_rgb_array", "upsample",
-           "value_histogram"]
+           "score_histograms", "set_metric_limits", "small_multiples", "summary_dots", "threshold_figure",
+           "to_rgb_array", "upsample", "value_histogram"]
