@@ -51,8 +51,8 @@ def figure_legend(fig, id_name: str = "ID") -> None:
     from matplotlib.patches import Patch
 
     fig.legend([Patch(color=ID_COLOUR, alpha=0.55), Patch(color=OOD_COLOUR, alpha=0.55)],
-               [f"{id_name} (ID test images)", "OOD: the set named in the panel's title"],
-               loc="outside lower center", ncols=2, fontsize=8, frameon=False)
+               [f"{id_name} (ID test images)", "OOD: the panel's set"],
+               loc="outside lower center", ncols=2 if fig.get_figwidth() >= 5.5 else 1, fontsize=8, frameon=False)
 
 
 def score_histograms(scores: Mapping[str, object], score_name: str = "MCM", id_key: str = "ID", bins: int = 30,
