@@ -226,7 +226,7 @@ def _check_first_views(pg, stem: str, min_figures: int = 1) -> int:
         plot.scroll_into_view_if_needed()
         marks = plot.locator(".scatterlayer .point, .barlayer .point, .barlayer path").count()
         traces = plot.locator(".scatterlayer .trace, .barlayer .trace").count()
-        title = plot.locator(".gtitle").all_inner_texts()
+        title = plot.locator(".gtitle").all_text_contents()
         assert marks > 0, f"{stem}: plotly figure {k + 1} of {n} is empty (no points or bars drawn)"
         assert any(t.strip() for t in title), f"{stem}: plotly figure {k + 1} of {n} has no title"
         if traces > 1:
@@ -304,7 +304,7 @@ def test_outlier_map_first_view_in_jupyterlab(lab, page):
     _check_clean(page, "03")
     _check_first_views(page, "03", min_figures=1)
     plot = _panel(page).locator(".js-plotly-plot").first
-    legend = " ".join(plot.locator(".legend .traces").all_inner_texts())
+    legend = " ".join(plot.locator(".legend .traces").all_text_contents())
     assert "outliers alpha=" in legend and "ID: " in legend and "OOD: " in legend, legend
     assert plot.locator(".scatterlayer .point").count() >= 20  # every outlier and image, not a stub
     _shot(page, "03-map")
@@ -348,7 +348,7 @@ def test_saying_no_in_jupyterlab(lab, page):
     _check_clean(page, "06")
     _check_first_views(page, "06", min_figures=1)
     grid = _panel(page).locator(".js-plotly-plot").last
-    titles = grid.locator(".annotation-text").all_inner_texts()
+    titles = grid.locator(".annotation-text").all_text_contents()
     for score in ("ATD", "CTW", "MCM"):
         assert sum(t.startswith(f"{score} |") for t in titles) >= 2, titles
     _shot(page, "06-grid")

@@ -201,7 +201,7 @@ def test_summary_dots_fit_their_axes_and_show_each_ood_set(tmp_path):
 
 
 def test_fitted_limits_stay_inside_the_metric_range():
-    from clipos_lab.viz.static import _fitted_limits
+    from clipos_lab.viz.static import fitted_limits as _fitted_limits
 
     lo, hi = _fitted_limits([1.0, 1.0, 1.0])
     assert hi == 1.0 and lo == pytest.approx(0.98)  # a saturated panel keeps a readable width
