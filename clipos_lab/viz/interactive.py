@@ -111,7 +111,8 @@ def score_histogram_grid(scores: Mapping[str, Mapping[str, object]], id_key: str
     for r, name in enumerate(names, 1):
         for c, ood in enumerate(oods, 1):
             xbins = shared_bins([scores[name][id_key], scores[name][ood]], bins)
-            for label, values, colour in ((f"{id_key} (ID test)", scores[name][id_key], "#1f77b4"),
+            id_label = "ID test images" if id_key == "ID" else f"{id_key} (ID)"
+            for label, values, colour in ((id_label, scores[name][id_key], "#1f77b4"),
                                           ("OOD: the panel's set", scores[name][ood], "#d62728")):
                 fig.add_trace(go.Histogram(x=np.asarray(values, dtype=float).ravel(), name=label, opacity=0.55,
                                            histnorm="probability density", xbins=xbins, autobinx=False,

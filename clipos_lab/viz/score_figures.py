@@ -51,7 +51,7 @@ def figure_legend(fig, id_name: str = "ID") -> None:
     from matplotlib.patches import Patch
 
     fig.legend([Patch(color=ID_COLOUR, alpha=0.55), Patch(color=OOD_COLOUR, alpha=0.55)],
-               [f"{id_name} (ID test images)", "OOD: the panel's set"],
+               ["ID test images" if id_name == "ID" else f"{id_name} (ID)", "OOD: the panel's set"],
                loc="outside lower center", ncols=2 if fig.get_figwidth() >= 5.5 else 1, fontsize=8, frameon=False)
 
 
