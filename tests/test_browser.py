@@ -244,7 +244,11 @@ def _check_first_views(pg, stem: str, min_figures: int = 1) -> int:
     return n
 
 
-def _explorer_image(out) -> None:
+def _explorer_image(out, timeout_s: float = 60) -> None:
+    """The explorer's output holds a picture (its text comes first, the figure a moment later)."""
+    deadline = time.monotonic() + timeout_s
+    while out.locator("img").count() == 0 and time.monotonic() < deadline:
+        time.sleep(0.5)
     assert out.locator("img").count() >= 1, f"the explorer shows no picture:\n{out.inner_text()[:300]}"
 
 

@@ -124,13 +124,17 @@ OVERLAY_COLOURS = {"red": (1.0, 0.0, 0.0), "cyan": (0.0, 1.0, 1.0), "yellow": (1
                    "magenta": (1.0, 0.0, 1.0), "lime": (0.0, 1.0, 0.0), "blue": (0.0, 0.3, 1.0)}
 
 
-def contrasting_colour(images: Sequence) -> tuple[str, tuple[float, float, float]]:
-    """The overlay colour (name, RGB in 0..1) that stands out most from ``images``: the candidate whose distance to
-    the nearest 5% of their pixels is largest. A fixed red overlay vanished on a red product."""
+def contrasting_colour(images: Sequence, clear: float = 0.5) -> tuple[str, tuple[float, float, float]]:
+    """The overlay colour (name, RGB in 0..1) for ``images``: red, the usual colour of a predicted defect, while
+    it stands clear of them (its distance to the nearest 5% of their pixels is at least ``clear``), else the
+    candidate that stands out most by that distance. A fixed red overlay vanished on a red product."""
     pixels = np.concatenate([to_rgb_array(im).reshape(-1, to_rgb_array(im).shape[-1])[:, :3] for im in images])
     pixels = pixels.astype(float) / (255.0 if pixels.max() > 1.0 else 1.0)
     if len(pixels) > 20000:  # a fixed, evenly spaced sample: deterministic and quick
         pixels = pixels[np.linspace(0, len(pixels) - 1, 20000).astype(int)]
-    best = max(OVERLAY_COLOURS, key=lambda name: (np.percentile(
-        np.linalg.norm(pixels - np.asarray(OVERLAY_COLOURS[name]), axis=1), 5), name == "red"))
+
+    def distance(name: str) -> float:
+        return float(np.percentile(np.linalg.norm(pixels - np.asarray(OVERLAY_COLOURS[name]), axis=1), 5))
+
+    best = "red" if distance("red") >= clear else max(OVERLAY_COLOURS, key=distance)
     return best, OVERLAY_COLOURS[best]
