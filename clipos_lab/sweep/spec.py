@@ -50,6 +50,7 @@ a top-level ``"table"`` list of flat dicts gives one row per entry; the benchmar
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import itertools
 import json
@@ -175,7 +176,7 @@ def load_sweep(path: str | os.PathLike, out_dir: str | os.PathLike | None = None
         else:
             tuples = tuple((v,) for v in values)
         canon = [_canonical(t) for t in tuples]
-        dupes = sorted({c for c in canon if canon.count(c) > 1})
+        dupes = sorted(c for c, n in collections.Counter(canon).items() if n > 1)  # linear, not quadratic
         if dupes:
             raise bad(label, f"duplicate value {dupes[0]}")
         axes.append((names, tuples))
