@@ -252,6 +252,29 @@ def _explorer_image(out, timeout_s: float = 60) -> None:
     assert out.locator("img").count() >= 1, f"the explorer shows no picture:\n{out.inner_text()[:300]}"
 
 
+def _wait_redrawn(out, before_html: str, what: str, timeout_s: float = 60) -> None:
+    """The output's content (its picture included) differs from ``before_html``."""
+    deadline = time.monotonic() + timeout_s
+    while out.inner_html() == before_html and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert out.inner_html() != before_html, f"{what} did not redraw"
+
+
+def _type_into(page, readout, value) -> None:
+    """Set a slider by typing into its readout, as a person does."""
+    readout.click()
+    page.keyboard.press("Control+A")
+    page.keyboard.type(str(value))
+    page.keyboard.press("Enter")
+
+
+def _pick_another(picker) -> None:
+    """Choose a dropdown option other than the current one."""
+    options = picker.locator("option").all_inner_texts()
+    current = picker.input_value()
+    picker.select_option(next(o for o in options if o != current))
+
+
 def test_relevance_maps_in_jupyterlab(lab, page):
     _run_all(page, lab, "02_relevance_maps")
     _check_clean(page, "02")
@@ -263,10 +286,7 @@ def test_relevance_maps_in_jupyterlab(lab, page):
     _shot(page, "02-explorer-before")
     readout = _panel(page).locator(".widget-slider .widget-readout").last  # the explorer's image slider
     old = readout.inner_text().strip()
-    readout.click()
-    page.keyboard.press("Control+A")
-    page.keyboard.type(str((int(old) + 1) % 4))
-    page.keyboard.press("Enter")
+    _type_into(page, readout, str((int(old) + 1) % 4))
     after = _wait_changed(out, before)
     assert "rho=" in after
     time.sleep(2)
@@ -286,9 +306,7 @@ def test_prompt_learning_in_jupyterlab(lab, page):
     assert "TPR" in before and "FPR" in before
     _shot(page, "04-explorer-before")
     picker = _panel(page).locator(".widget-dropdown select").first  # method
-    options = picker.locator("option").all_inner_texts()
-    current = picker.input_value()
-    picker.select_option(next(o for o in options if o != current))
+    _pick_another(picker)
     after = _wait_changed(out, before)
     assert "TPR" in after
     time.sleep(2)
@@ -317,12 +335,10 @@ def test_outlier_map_first_view_in_jupyterlab(lab, page):
     before = out.inner_text()
     assert "outlier #" in before or "lam" in before, before
     _explorer_image(out)
+    drawn = out.inner_html()
     readout = _panel(page).locator(".widget-slider .widget-readout").last  # the outlier slider
-    readout.click()
-    page.keyboard.press("Control+A")
-    page.keyboard.type("3")
-    page.keyboard.press("Enter")
-    time.sleep(3)
+    _type_into(page, readout, "3")
+    _wait_redrawn(out, drawn, "03's parents")
     _explorer_image(out)
     _check_first_views(page, "03", min_figures=1)
     _shot(page, "03-parents-after")
@@ -337,8 +353,7 @@ def test_benchmark_explorer_in_jupyterlab(lab, page):
     assert "AUROC" in before and "FPR95" in before
     _explorer_image(out)
     picker = _panel(page).locator(".widget-dropdown select").last  # the OOD set
-    options = picker.locator("option").all_inner_texts()
-    picker.select_option(next(o for o in options if o != picker.input_value()))
+    _pick_another(picker)
     after = _wait_changed(out, before)
     assert "OOD set" in after
     _explorer_image(out)
@@ -361,12 +376,8 @@ def test_saying_no_in_jupyterlab(lab, page):
     _explorer_image(out)
     before = out.inner_html()
     picker = _panel(page).locator(".widget-dropdown select").first  # the set
-    options = picker.locator("option").all_inner_texts()
-    picker.select_option(next(o for o in options if o != picker.input_value()))
-    deadline = time.monotonic() + 60
-    while out.inner_html() == before and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert out.inner_html() != before, "06's explorer did not redraw"
+    _pick_another(picker)
+    _wait_redrawn(out, before, "06's explorer")
     _explorer_image(out)
     _check_clean(page, "06")
 
@@ -382,10 +393,7 @@ def test_anomaly_explorer_in_jupyterlab(lab, page):
     _explorer_image(out)
     readout = _panel(page).locator(".widget-slider .widget-readout").first  # the image slider
     old = int(readout.inner_text().strip())
-    readout.click()
-    page.keyboard.press("Control+A")
-    page.keyboard.type(str(old + 1))
-    page.keyboard.press("Enter")
+    _type_into(page, readout, str(old + 1))
     after = _wait_changed(out, before)
     first_line = after.strip().splitlines()[0]
     cells = _panel(page).locator(".jp-Notebook").inner_text()
