@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import re
@@ -443,6 +444,19 @@ def _show_progress_logs() -> None:
         logger.setLevel(logging.INFO)
 
 
+def _written_where(err: OSError, args) -> str:
+    """For a full disk or a file-size limit that names no file: the folders this command writes to."""
+    if err.filename is not None or err.errno not in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+        return ""
+    folders = [f"{what} {value}" for what, value in (("output folder", getattr(args, "out", None)),
+                                                     ("feature cache", getattr(args, "cache_dir", None))) if value]
+    if hasattr(args, "cache_dir") and not args.cache_dir:
+        from .features import default_cache_dir
+
+        folders.append(f"feature cache {default_cache_dir()}")
+    return f" while writing to {' or '.join(folders)}; free space there or choose another folder" if folders else ""
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command; a problem with the input, a file or the machine is one ``error:`` line and exit code 2."""
     from .files import describe_os_error
@@ -452,7 +466,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except OSError as err:  # before ValueError: some errors are both; this names the path
-        print(f"error: {describe_os_error(err)}", file=sys.stderr)
+        print(f"error: {describe_os_error(err)}{_written_where(err, args)}", file=sys.stderr)
         return 2
     except (ValueError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)
