@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import re
@@ -278,7 +279,7 @@ def cmd_anomaly(args) -> int:
         raise ValueError('--options must be a JSON object {"method": {"option": value}}, got ' + repr(args.options))
     result = run_anomaly(spec, _backbone(args), methods=methods, shots=args.shots, seeds=args.seeds,
                          method_options=options, out_dir=args.out, cache=args.cache_dir or True,
-                         progress=not args.no_progress, overwrite=args.overwrite)
+                         progress=not args.no_progress, overwrite=args.overwrite, executor=_executor(args))
     print(result.summary_markdown())
     if result.skipped:
         print(f"\n{len(result.skipped)} unreadable images skipped (listed in metrics.json), e.g. "
@@ -420,6 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", default=None)
     p.add_argument("--no-progress", action="store_true")
     _add_backbone_args(p)
+    _add_executor_args(p)
     p.set_defaults(func=cmd_anomaly)
 
     p = sub.add_parser("vocab", help="build the WordNet 3.0 noun + adjective list for negative-label mining")
@@ -442,6 +444,19 @@ def _show_progress_logs() -> None:
         logger.setLevel(logging.INFO)
 
 
+def _written_where(err: OSError, args) -> str:
+    """For a full disk or a file-size limit that names no file: the folders this command writes to."""
+    if err.filename is not None or err.errno not in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+        return ""
+    folders = [f"{what} {value}" for what, value in (("output folder", getattr(args, "out", None)),
+                                                     ("feature cache", getattr(args, "cache_dir", None))) if value]
+    if hasattr(args, "cache_dir") and not args.cache_dir:
+        from .features import default_cache_dir
+
+        folders.append(f"feature cache {default_cache_dir()}")
+    return f" while writing to {' or '.join(folders)}; free space there or choose another folder" if folders else ""
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command; a problem with the input, a file or the machine is one ``error:`` line and exit code 2."""
     from .files import describe_os_error
@@ -451,7 +466,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except OSError as err:  # before ValueError: some errors are both; this names the path
-        print(f"error: {describe_os_error(err)}", file=sys.stderr)
+        print(f"error: {describe_os_error(err)}{_written_where(err, args)}", file=sys.stderr)
         return 2
     except (ValueError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -3,6 +3,7 @@ worker killed mid-cell (Ray retries its cell; the results still match)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -15,6 +16,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from clipos_lab.anomaly import run_anomaly
+from clipos_lab.anomaly.data import AnomalySpec
+from clipos_lab.backbone import Backbone
 from clipos_lab.clipos.prompts import PromptConfig
 from clipos_lab.data import BenchmarkSpec
 from clipos_lab.evaluation.executor import LocalExecutor, make_executor
@@ -24,6 +28,8 @@ ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.slow
 
 SHAPES = ["circle", "square", "star", "ring", "arrow", "cross"]
+ANOMALY = {"data": {"type": "world", "products": ["circle", "star"], "defects": ["stain", "hole"], "n_train": 3,
+                    "n_good": 4, "n_per_defect": 2, "seed": 9}}
 FAST = PromptConfig(n_ctx=4, epochs=3, progress=False)
 GRID = {"methods": ["MCM", "CoOp", "CLIP-OS"], "shots": (1, 2), "seeds": (1, 2), "prompt": FAST}
 
@@ -43,8 +49,16 @@ def split_specs(tmp_path, n=2):
 
 
 def files_of(folder: Path) -> dict[str, bytes]:
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))
-            if p.is_file() and p.name != "run.json"}
+    """Every file of a run, byte for byte, except what records when it ran: run.json's time stamp and the
+    timings in metrics.json (compared without them)."""
+    out = {}
+    for p in sorted(folder.rglob("*")):
+        if p.is_file() and p.name != "run.json":
+            data = p.read_bytes()
+            if p.name == "metrics.json":
+                data = json.dumps({k: v for k, v in json.loads(data).items() if k != "timings"}).encode()
+            out[p.relative_to(folder).as_posix()] = data
+    return out
 
 
 RAY_ENV = {"RAY_AUTH_MODE": "disabled"}  # a test cluster on loopback needs no token
@@ -85,12 +99,19 @@ def test_a_suite_and_a_sweep_on_a_local_ray_cluster_write_the_same_files(local_r
             "notebook": str(notebook), "output": str(tmp_path / f"sweep-{where}"),
             "parameters": {"COUNTER": str(tmp_path / f"count-{where}.txt")}, "grid": {"A": [1, 2], "B": ["x", "yy"]}})
     run_sweep(sweeps["local"], log=False, render=False)
+    anomaly_spec = AnomalySpec("tiny-anomaly", ANOMALY["data"])
+    anomaly = {"shots": [0, 2], "seeds": [1], "progress": False, "cache": tmp_path / "cache",
+               "method_options": {m: {"layers": [-2, -1]} for m in ("patch-memory", "mutual")}}  # 2 blocks
+    # a fresh backbone: its text cache holds no embedding computed in another batch (see docs/cluster.md)
+    fresh = Backbone.load(**tiny_backbone.load_args)
+    run_anomaly(anomaly_spec, fresh, out_dir=tmp_path / "anomaly-local", **anomaly)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
     try:
         executor = make_executor("ray", task_cpus=1)
         run_suite(specs, tiny_backbone, out_dir=tmp_path / "ray", cache=tmp_path / "cache", progress=False,
                   executor=executor, **GRID)
         run_sweep(sweeps["ray"], log=False, render=False, executor=executor)
+        run_anomaly(anomaly_spec, fresh, out_dir=tmp_path / "anomaly-ray", executor=executor, **anomaly)
     finally:
         ray.shutdown()
     got = files_of(tmp_path / "ray")
@@ -100,6 +121,8 @@ def test_a_suite_and_a_sweep_on_a_local_ray_cluster_write_the_same_files(local_r
     local_csv = (tmp_path / "sweep-local" / "sweep.csv").read_text()
     assert (tmp_path / "sweep-ray" / "sweep.csv").read_text() == local_csv and "1,x" in local_csv.replace('"', '')
     assert sorted((tmp_path / "count-ray.txt").read_text().split()) == ["1-x", "1-yy", "2-x", "2-yy"]
+    for name in ("results.csv", "summary.csv"):
+        assert (tmp_path / "anomaly-ray" / name).read_bytes() == (tmp_path / "anomaly-local" / name).read_bytes()
 
 
 def _free_port() -> int:

@@ -24,6 +24,7 @@ import pandas as pd
 from ..data import few_shot, write_manifest
 from ..data.errors import DataError, ImageLoadError
 from ..evaluation import tables as T
+from ..evaluation.executor import Cell, LocalExecutor
 from ..files import RunFolder, slug, write_json
 from . import metrics as AM
 from .base import AnomalyScores
@@ -70,11 +71,12 @@ def run_anomaly(spec: AnomalySpec | str | os.PathLike, backbone, methods: Sequen
                 shots: Sequence[int] = (0, 1, 2, 4), seeds: Sequence[int] = (1, 2, 3),
                 method_options: dict | None = None, out_dir: str | os.PathLike | None = None, cache=True,
                 progress: bool = True, batch_size: int = 32, keep_scores: bool = False,
-                overwrite: bool = False) -> AnomalyResult:
+                overwrite: bool = False, executor=None) -> AnomalyResult:
     """Score every method on every category; write the outputs when ``out_dir`` is given.
 
     ``out_dir`` is written as a whole (:class:`~clipos_lab.files.RunFolder`: ``run.json`` lists every file, a
     failed run leaves the folder as it was) and an earlier run there is replaced only with ``overwrite=True``.
+    ``executor`` runs the cells (category x method x shots x seed) here, or as Ray tasks (docs/cluster.md).
     """
     if isinstance(spec, (str, os.PathLike)):
         spec = AnomalySpec.from_yaml(spec)
@@ -101,7 +103,7 @@ def run_anomaly(spec: AnomalySpec | str | os.PathLike, backbone, methods: Sequen
     run = None if out_dir is None else RunFolder(out_dir, ANOMALY_OUTPUTS, overwrite=overwrite)  # refuses early
     try:
         result = _run(spec, backbone, methods, shots, seeds, method_options, built, few, zero, layers, cache,
-                      progress, batch_size, keep_scores, None if run is None else run.path)
+                      progress, batch_size, keep_scores, None if run is None else run.path, executor)
         if run is not None:
             run.commit({"benchmark": spec.name, "model": backbone.name, "weights": backbone.weights_id,
                         "methods": list(methods), "shots": list(shots), "seeds": list(seeds)})
@@ -116,44 +118,32 @@ ANOMALY_OUTPUTS = ["results.csv", "summary.csv", "summary.md", "metrics.json", "
 
 
 def _run(spec, backbone, methods, shots, seeds, method_options, built, few, zero, layers, cache, progress,
-         batch_size, keep_scores, out) -> AnomalyResult:
+         batch_size, keep_scores, out, executor=None) -> AnomalyResult:
     t0 = time.perf_counter()
     categories = spec.categories()
     result = AnomalyResult([], [], categories={c.name: c for c in categories})
     seconds = {"encode_s": 0.0, "score_s": {m: 0.0 for m in methods}, "images_scored": {m: 0 for m in methods}}
-
-    def record(name, n_shots, seed, category, method, test_bank, masks):
+    context = AnomalyContext(spec, getattr(backbone, "load_args", None), tuple(layers), _cache_arg(cache),
+                             batch_size, method_options, keep_scores)
+    in_process = executor is None or executor.in_process
+    if not in_process and not context.load_args:
+        raise ValueError("a remote executor needs a backbone made by Backbone.load (its workers load it again)")
+    prepared = _PREPARED.setdefault(context.key, {"backbone": backbone}) if in_process else {}
+    cells = []
+    for category in list(categories):  # encode here (and fill the cache the workers read), then plan the cells
         start = time.perf_counter()
-        scores = method.score(WithImages(test_bank, category.test) if getattr(method, "needs_images", False)
-                              else test_bank)
-        seconds["score_s"][name] += time.perf_counter() - start
-        seconds["images_scored"][name] += len(test_bank)
-        for row in evaluate_scores(category, scores, masks):
-            result.rows.append({"method": name, "shots": n_shots, "seed": seed, **row})
-        if keep_scores:
-            result.scores[(name, n_shots, seed, category.name)] = scores
-
-    for category in list(categories):
-        start = time.perf_counter()
-        enc = lambda ds: encode_tokens(ds, backbone, layers, batch_size=batch_size, cache=cache,  # noqa: E731
-                                       progress=progress)
-        train, train_bank, lost_train = encode_readable(category.train, enc)
-        test, test_bank, lost_test = encode_readable(category.test, enc)
-        lost = [{"category": category.name, "split": split, **s}
-                for split, items in (("train", lost_train), ("test", lost_test)) for s in items]
-        if lost:
-            result.skipped += lost
-            warnings.warn(f"{category.name}: {len(lost)} unreadable images skipped, e.g. {lost[0]['error']}",
-                          SkippedImageWarning, stacklevel=2)
-            category = AnomalyCategory(category.name, train, test)
-            result.categories[category.name] = category
-            check_test_set(category)
-        masks = category.test.masks(backbone.image_size)
+        ready = prepare_category(category, backbone, context, progress)
         seconds["encode_s"] += time.perf_counter() - start
-        if 0 in shots:
-            for name in zero:
-                method = build_anomaly_method(name, **method_options.get(name, {}))
-                record(name, 0, 0, category, method.fit(None, backbone, category.name), test_bank, masks)
+        if ready.lost:
+            result.skipped += ready.lost
+            warnings.warn(f"{category.name}: {len(ready.lost)} unreadable images skipped, e.g. "
+                          f"{ready.lost[0]['error']}", SkippedImageWarning, stacklevel=2)
+            result.categories[category.name] = ready.category
+        if in_process:
+            prepared[category.name] = ready
+        category = ready.category
+        cells += [Cell(anomaly_cell, (context, category.name, name, 0, 0), f"{category.name} {name}")
+                  for name in (zero if 0 in shots else [])]
         for n_shots in [s for s in shots if s > 0] if few else []:
             if n_shots > len(category.train):
                 raise ValueError(f"shots={n_shots} but category {category.name!r} has only "
@@ -163,15 +153,18 @@ def _run(spec, backbone, methods, shots, seeds, method_options, built, few, zero
                 if out is not None:
                     manifest_name = f"{slug(category.name)}-shots{n_shots}-seed{seed}.json"
                     write_manifest(manifest, out / "manifests" / manifest_name)
-                ids = [m["id"] for m in manifest]
-                normal = train_bank.select_ids(ids)
-                for name in few:
-                    method = build_anomaly_method(name, **method_options.get(name, {}))
-                    shots_of = WithImages(normal, category.train.select(ids)) if method.needs_images else normal
-                    start = time.perf_counter()
-                    method.fit(shots_of, backbone, category.name)
-                    seconds["score_s"][name] += time.perf_counter() - start  # fitting counts as its cost
-                    record(name, n_shots, int(seed), category, method, test_bank, masks)
+                cells += [Cell(anomaly_cell, (context, category.name, name, n_shots, int(seed)),
+                               f"{category.name} {name} {n_shots}-shot seed {seed}") for name in few]
+    try:
+        outcomes = (executor or LocalExecutor()).run(cells, progress=progress, desc="anomaly cells")
+    finally:
+        _PREPARED.pop(context.key, None)
+    for outcome in outcomes:
+        result.rows += outcome["rows"]
+        seconds["score_s"][outcome["method"]] += outcome["seconds"]
+        seconds["images_scored"][outcome["method"]] += outcome["images"]
+        if keep_scores:
+            result.scores[outcome["key"]] = outcome["scores"]
     if len(categories) > 1:
         result.rows += category_means(result.rows)
     result.summary = summarise(result.rows)
@@ -182,6 +175,90 @@ def _run(spec, backbone, methods, shots, seeds, method_options, built, few, zero
     if out is not None:
         write_outputs(result, out, spec, backbone, method_options, {m: built[m].options() for m in methods})
     return result
+
+
+@dataclass(frozen=True)
+class AnomalyContext:
+    """What an anomaly cell needs to find (here) or rebuild (in a Ray worker) its category's tokens."""
+
+    spec: AnomalySpec
+    load_args: dict | None
+    layers: tuple
+    cache: object
+    batch_size: int
+    method_options: dict
+    keep_scores: bool
+
+    @property
+    def key(self) -> str:
+        import hashlib
+        import json
+
+        return hashlib.sha1(json.dumps([repr(self.spec), self.load_args, list(self.layers), str(self.cache)],
+                                       default=str).encode()).hexdigest()
+
+
+@dataclass
+class Prepared:
+    """A category with its readable images encoded: tokens of the normal pool and of the test set, masks."""
+
+    category: AnomalyCategory
+    train_bank: object
+    test_bank: object
+    masks: np.ndarray | None
+    lost: list
+
+
+_PREPARED: dict[str, dict] = {}  # per process: the running run's backbone and categories, or a worker's
+
+
+def prepare_category(category, backbone, context: AnomalyContext, progress: bool = False) -> Prepared:
+    enc = lambda ds: encode_tokens(ds, backbone, list(context.layers), batch_size=context.batch_size,  # noqa: E731
+                                   cache=context.cache, progress=progress)
+    train, train_bank, lost_train = encode_readable(category.train, enc)
+    test, test_bank, lost_test = encode_readable(category.test, enc)
+    lost = [{"category": category.name, "split": split, **s}
+            for split, items in (("train", lost_train), ("test", lost_test)) for s in items]
+    if lost:
+        category = AnomalyCategory(category.name, train, test)
+        check_test_set(category)
+    return Prepared(category, train_bank, test_bank, category.test.masks(backbone.image_size), lost)
+
+
+def anomaly_cell(context: AnomalyContext, category_name: str, name: str, n_shots: int, seed: int) -> dict:
+    """Fit one method (on its drawn normal shots, for a few-shot method) and score one category's test set."""
+    prepared = _PREPARED.get(context.key)
+    if prepared is None:  # a Ray worker: load the backbone, read the category's tokens from the shared cache
+        from ..backbone import Backbone
+
+        prepared = _PREPARED[context.key] = {"backbone": Backbone.load(**context.load_args, device="auto")}
+    backbone = prepared["backbone"]
+    if category_name not in prepared:
+        category = next(c for c in context.spec.categories() if c.name == category_name)
+        prepared[category_name] = prepare_category(category, backbone, context)
+    ready: Prepared = prepared[category_name]
+    category = ready.category
+    method = build_anomaly_method(name, **context.method_options.get(name, {}))
+    start = time.perf_counter()
+    if n_shots == 0:
+        method.fit(None, backbone, category.name)
+    else:
+        _, manifest = few_shot(category.train, n_shots, int(seed))
+        ids = [m["id"] for m in manifest]
+        normal = ready.train_bank.select_ids(ids)
+        method.fit(WithImages(normal, category.train.select(ids)) if method.needs_images else normal, backbone,
+                   category.name)  # fitting counts as the method's cost
+    test = WithImages(ready.test_bank, category.test) if method.needs_images else ready.test_bank
+    scores = method.score(test)
+    elapsed = time.perf_counter() - start
+    rows = [{"method": name, "shots": n_shots, "seed": seed, **row}
+            for row in evaluate_scores(category, scores, ready.masks)]
+    return {"method": name, "rows": rows, "seconds": elapsed, "images": len(ready.test_bank),
+            "key": (name, n_shots, seed, category.name), "scores": scores if context.keep_scores else None}
+
+
+def _cache_arg(cache):
+    return str(cache) if isinstance(cache, (str, os.PathLike)) else cache
 
 
 class SkippedImageWarning(UserWarning):
