@@ -32,10 +32,10 @@ from clipos_lab.data import BenchmarkSpec
 from clipos_lab.evaluation import spread as SP
 from clipos_lab.evaluation import tables as T
 from clipos_lab.evaluation.runner import encode_banks, run_benchmark
-from clipos_lab.files import RunFolder
 from clipos_lab.methods import registry
 from clipos_lab.methods.prompt import CLIPOS
 from clipos_lab.pocket.splits import validation_suite
+from clipos_lab.runfolder import RunFolder
 from clipos_lab.viz.spread import gain_strips
 
 KEPT_SCORES = {"CLIP-OS": ["MCM", "1-p(unknown)"], "CoOp": ["MCM"], "LoCoOp": ["MCM"], "CLIPN": ["ATD"]}

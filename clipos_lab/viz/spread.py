@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from .static import save
+from .figures import save
 
 
 def gain_strips(gains: pd.DataFrame, path: str | os.PathLike | None = None, metric: str = "AUROC",
