@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import re
@@ -34,6 +35,9 @@ def _add_backbone_args(p: argparse.ArgumentParser) -> None:
                    help="autocast precision of forward passes (fp16 needs CUDA); fp32 is exact")
     g.add_argument("--workers", type=whole_number("--workers", 0), default=0,
                    help="DataLoader worker processes decoding and preprocessing images (default 0: in-process)")
+    g.add_argument("--threads", type=thread_count, default=None,
+                   help="torch threads for every stage (default: $CLIPOS_THREADS, else auto: one thread for small "
+                        "work, every core for large work such as ViT-B/16 batches)")
 
 
 def _backbone(args):
@@ -72,6 +76,16 @@ def number_list(option: str, low: int):
         return values
     parse.__name__ = option
     return parse
+
+
+def thread_count(text: str) -> int | None:
+    """An argparse ``type`` for ``--threads``: a whole number >= 1, or ``auto`` (None)."""
+    from .threads import parse_threads
+
+    try:
+        return parse_threads(text, "--threads")
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def device_name(text: str) -> str:
@@ -310,6 +324,15 @@ def _show_progress_logs() -> None:
         logger.setLevel(logging.INFO)
 
 
+def _thread_policy(args):
+    """Commands that compute run under --threads, else $CLIPOS_THREADS, else the rule (clipos_lab.threads)."""
+    if not hasattr(args, "threads"):
+        return contextlib.nullcontext()
+    from .threads import using_threads
+
+    return using_threads(args.threads)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command; a problem with the input, a file or the machine is one ``error:`` line and exit code 2."""
     from .files import describe_os_error
@@ -317,7 +340,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _show_progress_logs()
     try:
-        return args.func(args)
+        with _thread_policy(args):
+            return args.func(args)
     except OSError as err:  # before ValueError: some errors are both; this names the path
         print(f"error: {describe_os_error(err)}", file=sys.stderr)
         return 2

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..files import save_safetensors
+from ..threads import threaded
 
 PLACEHOLDER = "X"
 
@@ -204,6 +205,12 @@ def locoop_entropy(local_features: torch.Tensor, labels: torch.Tensor, top_k: in
     return entropy
 
 
+def step_work(learner: PromptLearner, *args, **kwargs) -> float:
+    """Multiply-adds of one step's pass of every class prompt through the text tower (sizes the thread count)."""
+    return learner.backbone.forward_work("text", learner.n_classes, int(learner.tokens.argmax(-1).max()) + 1)
+
+
+@threaded(step_work)
 def train_prompts(learner: PromptLearner, data: TrainingData, cfg: PromptConfig, beta: float = 0.0,
                   gamma: float = 0.0) -> list[dict]:
     """SGD + cosine schedule over ``cfg.epochs``; returns the loss history (one row per step)."""
