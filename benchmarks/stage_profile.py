@@ -8,7 +8,8 @@ cache): encoding (360 images), relevance (CLIP-OS stage 1 on a 2-shot bank), syn
 prompt training (CoOp and CLIP-OS, 2 shots), scoring (MCM, GL-MCM, 1 - p(unknown) of CLIP-OS on every set) and
 metrics (AUROC, FPR95, AUPR per OOD set). Each (threads, load) cell runs every stage once after a warm-up; CPU is
 the process's user + system time (``time.process_time``), which counts threads spinning in OpenMP barriers.
-The stage policy (``clipos_lab.threads``) is bypassed: each cell pins the thread count itself.
+Each cell pins its thread count for every stage (``clipos_lab.threads.set_threads``), so the policy's own choice
+plays no part.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from clipos_lab.evaluation.runner import encode_banks
 from clipos_lab.features import FeatureBank
 from clipos_lab.methods import build_method
 from clipos_lab.methods.zeroshot import DEFAULT_TEMPLATES, class_embeddings
+from clipos_lab.threads import set_threads
 
 BUSY = "while True: pass"
 
@@ -77,7 +79,7 @@ def stages(backbone, spec, banks):
 
 
 def measure(thunk, repeat: int) -> tuple[float, float]:
-    """Median-free simple mean of ``repeat`` runs: (wall s, CPU s) per run."""
+    """Mean (wall s, CPU s) of one run over ``repeat`` runs."""
     wall = cpu = 0.0
     for _ in range(repeat):
         w0, c0 = time.perf_counter(), time.process_time()
@@ -95,6 +97,7 @@ def main() -> None:
     args = parser.parse_args()
     threads = [int(t) for t in args.threads.split(",")]
 
+    set_threads(max(threads))
     torch.set_num_threads(max(threads))
     backbone = Backbone.load()
     spec = BenchmarkSpec.from_yaml(default_benchmark_path())
@@ -109,6 +112,7 @@ def main() -> None:
     for busy in (0, args.busy):
         with busy_processes(busy):
             for n in threads:
+                set_threads(n)
                 torch.set_num_threads(n)
                 before = load_average()
                 for name, thunk in work.items():
