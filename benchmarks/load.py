@@ -35,9 +35,20 @@ def load_average() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
+def child_env(code: Path) -> dict:
+    """The environment of a child that imports the package in ``code`` (it also runs in ``code``: ``python -m``
+    puts the working folder first on the path)."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(code), os.environ.get("PYTHONPATH", "")])}
+
+
+def imported_from(code: Path) -> str:
+    """Where a child started like the benchmark's finds clipos_lab (printed, so a mix-up shows)."""
+    return subprocess.run([sys.executable, "-c", "import clipos_lab; print(clipos_lab.__file__)"], cwd=code,
+                          env=child_env(code), capture_output=True, text=True, check=True).stdout.strip()
+
+
 def run_benchmark(code: Path, out: Path, busy: int, extra: list[str]) -> dict:
     """One ``benchmark default`` run of the package in ``code`` with ``busy`` competing busy loops."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(code), os.environ.get("PYTHONPATH", "")])}
     cmd = [sys.executable, "-m", "clipos_lab", "benchmark", "default", "--out", str(out), "--overwrite",
            "--no-progress", *extra]
     hogs = [subprocess.Popen([sys.executable, "-c", BUSY]) for _ in range(busy)]
@@ -46,7 +57,7 @@ def run_benchmark(code: Path, out: Path, busy: int, extra: list[str]) -> dict:
         load_before = load_average()
         usage = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
-        done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        done = subprocess.run(cmd, cwd=code, env=child_env(code), capture_output=True, text=True)
         wall = time.perf_counter() - start
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
     finally:
@@ -76,6 +87,8 @@ def main() -> None:
     print(f"# `python -m clipos_lab benchmark default` (features cached), {os.cpu_count()} CPUs, CLIPOS_THREADS="
           f"{env_threads or '(unset)'}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '(unset)')}; "
           f"started {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    for label, code in codes.items():
+        print(f"# {label}: {imported_from(code)}")
     with tempfile.TemporaryDirectory(prefix="clipos-load-") as tmp:
         outs = {label: Path(tmp) / label for label in codes}
         for label, code in codes.items():  # warm the feature cache (and the page cache) for both
