@@ -1,13 +1,14 @@
 """The default benchmark on an idle machine and under competing load, before and after the thread policy.
 
-    python benchmarks/load.py --before /tmp/before [--busy 2] [--rounds 1] [-- extra CLI arguments]
+    python benchmarks/load.py [--before /tmp/before] [--busy 2] [--rounds 1] [--no-warm-up] [-- extra CLI args]
 
-Runs ``python -m clipos_lab benchmark default`` (features cached: one warm-up run of each checkout first) as a
-child process and measures its wall time and user CPU time (``getrusage`` of the child). Each round runs, back to
-back: before idle, after idle, before loaded, after loaded; "loaded" adds ``--busy`` busy-loop processes at the
-default nice level (0) for the length of the run. ``--before`` is a checkout of the code to compare with (its
-folder goes first on PYTHONPATH; e.g. ``git archive <commit> clipos_lab | tar -x -C /tmp/before``); "after" is
-this checkout. The load average is printed with every run: "idle" means no busy loops of ours, not an idle
+Runs ``python -m clipos_lab benchmark default`` (features cached: one warm-up run of each checkout first, unless
+``--no-warm-up``) as a child process and measures its wall time and user CPU time (``getrusage`` of the child).
+Each round runs, back to back: before idle, after idle, before loaded, after loaded; "loaded" adds ``--busy``
+busy-loop processes at the default nice level (0) for the length of the run. ``--before`` is a checkout of the
+code to compare with (e.g. ``git archive <commit> clipos_lab assets | tar -x -C /tmp/before``; the child runs in
+that folder, which also goes first on PYTHONPATH); "after" is this checkout; without ``--before`` only this
+checkout runs. The load average is printed with every run: "idle" means no busy loops of ours, not an idle
 machine when other jobs are running. The bars of issue 25: loaded / idle user CPU <= 1.5 and wall <= 2.5, and
 the idle time no worse than before. Both checkouts' results.csv are compared at the end.
 """
@@ -72,17 +73,21 @@ def run_benchmark(code: Path, out: Path, busy: int, extra: list[str]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--before", required=True, help="folder holding the clipos_lab package to compare with")
+    parser.add_argument("--before", default=None, help="folder holding the clipos_lab package to compare with")
+    parser.add_argument("--no-warm-up", action="store_true", help="skip the warm-up runs (features already cached)")
     parser.add_argument("--busy", type=int, default=2, help="competing busy-loop processes in the loaded runs")
     parser.add_argument("--rounds", type=int, default=1, help="rounds of the four runs")
     parser.add_argument("extra", nargs="*", help="extra arguments for the benchmark command (after --)")
     args = parser.parse_args()
-    before = Path(args.before).resolve()
-    if not (before / "clipos_lab" / "__init__.py").exists():
-        raise SystemExit(f"--before {before} holds no clipos_lab package")
-    codes = {"before": before, "after": HERE}
+    codes = {"after": HERE}
+    if args.before is not None:
+        before = Path(args.before).resolve()
+        if not (before / "clipos_lab" / "__init__.py").exists():
+            raise SystemExit(f"--before {before} holds no clipos_lab package")
+        codes = {"before": before, "after": HERE}
     env_threads = os.environ.get("CLIPOS_THREADS")
     print(f"# python benchmarks/load.py --before {args.before} --busy {args.busy} --rounds {args.rounds}"
+          + (" --no-warm-up" if args.no_warm_up else "")
           + (f" -- {' '.join(args.extra)}" if args.extra else ""))
     print(f"# `python -m clipos_lab benchmark default` (features cached), {os.cpu_count()} CPUs, CLIPOS_THREADS="
           f"{env_threads or '(unset)'}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '(unset)')}; "
@@ -92,7 +97,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="clipos-load-") as tmp:
         outs = {label: Path(tmp) / label for label in codes}
         for label, code in codes.items():  # warm the feature cache (and the page cache) for both
-            run_benchmark(code, outs[label], 0, args.extra)
+            if not args.no_warm_up:
+                run_benchmark(code, outs[label], 0, args.extra)
         runs: dict[tuple[str, int], list[dict]] = {}
         print(f"\n{'code':<8}{'busy':>5}{'wall s':>9}{'user s':>9}{'sys s':>8}   load average (1, 5, 15 min) "
               "before -> after the run")
@@ -103,11 +109,12 @@ def main() -> None:
                     runs.setdefault((label, busy), []).append(r)
                     print(f"{label:<8}{busy:>5}{r['wall']:>9.1f}{r['user']:>9.1f}{r['sys']:>8.1f}   {r['load']}",
                           flush=True)
-        same = filecmp.cmp(outs["before"] / "results.csv", outs["after"] / "results.csv", shallow=False)
-        values = {label: pd.read_csv(out / "results.csv")["value"].to_numpy() for label, out in outs.items()}
-        largest = float(abs(values["before"] - values["after"]).max()) if len(set(map(len, values.values()))) == 1 \
-            else float("inf")
-        same_summary = filecmp.cmp(outs["before"] / "summary.md", outs["after"] / "summary.md", shallow=False)
+        if "before" in codes:
+            same = filecmp.cmp(outs["before"] / "results.csv", outs["after"] / "results.csv", shallow=False)
+            values = {label: pd.read_csv(out / "results.csv")["value"].to_numpy() for label, out in outs.items()}
+            largest = float(abs(values["before"] - values["after"]).max()) \
+                if len(set(map(len, values.values()))) == 1 else float("inf")
+            same_summary = filecmp.cmp(outs["before"] / "summary.md", outs["after"] / "summary.md", shallow=False)
 
     def mean(label, busy, key):
         values = [r[key] for r in runs[(label, busy)]]
@@ -119,6 +126,8 @@ def main() -> None:
         wall = mean(label, args.busy, "wall") / mean(label, 0, "wall")
         verdict = "meets" if cpu <= CPU_BAR and wall <= WALL_BAR else "misses"
         print(f"{label:<8} loaded / idle: user CPU {cpu:5.2f}x, wall {wall:5.2f}x  ({verdict} the bars)")
+    if "before" not in codes:
+        return
     for busy in (0, args.busy):
         print(f"after / before, {busy} busy: wall {mean('after', busy, 'wall') / mean('before', busy, 'wall'):5.2f}x, "
               f"user CPU {mean('after', busy, 'user') / mean('before', busy, 'user'):5.2f}x")
