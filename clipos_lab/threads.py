@@ -3,9 +3,10 @@
 Why: torch runs each op's parallel part on a team of OpenMP threads that meet at a barrier when the op ends. On a
 pocket-sized model the ops are tiny (prompt training does thousands of them, each well under a millisecond), so
 an op's time is mostly that barrier. When the cores are shared (a browser, JupyterLab, another run), a thread of
-the team is often off its core, the others spin at the barrier until it comes back, and the same work costs 5-50x
-the wall time and 2-4x the CPU time of one thread (``benchmarks/stage_profile.py``,
-``benchmarks/results/stage_profile.txt``). Large ops (a ViT-B/16 batch, a 1000-class text tower) are long enough
+the team is often off its core, the others spin at the barrier until it comes back, and the same work costs many
+times the wall and CPU time of one thread: CoOp's training took 0.18 s on one thread and 8.8 s (8.3 s of CPU) on
+two, on two cores shared with other jobs (``benchmarks/stage_profile.py``, ``benchmarks/results/stage_profile.txt``).
+Large ops (a ViT-B/16 batch, a 1000-class text tower) are long enough
 that the barrier does not matter and more threads pay on an idle machine.
 
 The rule: a stage whose unit of work (one encoder batch, one prompt-training step, one scoring chunk) needs at
@@ -29,9 +30,10 @@ import torch
 
 ENV_VAR = "CLIPOS_THREADS"
 # Multiply-adds per unit of work from which every core is used. Below it: a pocket-model encoder batch of 64
-# (3.4e9), a pocket prompt-training step (~1e7), pocket scoring chunks (<1e9); all ran 4-50x slower in wall time
-# with two threads than with one on two shared cores, and no faster idle. Above it: ViT-B/16 batches (1.1e11 per
-# 8 images) and its text tower over hundreds of class prompts, where the barrier cost is negligible.
+# (3.4e9), a pocket prompt-training step (6e7), pocket scoring chunks (<1e9); each stage ran 3-50x slower in wall
+# time with two threads than with one on two cores shared with other jobs (load 2). Above it: ViT-B/16 batches
+# (1.3e11 per 8 images) and its text tower over hundreds of class prompts (1.2e12 for 1000), whose ops are long
+# enough for the barrier not to matter on an idle machine; on a busy one, CLIPOS_THREADS=1 is cheaper there too.
 PARALLEL_WORK = 1e10
 
 _chosen: int | None = None  # set_threads(); None: CLIPOS_THREADS, then the rule
