@@ -206,8 +206,10 @@ def locoop_entropy(local_features: torch.Tensor, labels: torch.Tensor, top_k: in
 
 
 def step_work(learner: PromptLearner, *args, **kwargs) -> float:
-    """Multiply-adds of one step's pass of every class prompt through the text tower (sizes the thread count)."""
-    return learner.backbone.forward_work("text", learner.n_classes, int(learner.tokens.argmax(-1).max()) + 1)
+    """Multiply-adds of one step's pass of every class prompt through the text tower (sizes the thread count);
+    0 (small) for a learner stand-in without a text tower."""
+    work, tokens = getattr(learner.backbone, "forward_work", None), getattr(learner, "tokens", None)
+    return 0.0 if work is None or tokens is None else work("text", learner.n_classes, int(tokens.argmax(-1).max()) + 1)
 
 
 @threaded(step_work)
