@@ -32,6 +32,7 @@ import torch.nn.functional as F
 
 from .errors import BackboneError, WeightsNotFoundError
 from .resources import POCKET_CONFIG, POCKET_NAME, POCKET_WEIGHTS, verify_pocket_weights
+from .threads import matmul_weights, threaded
 
 POCKET_ALIASES = ("pocket", "pocket-vit")
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -138,6 +139,7 @@ class Backbone:
         self.name = name
         self.weights_id = weights_id
         self._text_cache: dict[str, torch.Tensor] = {}
+        self._weights_per_token: dict[str, int] = {}
         self.no_text = None  # CLIPN's optional no-text encoder (clipos_lab.clipn.attach sets it)
         depth = len(visual.transformer.resblocks)
         self.surgery_blocks = depth // 2 if surgery_blocks is None else int(surgery_blocks)
@@ -242,7 +244,18 @@ class Backbone:
         return repr(self.preprocess)
 
     # ------------------------------------------------------------------------------------------------ images
+    def forward_work(self, tower: str, items: int, tokens: int | None = None) -> float:
+        """Multiply-adds of one pass of ``items`` images (``tower="image"``) or texts of ``tokens`` tokens
+        (default: the full context) through a tower; the thread policy (:mod:`clipos_lab.threads`) sizes by it."""
+        if tower not in self._weights_per_token:
+            module = self.visual if tower == "image" else self._text_tower()
+            self._weights_per_token[tower] = matmul_weights(module)
+        if tokens is None:
+            tokens = self.grid[0] * self.grid[1] + 1 if tower == "image" else int(self.tokenize(["x"]).shape[1])
+        return float(items) * tokens * self._weights_per_token[tower]
+
     @torch.no_grad()
+    @threaded(lambda self, images, *args, **kwargs: self.forward_work("image", len(images)))
     def encode_images(self, images: torch.Tensor, surgery: bool = True, local: bool = True) -> ImageFeatures:
         """Global, patch and (optionally) value-value and value-path local features of images ``(B, 3, S, S)``.
 
@@ -302,6 +315,7 @@ class Backbone:
             return (projection(x) if isinstance(projection, torch.nn.Linear) else x @ projection).float()
 
     @torch.no_grad()
+    @threaded(lambda self, texts, *args, **kwargs: self.forward_work("text", min(len(texts), 256)))
     def encode_text(self, texts: Sequence[str], normalize: bool = True, batch_size: int = 256) -> torch.Tensor:
         """Text features ``(T, D)`` of plain strings, with the model's own tokenizer; cached per string."""
         texts = list(texts)

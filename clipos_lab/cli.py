@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import json
 import logging
@@ -37,6 +38,9 @@ def _add_backbone_args(p: argparse.ArgumentParser) -> None:
                    help="autocast precision of forward passes (fp16 needs CUDA); fp32 is exact")
     g.add_argument("--workers", type=whole_number("--workers", 0), default=0,
                    help="DataLoader worker processes decoding and preprocessing images (default 0: in-process)")
+    g.add_argument("--threads", type=thread_count, default=None,
+                   help="torch threads for every stage (default: $CLIPOS_THREADS, else auto: one thread for small "
+                        "work, every core for large work such as ViT-B/16 batches)")
 
 
 def _backbone(args):
@@ -75,6 +79,16 @@ def number_list(option: str, low: int):
         return values
     parse.__name__ = option
     return parse
+
+
+def thread_count(text: str) -> int | None:
+    """An argparse ``type`` for ``--threads``: a whole number >= 1, or ``auto`` (None)."""
+    from .threads import parse_threads
+
+    try:
+        return parse_threads(text, "--threads")
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def device_name(text: str) -> str:
@@ -457,6 +471,15 @@ def _written_where(err: OSError, args) -> str:
     return f" while writing to {' or '.join(folders)}; free space there or choose another folder" if folders else ""
 
 
+def _thread_policy(args):
+    """Commands that compute run under --threads, else $CLIPOS_THREADS, else the rule (clipos_lab.threads)."""
+    if not hasattr(args, "threads"):
+        return contextlib.nullcontext()
+    from .threads import using_threads
+
+    return using_threads(args.threads)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command; a problem with the input, a file or the machine is one ``error:`` line and exit code 2."""
     from .files import describe_os_error
@@ -464,7 +487,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _show_progress_logs()
     try:
-        return args.func(args)
+        with _thread_policy(args):
+            return args.func(args)
     except OSError as err:  # before ValueError: some errors are both; this names the path
         print(f"error: {describe_os_error(err)}{_written_where(err, args)}", file=sys.stderr)
         return 2

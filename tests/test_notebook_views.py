@@ -11,8 +11,8 @@ import pytest
 from matplotlib.figure import Figure
 
 from clipos_lab import viz
-from clipos_lab.anomaly import views as aviews
 from clipos_lab.notebook import widgets
+from clipos_lab.viz import anomaly as aviews
 from clipos_lab.viz import interactive as iviz
 from clipos_lab.viz.embedding import ticking_stage
 from clipos_lab.viz.figures import contrasting_colour

@@ -22,7 +22,7 @@ import numpy as np
 import yaml
 from PIL import Image
 
-from ..data.datasets import ID_SHAPES, Sample, _image_files, _world_version
+from ..data.datasets import ID_SHAPES, Sample, image_files, world_version
 from ..data.errors import DataError
 from ..files import expand_path
 from ..pocket import world as W
@@ -75,7 +75,7 @@ class WorldDefectDataset(AnomalyDataset):
 
     def _fingerprint_sample(self, sample: Sample) -> str:
         defect, index = self._render_args[sample.id]
-        return (f"{sample.id}|world-{_world_version()}|product={self.shape}|defect={defect}|seed={self.seed}"
+        return (f"{sample.id}|world-{world_version()}|product={self.shape}|defect={defect}|seed={self.seed}"
                 f"|size={self.image_size}|index={index}")
 
     def _has_mask(self, sample: Sample) -> bool:
@@ -123,7 +123,7 @@ class MVTecDataset(AnomalyDataset):
         for label, t in enumerate(classnames):
             if not (split_dir / t).is_dir():
                 continue
-            files = _image_files(split_dir / t)
+            files = image_files(split_dir / t)
             if not files:
                 raise DataError(f"empty folder {split_dir / t}: add images or remove it")
             for f in files:

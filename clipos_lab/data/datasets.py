@@ -6,9 +6,6 @@ The contract (:class:`Sample`, :class:`ImageDataset`) lives in :mod:`.samples`, 
 
 from __future__ import annotations
 
-import functools
-import hashlib
-from pathlib import Path
 from typing import Sequence
 
 from PIL import Image
@@ -23,10 +20,10 @@ ID_SHAPES: tuple[str, ...] = W.SHAPES[:6]
 NEAR_OOD_SHAPES: tuple[str, ...] = W.SHAPES[6:]
 
 
-@functools.cache
 def world_version() -> str:
-    """A hash of ``world.py``: cached features of generated images go stale when the generator changes."""
-    return hashlib.sha1(Path(W.__file__).read_bytes()).hexdigest()[:12]
+    """The pocket world's picture version (:data:`clipos_lab.pocket.world.WORLD_VERSION`): cached features of
+    generated images go stale when the generator's pictures change, not when its file's comments do."""
+    return W.WORLD_VERSION
 
 
 _STREAM_STRIDE = 1_000_000
@@ -84,8 +81,6 @@ class WorldDataset(ImageDataset):
                 f"|seed={self.seed}|size={self.image_size}|index={index}")
 
 
-_world_version = world_version  # older spellings, kept for modules that import them
-_image_files = image_files
 
 __all__ = ["ID_SHAPES", "NEAR_OOD_SHAPES", "TORCHVISION_DATASETS", "FolderDataset", "ImageDataset", "ListDataset",
            "Sample", "TorchvisionDataset", "WorldDataset", "image_files", "parse_classnames", "walk_image_files",

@@ -118,6 +118,8 @@ def setup(interactive="auto", progress="auto", quiet: bool = True) -> Mode:
     """
     import torch
 
+    from ..threads import requested
+
     if in_ipython():
         from IPython import get_ipython
 
@@ -133,7 +135,7 @@ def setup(interactive="auto", progress="auto", quiet: bool = True) -> Mode:
     mode = Mode(resolve_mode(interactive, "INTERACTIVE"), resolve_mode(progress, "PROGRESS"))
     how = "interactive (widgets + plotly)" if mode.interactive else "static (matplotlib figures, no widget state)"
     print(f"clipos_lab notebook: {how}; progress bars {'on' if mode.progress else 'off'}; torch threads "
-          f"{torch.get_num_threads()}; repo {paths.repo_root()}")
+          f"{torch.get_num_threads()}, stages {requested() or 'auto'} (CLIPOS_THREADS); repo {paths.repo_root()}")
     return mode
 
 

@@ -66,7 +66,7 @@ import yaml
 SWEEP_KEYS = ("notebook", "output", "parameters", "grid", "timeout")
 RESERVED = "OUTPUT_DIR"
 _SLUG_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _MAX_SLUG = 120
 MAX_SWEEP_BYTES = 1_000_000  # a sweep file is a few lines; anything larger is a mistake or an attack
 MAX_VALUES = 100_000  # values (counted as YAML aliases expand them) in the whole file
@@ -175,7 +175,7 @@ def load_sweep(path: str | os.PathLike, out_dir: str | os.PathLike | None = None
             tuples = tuple(tuple(v) for v in values)
         else:
             tuples = tuple((v,) for v in values)
-        canon = [_canonical(t) for t in tuples]
+        canon = [canonical(t) for t in tuples]
         dupes = sorted(c for c, n in collections.Counter(canon).items() if n > 1)  # linear, not quadratic
         if dupes:
             raise bad(label, f"duplicate value {dupes[0]}")
@@ -222,7 +222,7 @@ def _check_name(name: Any, where: str, bad) -> None:
         raise bad(where, f"{RESERVED} is set by the sweep (the run folder); do not set it yourself")
 
 
-def _canonical(value: Any) -> str:
+def canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
 
@@ -235,7 +235,7 @@ def _value_text(value: Any) -> str:
 
 
 def _short_hash(cell: dict) -> str:
-    return hashlib.sha1(_canonical(cell).encode()).hexdigest()[:8]
+    return hashlib.sha1(canonical(cell).encode()).hexdigest()[:8]
 
 
 def cell_slug(cell: dict) -> str:

@@ -14,7 +14,7 @@ import torch
 from matplotlib.figure import Figure
 
 from ..scores import cosine_logits
-from ..viz import static as V
+from . import static as V
 
 
 def similarities(method, features: torch.Tensor) -> dict[str, np.ndarray]:

@@ -13,8 +13,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from ..viz.figures import contrasting_colour, save
-from ..viz.figures import new_figure as _figure
+from .figures import contrasting_colour, save
+from .figures import new_figure as _figure
 
 
 def model_view(dataset, i: int, size: int) -> np.ndarray:
