@@ -192,6 +192,8 @@ class TrainingData:
     irrelevant_patches: torch.Tensor | None = None  # (R, D) ID-irrelevant patch features (LoCoOp term)
     # per-step LoCoOp term: (batch indices, ID text (K, D), logit scale) -> (entropy to maximise, n selected)
     local_entropy: Callable[[torch.Tensor, torch.Tensor, float], tuple[torch.Tensor, int]] | None = None
+    # (A, D) ID features that must not be *unknown* (the shots' ID-relevant features where the outliers live)
+    anchors: torch.Tensor | None = None
 
 
 def locoop_entropy(local_features: torch.Tensor, labels: torch.Tensor, top_k: int, eps: float = 1e-5):
@@ -226,6 +228,11 @@ def locoop_entropy(local_features: torch.Tensor, labels: torch.Tensor, top_k: in
     return entropy
 
 
+def not_unknown_loss(logits: torch.Tensor) -> torch.Tensor:
+    """Mean ``-log(1 - p(unknown))`` of ``(A, K + 1)`` logits (unknown last), in log space for stability."""
+    return (torch.logsumexp(logits, dim=-1) - torch.logsumexp(logits[:, :-1], dim=-1)).mean()
+
+
 def step_work(learner: PromptLearner, *args, **kwargs) -> float:
     """Multiply-adds of one step's pass of every class prompt through the text tower (sizes the thread count);
     0 (small) for a learner stand-in without a text tower."""
@@ -235,9 +242,12 @@ def step_work(learner: PromptLearner, *args, **kwargs) -> float:
 
 @threaded(step_work)
 def train_prompts(learner: PromptLearner, data: TrainingData, cfg: PromptConfig, beta: float = 0.0,
-                  gamma: float = 0.0) -> list[dict]:
+                  gamma: float = 0.0, anchor_weight: float = 0.0) -> list[dict]:
     """SGD + cosine schedule over ``cfg.epochs`` (``cfg.schedule``); returns the loss history (one row per step,
-    with the learning rate that step used)."""
+    with the learning rate that step used).
+
+    ``anchor_weight`` x :func:`not_unknown_loss` of ``data.anchors`` (needs the unknown class): the counterpart of
+    the outlier term in the outliers' own region (docs/robustness.md)."""
     rng = np.random.default_rng(cfg.seed)
     params = [p for p in learner.parameters() if p.requires_grad]
     optim = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
@@ -289,6 +299,11 @@ def train_prompts(learner: PromptLearner, data: TrainingData, cfg: PromptConfig,
                 loss_out = F.cross_entropy(out_logits, target)
                 loss = loss + beta * loss_out
                 row["loss_outlier"] = loss_out.item()
+            if data.anchors is not None and anchor_weight > 0 and learner.has_unknown:
+                anchor_logits = scale * F.normalize(data.anchors.to(device).float(), dim=-1) @ text.T
+                loss_anchor = not_unknown_loss(anchor_logits)
+                loss = loss + anchor_weight * loss_anchor
+                row["loss_anchor"] = loss_anchor.item()
             if irrelevant is not None and gamma > 0 and len(irrelevant):
                 pick = torch.as_tensor(rng.choice(len(irrelevant), size=min(len(irrelevant), 256), replace=False),
                                        device=device)

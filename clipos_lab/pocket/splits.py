@@ -76,6 +76,21 @@ def split_specs(n_splits: int = N_SPLITS, n_id: int = 6, seed: int = SPLITS_SEED
             for k, (ids, oods) in enumerate(random_class_splits(n_splits, n_id, seed))]
 
 
+def validation_suite(n_splits: int = N_SPLITS, n_fresh: int = 0, fresh_seed: int = 2026,
+                     fresh_data_seed: int = 7000) -> list[dict]:
+    """Validation benchmarks for choosing defaults: the first ``n_splits`` validation splits and ``n_fresh``
+    fresh class splits (permutation seed ``fresh_seed``, images from seeds ``fresh_data_seed + 10 k + 5``, none
+    repeating a shipped class split), named ``fresh<seed>-split<k>-validation``."""
+    specs = split_specs(validation=True)[:n_splits]
+    shipped = {tuple(ids) for ids, _ in random_class_splits()}
+    fresh = [s for s in split_specs(n_splits=n_fresh + len(shipped), seed=fresh_seed,
+                                    first_data_seed=fresh_data_seed, validation=True)
+             if tuple(s["id"]["shapes"]) not in shipped][:n_fresh]
+    for k, spec in enumerate(fresh):
+        spec["name"] = f"fresh{fresh_seed}-split{k + 1}-validation"
+    return specs + fresh
+
+
 def write_split_specs(folder: str | os.PathLike, overwrite: bool = False, **kwargs) -> list[Path]:
     """Write :func:`split_specs` as ``<folder>/world-split<k>.yaml`` (atomically); returns the paths.
 
