@@ -27,6 +27,7 @@ from .banks import Banks, encode_banks, shard_cells
 from .executor import Cell
 from .record import RunConfig
 from .resume import cell_folder, cell_path, forget, load_outcome, readable, save_outcome
+from .spread import spread_markdown
 
 METRICS = ("AUROC", "FPR95", "FPR95_OOD_POS", "AUPR_IN", "AUPR_OUT")
 
@@ -49,7 +50,8 @@ class BenchmarkResult:
         if transductive:
             text += (f"\n\nTransductive (test-time) methods: {', '.join(transductive)}: their scores depend on the "
                      "test stream, fed in a seeded order (one order per seed).")
-        return text
+        spread = spread_markdown(self)
+        return text + (f"\n\n{spread}" if spread else "")
 
 
 class BenchmarkJob:

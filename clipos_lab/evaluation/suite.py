@@ -24,6 +24,7 @@ from .runner import (
     run_benchmark,
     run_info,
 )
+from .spread import spread_markdown
 
 SUITE_RIVALS = ("MCM", "CoOp", "LoCoOp")
 
@@ -38,8 +39,9 @@ class SuiteResult:
         """One table per score (every score some method gave, in the registry's order, or ``scores``)."""
         present = {r["score"] for r in self.summary}
         order = [s for s in all_score_names() if s in present] + sorted(present - set(all_score_names()))
-        return "\n\n".join(suite_markdown(self.summary, score, len(self.per_spec), self.fpr95_rule)
-                           for score in (order if scores is None else scores) if score in present)
+        tables = [suite_markdown(self.summary, score, len(self.per_spec), self.fpr95_rule)
+                  for score in (order if scores is None else scores) if score in present]
+        return "\n\n".join(tables + [t for t in [spread_markdown(self)] if t])
 
 
 def run_suite(specs: Sequence[BenchmarkSpec | str | os.PathLike], backbone, out_dir: str | os.PathLike | None = None,

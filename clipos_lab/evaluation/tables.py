@@ -166,9 +166,10 @@ def suite_caption(score: str, n_specs: int, rivals: Sequence[str], fpr95_rule: s
             f"in %. Wins: benchmarks where the method's AUROC beats {' / '.join(rivals)}{rival_note}.")
 
 
-def to_markdown(df: pd.DataFrame, caption: str = "") -> str:
-    """A DataFrame as a GitHub Markdown table (no index), with an optional caption line above it."""
-    table = df.to_markdown(index=False, tablefmt="github") if len(df.columns) else ""
+def to_markdown(df: pd.DataFrame, caption: str = "", numparse: bool = True) -> str:
+    """A DataFrame as a GitHub Markdown table (no index), with an optional caption line above it;
+    ``numparse=False`` keeps text cells as written (e.g. signed gains "+0.10")."""
+    table = df.to_markdown(index=False, tablefmt="github", disable_numparse=not numparse) if len(df.columns) else ""
     return f"{caption}\n\n{table}" if caption else table
 
 
