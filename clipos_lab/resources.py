@@ -7,11 +7,11 @@ them the same way: the package copy when it exists, else the checkout's.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
 from .errors import BackboneError, WeightsNotFoundError
+from .files import sha256_file
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -29,13 +29,7 @@ POCKET_CONFIG = POCKET_DIR / f"{POCKET_NAME}.json"
 POCKET_WEIGHTS = POCKET_DIR / f"{POCKET_NAME}.safetensors"
 
 
-def sha256_of(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+sha256_of = sha256_file  # the name the training commands use
 
 
 def verify_checksum(path: str | os.PathLike, what: str = "weights") -> str:

@@ -9,9 +9,7 @@ run.json`` rebuilds the config and the backbone from the file and runs it again;
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Sequence
@@ -19,6 +17,7 @@ from typing import Sequence
 from .. import __version__
 from ..clipos.prompts import PromptConfig
 from ..data import BenchmarkSpec
+from ..files import sha256_file
 from ..methods import build_method
 from . import metrics as M
 
@@ -73,7 +72,7 @@ class RunConfig:
                    prompt=asdict(prompt), scores=None if scores is None else tuple(scores),
                    fpr95_rule=fpr95_rule, batch_size=int(batch_size), backbone=backbone_record(backbone),
                    spec_path=None if spec.path is None else str(Path(spec.path).resolve()),
-                   spec_sha256=file_sha256(spec.path) if spec.path is not None else None)
+                   spec_sha256=sha256_file(spec.path) if spec.path is not None else None)
 
     # ------------------------------------------------------------------------------------------ what it runs
     @property
@@ -102,7 +101,7 @@ class RunConfig:
             raise ValueError(f"the backbone loads as {backbone.weights_id}, but the run used "
                              f"{self.backbone.get('weights_id')}: the weights changed since")
         digest = self.backbone.get("checkpoint_sha256")
-        if digest and file_sha256(args["checkpoint"]) != digest:
+        if digest and sha256_file(args["checkpoint"]) != digest:
             raise ValueError(f"checkpoint {args['checkpoint']} is not the file the run used (sha256 differs)")
         return backbone
 
@@ -146,13 +145,5 @@ def backbone_record(backbone) -> dict:
     record = {"name": backbone.name, "weights_id": backbone.weights_id, "load_args": args}
     checkpoint = (args or {}).get("checkpoint")
     if checkpoint is not None:
-        record["checkpoint_sha256"] = file_sha256(checkpoint)
+        record["checkpoint_sha256"] = sha256_file(checkpoint)
     return record
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
