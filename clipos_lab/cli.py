@@ -151,6 +151,21 @@ def cmd_benchmark(args, zero_shot_only: bool = False) -> int:
 def cmd_pocket(args) -> int:
     from .pocket import train as pocket
 
+    if args.action == "pack":
+        from .pocket.pack import DRAWINGS_DIR, build_pack
+
+        manifest = build_pack(args.out or DRAWINGS_DIR, source=args.source, subset=args.subset,
+                              overwrite=args.overwrite, progress=not args.no_progress)
+        print(f"{len(manifest['drawings'])} drawings, {len(manifest['backgrounds'])} backgrounds, "
+              f"{len(manifest['classes'])} classes -> {args.out or DRAWINGS_DIR}")
+        return 0
+    if args.action == "train2":
+        from .pocket.train2 import train2
+
+        print(json.dumps(train2(args.out or "runs/pocket2", _json_options(args.options), progress=not args.no_progress,
+                                max_steps_this_sitting=args.max_steps), indent=1))
+        return 0
+    args.out = args.out or "runs/pocket"
     if args.action == "train":
         cfg = None
         if args.options:
@@ -168,6 +183,18 @@ def cmd_pocket(args) -> int:
     elif args.action == "check":
         print(pocket.verify_pocket_weights())
     return 0
+
+
+def _json_options(text: str | None) -> dict | None:
+    if not text:
+        return None
+    try:
+        options = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"--options is not valid JSON ({err}): give e.g. '{{\"steps\": 3600}}'") from None
+    if not isinstance(options, dict):
+        raise ValueError(f"--options must be a JSON object of training config fields, got {text!r}")
+    return options
 
 
 def cmd_sweep(args) -> int:
@@ -255,9 +282,15 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=(lambda a: cmd_benchmark(a, zero_shot_only=True)) if name == "evaluate"
                        else cmd_benchmark)
 
-    p = sub.add_parser("pocket", help="train, export or check the pocket model")
-    p.add_argument("action", choices=["train", "export", "check"])
-    p.add_argument("--out", default="runs/pocket", help="training folder (checkpoint.pt, training_log.csv)")
+    p = sub.add_parser("pocket", help="train, export or check the pocket model; build the drawings pack; train v2")
+    p.add_argument("action", choices=["train", "export", "check", "pack", "train2"])
+    p.add_argument("--out", default=None, help="training folder (checkpoint.pt, training_log.csv; default "
+                   "runs/pocket, train2: runs/pocket2) or, for pack, the pack folder (default assets/drawings)")
+    p.add_argument("--source", default="/usr/share/openclipart/svg",
+                   help="pack: the Open Clip Art SVG tree (Debian's openclipart-svg)")
+    p.add_argument("--subset", type=whole_number("--subset"), default=None,
+                   help="pack: keep only the first N drawings and backgrounds (quick checks)")
+    p.add_argument("--overwrite", action="store_true", help="pack: replace the pack in --out")
     p.add_argument("--options", default=None, help='JSON of TrainConfig fields, e.g. \'{"steps": 3600}\'')
     p.add_argument("--max-steps", type=whole_number("--max-steps"), default=None,
                    help="stop after this many steps (resume later)")
