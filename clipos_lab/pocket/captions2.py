@@ -71,14 +71,16 @@ def candidates(scene: Scene2, forbidden: frozenset[str] = frozenset()) -> list[C
         sup = superclass_word(obj.superclass)
         out.append((f"a drawing from the {sup} collection.", {"superclass": (obj.superclass,)}))
         if n:
-            out.append((f"{article(n)} {n}, from the {sup} collection.", {"name": (n,), "superclass": (obj.superclass,)}))
+            out.append((f"{article(n)} {n}, from the {sup} collection.",
+                        {"name": (n,), "superclass": (obj.superclass,)}))
         if obj.title:
             out.append((f"a drawing titled {obj.title.lower()}.", {"title": (obj.title,)}))
         words = clean_keywords(obj.keywords, set(forbidden))
         if words:
             out.append((f"a drawing of {', '.join(words[:3])}.", {"keyword": tuple(words[:3])}))
         if obj.colour:
-            out.append((f"{article(obj.colour)} {obj.colour} drawing.", {"colour": (obj.colour,), "kind": (scene.kind,)}))
+            out.append((f"{article(obj.colour)} {obj.colour} drawing.",
+                        {"colour": (obj.colour,), "kind": (scene.kind,)}))
         if obj.state:
             out.append((f"{article(obj.state)} {obj.state} drawing.", {"state": (obj.state,)}))
     else:

@@ -105,7 +105,8 @@ def plan(source: str | Path = D.DEBIAN_ROOT, rule: D.PackRule = D.PackRule()) ->
     """Everything the pack will hold, before rendering: classes, tree, splits, and one record per drawing.
 
     Drawings without a class join pre-training as captioned extras (title and keywords), unless one of their
-    words names an unseen concept; they are never evaluation images.
+    words names an unseen concept; they are never evaluation images. Backgrounds are split by file too
+    (``eval_fraction`` of them held out of pre-training, for texture OOD sets).
     """
     sources, skipped = D.scan(source)
     objects = [s for s in sources if not D.is_background(s)]
@@ -130,8 +131,10 @@ def plan(source: str | Path = D.DEBIAN_ROOT, rule: D.PackRule = D.PackRule()) ->
             cls, role = "", "extra"
         records.append({**s.as_dict(), "class": cls, "superclass": superclass_of.get(cls, ""), "split": role,
                         "licence": LICENCE})
-    backgrounds = [{**s.as_dict(), "licence": LICENCE} for s in sources
-                   if s.file in set(D.choose_backgrounds(sources, rule))]
+    chosen = D.choose_backgrounds(sources, rule)
+    held_bg = set(D.seeded_order(chosen, rule.seed, "background-eval")[: round(rule.eval_fraction * len(chosen))])
+    backgrounds = [{**s.as_dict(), "licence": LICENCE, "split": "eval" if s.file in held_bg else "pretrain"}
+                   for s in sources if s.file in set(chosen)]
     return {"format": PACK_FORMAT, "rule": asdict(rule), "skipped": skipped,
             "classes": {c: {"superclass": superclass_of[c], "unseen": c in held,
                             "drawings": sum(r["class"] == c for r in records)} for c in sorted(superclass_of)},

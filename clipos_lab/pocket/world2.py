@@ -86,13 +86,15 @@ class World2:
     """Draws v2 scenes deterministically from ``(seed, index)`` out of the drawings of chosen pack splits.
 
     ``splits`` picks the drawings (pre-training: ``("pretrain", "extra")``; checks: ``("val",)``; reported
-    numbers: ``("eval",)``; unseen concepts: ``("unseen",)``). ``fractions`` weighs the scene kinds when a render
+    numbers: ``("eval",)``; unseen concepts: ``("unseen",)``), ``background_splits`` the pattern and gradient
+    backgrounds (``("pretrain",)`` or ``("eval",)``). ``fractions`` weighs the scene kinds when a render
     call does not name one; ``tint``, ``occlusion`` and ``defect`` are the probabilities of those changes.
     """
 
     def __init__(self, pack: DrawingsPack | None = None, image_size: int = 112,
                  splits: tuple[str, ...] = ("pretrain", "extra"), fractions: dict[str, float] | None = None,
-                 max_rotation: float = 20.0, tint: float = 0.2, occlusion: float = 0.15, defect: float = 0.1):
+                 max_rotation: float = 20.0, tint: float = 0.2, occlusion: float = 0.15, defect: float = 0.1,
+                 background_splits: tuple[str, ...] = ("pretrain",)):
         self.pack = pack if pack is not None else DrawingsPack()
         self.pool = self.pack.select(splits)
         if not self.pool:
@@ -105,6 +107,7 @@ class World2:
         self.tint, self.occlusion, self.defect = tint, occlusion, defect
         self.v1 = W.World(image_size)
         self.names = sorted({r["class"] for r in self.pool} - {""})
+        self.backgrounds = [r for r in self.pack.backgrounds if r["split"] in background_splits]
 
     def render(self, seed: int, index: int, kind: str | None = None, drawing: dict | None = None,
                state: str | None = None, return_masks: bool = False):
@@ -151,8 +154,8 @@ class World2:
     # ------------------------------------------------------------------------------------------------------------
     def _background(self, rng: np.random.Generator) -> tuple[np.ndarray, str]:
         size = self.image_size
-        if self.pack.backgrounds and rng.random() < 0.35:
-            record = self.pack.backgrounds[int(rng.integers(len(self.pack.backgrounds)))]
+        if self.backgrounds and rng.random() < 0.35:
+            record = self.backgrounds[int(rng.integers(len(self.backgrounds)))]
             tile = Image.fromarray(self.pack.image(record)).resize((size, size), Image.BILINEAR)
             rgba = np.asarray(tile, dtype=np.float32).copy()
             rgba = np.rot90(rgba, int(rng.integers(4)))
