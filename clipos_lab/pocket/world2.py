@@ -266,11 +266,13 @@ def damage(canvas: np.ndarray, mask: np.ndarray, state: str, rng: np.random.Gene
     else:
         region = (xx - cx) ** 2 + (yy - cy) ** 2 <= r ** 2
     region &= solid
-    if state == "stained":
-        paint = np.array([70, 45, 20], np.float32) + rng.uniform(-15, 15, 3).astype(np.float32)
+    lum = (canvas @ np.array([0.299, 0.587, 0.114], np.float32))[..., None]
+    if state == "stained":  # brown on light objects, yellowish on dark ones: a stain always shows
+        jitter = rng.uniform(-15, 15, 3).astype(np.float32)
+        paint = np.where(lum < 90, np.array([200, 170, 60], np.float32), np.array([70, 45, 20], np.float32)) + jitter
         canvas = np.where(region[..., None], 0.25 * canvas + 0.75 * paint, canvas)
-    elif state == "scratched":
-        canvas = np.where(region[..., None], 0.3 * canvas + 0.7 * 245.0, canvas)
+    elif state == "scratched":  # a light line on dark objects, a dark one on light objects
+        canvas = np.where(region[..., None], 0.3 * canvas + 0.7 * np.where(lum > 150, 40.0, 245.0), canvas)
     else:  # torn or punctured: the piece is missing, what lies under shows
         canvas = np.where(region[..., None], under, canvas)
         mask = np.where(region, 0.0, mask).astype(np.float32)

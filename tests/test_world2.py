@@ -1,0 +1,156 @@
+"""World v2: determinism, masks, defects and captions, on a tiny hand-made pack (no renderer needed)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from clipos_lab.pocket import world as W
+from clipos_lab.pocket import world2 as W2
+from clipos_lab.pocket.captions2 import candidates, caption
+from clipos_lab.pocket.pack import PACK_FORMAT, DrawingsPack
+
+
+def _png(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture
+def fake_pack(tmp_path) -> DrawingsPack:
+    """Four white drawings (two classes, one unlabelled extra, one unseen) and one striped background."""
+    folder = tmp_path / "pack"
+    (folder / "sprites").mkdir(parents=True)
+    (folder / "backgrounds").mkdir()
+
+    def sprite(name, draw, size=(96, 72)):
+        im = Image.new("RGBA", size, (0, 0, 0, 0))
+        draw(ImageDraw.Draw(im))
+        blob = _png(im)
+        (folder / "sprites" / name).write_bytes(blob)
+        return {"sprite": f"sprites/{name}", "sprite_sha256": hashlib.sha256(blob).hexdigest()}
+
+    def record(file, cls, split, sup, title, keywords, draw):
+        return {"file": file, "category": file.rsplit("/", 1)[0], "class": cls, "superclass": sup, "split": split,
+                "title": title, "keywords": keywords, "creator": "", "sha256": "0" * 64, "licence": "public domain",
+                "also_in": [], **sprite(file.replace("/", "_") + ".png", draw)}
+
+    drawings = [
+        record("food/fruit/apple.svg", "apple", "pretrain", "food/fruit", "An Apple", ["apple", "fruit"],
+               lambda d: d.ellipse([4, 4, 70, 68], fill=(255, 255, 255, 255))),
+        record("tools/hammer.svg", "hammer", "pretrain", "tools", "Hammer", ["hammer", "tool"],
+               lambda d: d.rectangle([10, 10, 90, 40], fill=(255, 255, 255, 255))),
+        record("tools/saw.svg", "", "extra", "", "saw", ["saw", "hash"],
+               lambda d: d.polygon([(0, 70), (95, 70), (95, 20)], fill=(255, 255, 255, 255))),
+        record("animals/mammals/cat.svg", "cat", "unseen", "animals/mammals", "cat", ["cat"],
+               lambda d: d.ellipse([10, 10, 60, 60], fill=(255, 255, 255, 255))),
+    ]
+    bg = Image.new("RGBA", (112, 112), (200, 180, 90, 255))
+    ImageDraw.Draw(bg).rectangle([0, 0, 111, 40], fill=(90, 120, 200, 255))
+    blob = _png(bg)
+    (folder / "backgrounds" / "stripes.png").write_bytes(blob)
+    backgrounds = [{"file": "special/patterns/stripes.svg", "category": "special/patterns", "split": "pretrain",
+                    "sprite": "backgrounds/stripes.png", "sprite_sha256": hashlib.sha256(blob).hexdigest(),
+                    "title": "stripes", "keywords": [], "licence": "public domain"}]
+    classes = {"apple": {"superclass": "food/fruit", "unseen": False, "drawings": 1},
+               "hammer": {"superclass": "tools", "unseen": False, "drawings": 1},
+               "cat": {"superclass": "animals/mammals", "unseen": True, "drawings": 1}}
+    manifest = {"format": PACK_FORMAT, "drawings": drawings, "backgrounds": backgrounds, "classes": classes,
+                "forbidden_words": ["cat", "cats", "mammal", "mammals"]}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return DrawingsPack(folder)
+
+
+def test_images_are_a_pure_function_of_seed_and_index(fake_pack):
+    a, b = W2.World2(fake_pack), W2.World2(fake_pack)
+    kinds = set()
+    for i in range(24):
+        img1, scene1, m1 = a.render(3, i, return_masks=True)
+        img2, scene2, m2 = b.render(3, i, return_masks=True)
+        assert np.array_equal(img1, img2) and scene1 == scene2 and np.array_equal(m1["objects"], m2["objects"])
+        kinds.add(scene1.kind)
+        assert img1.shape == (112, 112, 3) and img1.dtype == np.uint8
+    assert kinds == set(W2.KINDS)
+    assert not np.array_equal(a.render(3, 0)[0], a.render(4, 0)[0])
+    assert not np.array_equal(a.render(3, 0)[0], a.render(3, 1)[0])
+
+
+def test_pool_keeps_the_chosen_splits_only(fake_pack):
+    world = W2.World2(fake_pack)
+    assert {r["file"] for r in world.pool} == {"food/fruit/apple.svg", "tools/hammer.svg", "tools/saw.svg"}
+    for i in range(40):
+        _, scene = world.render(0, i, kind="multi")
+        assert all(o.name != "cat" for o in scene.objects)
+    with pytest.raises(ValueError, match="no drawings in splits"):
+        W2.World2(fake_pack, splits=("eval",))
+
+
+def test_object_mask_is_exactly_where_the_tinted_drawing_shows(fake_pack):
+    # tint 1: a white sprite becomes exactly its tint colour; no occlusion or defects
+    world = W2.World2(fake_pack, tint=1.0, occlusion=0.0, defect=0.0)
+    for i in range(12):
+        img, scene, masks = world.render(1, i, kind="object", return_masks=True)
+        obj, mask = scene.objects[0], masks["objects"][0]
+        colour = np.array(W.COLOURS[obj.colour])
+        full = mask > 0.999
+        assert full.sum() > 200
+        assert np.abs(img[full].astype(int) - colour).max() <= 1
+        x0, y0, x1, y1 = obj.box
+        assert (mask[:y0] <= 0.5).all() and (mask[y1:] <= 0.5).all() and (mask[:, :x0] <= 0.5).all()
+        assert obj.position == W2.position_word(mask)
+
+
+def test_multi_object_masks_are_visible_coverage_after_overlap(fake_pack):
+    world = W2.World2(fake_pack)
+    for i in range(12):
+        _, scene, masks = world.render(2, i, kind="multi", return_masks=True)
+        objs = masks["objects"]
+        assert len(objs) == len(scene.objects) >= 2
+        assert objs.min() >= 0 and objs.sum(0).max() <= 1.0 + 1e-5  # no pixel is counted twice
+
+
+@pytest.mark.parametrize("state", W2.STATES)
+def test_defect_changes_exactly_its_mask(fake_pack, state):
+    world = W2.World2(fake_pack, occlusion=0.0)
+    for i in range(4):
+        clean, _, m0 = world.render(5, i, kind="object", state="", return_masks=True)
+        bad, scene, m1 = world.render(5, i, kind="object", state=state, return_masks=True)
+        defect = m1["defect"]
+        assert scene.objects[0].state == state and defect.sum() > 10
+        assert np.array_equal(clean[~defect], bad[~defect])  # nothing outside the defect mask changed
+        assert (np.abs(clean[defect].astype(int) - bad[defect]).sum(1) > 0).mean() > 0.9
+        assert (m0["objects"][0][defect] >= 0.5).all()  # the defect lies on the object
+        if state in ("torn", "punctured"):  # the piece is gone from the object's mask too
+            assert (m1["objects"][0][defect] == 0).all()
+
+
+def test_captions_state_what_the_scene_shows_and_never_a_forbidden_word(fake_pack):
+    world = W2.World2(fake_pack)
+    rng = np.random.default_rng(0)
+    forbidden = frozenset(fake_pack.manifest["forbidden_words"])
+    for i in range(60):
+        _, scene = world.render(7, i)
+        for text, constraints in candidates(scene, forbidden):
+            assert W2.matches(constraints, scene), (text, constraints)
+            assert not set(text.replace(".", " ").replace(",", " ").split()) & forbidden
+            assert "hash" not in text
+        text, constraints = caption(scene, rng, forbidden)
+        assert W2.matches(constraints, scene)
+    _, apple = world.render(0, 0, kind="object", drawing=world.pool[0], state="")
+    _, hammer = world.render(0, 1, kind="object", drawing=world.pool[1], state="")
+    assert W2.matches({"name": ("apple",)}, apple) and not W2.matches({"name": ("apple",)}, hammer)
+    assert W2.matches({"state": ("intact",)}, apple) and not W2.matches({"state": ("damaged",)}, apple)
+
+
+def test_shape_family_is_a_v1_scene_at_this_size(fake_pack):
+    world = W2.World2(fake_pack)
+    img, scene, masks = world.render(9, 3, kind="shape", return_masks=True)
+    v1_img, v1_scene, cover = W.World(112).render(9, 3, kind="object", return_mask=True)
+    assert np.array_equal(img, v1_img) and scene.objects[0].name == v1_scene.shape
+    assert np.array_equal(masks["objects"][0], cover)
