@@ -154,3 +154,36 @@ def test_shape_family_is_a_v1_scene_at_this_size(fake_pack):
     v1_img, v1_scene, cover = W.World(112).render(9, 3, kind="object", return_mask=True)
     assert np.array_equal(img, v1_img) and scene.objects[0].name == v1_scene.shape
     assert np.array_equal(masks["objects"][0], cover)
+
+
+TINY2 = {"embed_dim": 32, "vision_cfg": {"image_size": 112, "layers": 1, "width": 32, "head_width": 16,
+                                         "patch_size": 8},
+         "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
+
+
+def test_train2_uses_the_shared_loop_and_resumes_to_the_step(fake_pack, tmp_path):
+    import torch
+
+    from clipos_lab.pocket.train2 import train2
+
+    config = tmp_path / "tiny2.json"
+    config.write_text(json.dumps(TINY2))
+    options = {"model_config": str(config), "pack": str(fake_pack.folder), "steps": 2, "batch_size": 6,
+               "warmup_steps": 1, "eval_every": 2, "eval_images": 3, "checkpoint_every": 1}
+    with pytest.raises(ValueError, match="no 'val' drawings"):  # the fake pack has no validation drawings
+        train2(tmp_path / "whole", options, progress=False)
+    manifest = json.loads((fake_pack.folder / "manifest.json").read_text())
+    manifest["drawings"].append({**manifest["drawings"][0], "split": "val"})
+    (fake_pack.folder / "manifest.json").write_text(json.dumps(manifest))
+    from clipos_lab.pocket import train2 as T2
+    T2.load_pack.cache_clear()
+    row = train2(tmp_path / "whole2", options, progress=False)
+    assert row["step"] == 2 and 0.0 <= row["val_top1"] <= 1.0
+    train2(tmp_path / "split", options, progress=False, max_steps_this_sitting=1)
+    assert torch.load(tmp_path / "split" / "checkpoint.pt", weights_only=False)["step"] == 1
+    train2(tmp_path / "split", progress=False)  # resumes with the stored config
+    whole = torch.load(tmp_path / "whole2" / "checkpoint.pt", weights_only=False)
+    split = torch.load(tmp_path / "split" / "checkpoint.pt", weights_only=False)
+    assert split["step"] == 2 and split["config"]["pack"] == str(fake_pack.folder)
+    for name, value in whole["model"].items():
+        assert torch.allclose(value, split["model"][name], atol=1e-6), name

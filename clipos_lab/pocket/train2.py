@@ -37,7 +37,7 @@ class Train2Config(TrainConfig):
 
     model_config: str = str(POCKET2_CONFIG)
     pack: str = str(DRAWINGS_DIR)
-    steps: int = 30000
+    steps: int = 12000
     batch_size: int = 64
     warmup_steps: int = 500
     curriculum_steps: int = 1  # world v2 has no curriculum; v1's field is kept for the shared loop
@@ -48,6 +48,7 @@ class Train2Config(TrainConfig):
     tint: float = 0.2
     occlusion: float = 0.15
     defect: float = 0.1
+    labelled: float = 0.7  # share of drawings drawn from labelled ones (the rest: unlabelled extras)
     eval_every: int = 500
     eval_images: int = 300
     checkpoint_every: int = 50
@@ -91,7 +92,10 @@ class DrawingsTask:
         self.world = W2.World2(self.pack, image_size, ("pretrain", "extra"),
                                {"object": object_fraction, "multi": cfg.multi_fraction, "shape": cfg.shape_fraction,
                                 "background": cfg.background_fraction},
-                               cfg.max_rotation, cfg.tint, cfg.occlusion, cfg.defect)
+                               cfg.max_rotation, cfg.tint, cfg.occlusion, cfg.defect, labelled=cfg.labelled)
+        if not any(r["class"] in self.vocab["name"] for r in self.pack.select("val")):
+            raise ValueError(f"the pack at {self.pack.folder} has no 'val' drawings of seen classes: training "
+                             "could not be checked; rebuild the pack with `python -m clipos_lab pocket pack`")
         self.prompt_names = self.vocab["name"]
         self.prompt_backgrounds = self.vocab["background"]
 

@@ -88,13 +88,14 @@ class World2:
     ``splits`` picks the drawings (pre-training: ``("pretrain", "extra")``; checks: ``("val",)``; reported
     numbers: ``("eval",)``; unseen concepts: ``("unseen",)``), ``background_splits`` the pattern and gradient
     backgrounds (``("pretrain",)`` or ``("eval",)``). ``fractions`` weighs the scene kinds when a render
-    call does not name one; ``tint``, ``occlusion`` and ``defect`` are the probabilities of those changes.
+    call does not name one; ``tint``, ``occlusion`` and ``defect`` are the probabilities of those changes;
+    ``labelled`` the probability that a drawing is drawn from the labelled ones (when the pool also has others).
     """
 
     def __init__(self, pack: DrawingsPack | None = None, image_size: int = 112,
                  splits: tuple[str, ...] = ("pretrain", "extra"), fractions: dict[str, float] | None = None,
                  max_rotation: float = 20.0, tint: float = 0.2, occlusion: float = 0.15, defect: float = 0.1,
-                 background_splits: tuple[str, ...] = ("pretrain",)):
+                 background_splits: tuple[str, ...] = ("pretrain",), labelled: float = 0.7):
         self.pack = pack if pack is not None else DrawingsPack()
         self.pool = self.pack.select(splits)
         if not self.pool:
@@ -107,6 +108,10 @@ class World2:
         self.tint, self.occlusion, self.defect = tint, occlusion, defect
         self.v1 = W.World(image_size)
         self.names = sorted({r["class"] for r in self.pool} - {""})
+        # unlabelled drawings (pre-training extras) outnumber labelled ones 3:1 in the pack; drawing from the two
+        # groups at ``labelled`` : 1 - ``labelled`` keeps class captions frequent
+        self.groups = [g for g in ([r for r in self.pool if r["class"]], [r for r in self.pool if not r["class"]]) if g]
+        self.labelled = labelled if len(self.groups) == 2 else 1.0
         self.backgrounds = [r for r in self.pack.backgrounds if r["split"] in background_splits]
 
     def render(self, seed: int, index: int, kind: str | None = None, drawing: dict | None = None,
@@ -133,7 +138,7 @@ class World2:
         placed, masks = [], []
         n = {"object": 1, "multi": int(rng.integers(2, 4)), "background": 0}[kind]
         for j in range(n):
-            record = drawing if (drawing is not None and j == 0) else self.pool[int(rng.integers(len(self.pool)))]
+            record = drawing if (drawing is not None and j == 0) else self._pick(rng)
             canvas, alpha, obj = self._place(canvas, record, rng, small=kind == "multi")
             masks = [m * (1 - alpha) for m in masks] + [alpha]
             placed.append(obj)
@@ -152,6 +157,10 @@ class World2:
         return (image, scene, {"objects": stack, "defect": defect}) if return_masks else (image, scene)
 
     # ------------------------------------------------------------------------------------------------------------
+    def _pick(self, rng: np.random.Generator) -> dict:
+        group = self.groups[0] if rng.random() < self.labelled else self.groups[-1]
+        return group[int(rng.integers(len(group)))]
+
     def _background(self, rng: np.random.Generator) -> tuple[np.ndarray, str]:
         size = self.image_size
         if self.backgrounds and rng.random() < 0.35:
