@@ -187,3 +187,13 @@ def test_train2_uses_the_shared_loop_and_resumes_to_the_step(fake_pack, tmp_path
     assert split["step"] == 2 and split["config"]["pack"] == str(fake_pack.folder)
     for name, value in whole["model"].items():
         assert torch.allclose(value, split["model"][name], atol=1e-6), name
+
+
+def test_train2_labels_are_distinct_even_where_a_class_is_also_a_v1_shape(fake_pack):
+    from clipos_lab.pocket.train2 import vocabulary
+
+    fake_pack.classes["star"] = {"superclass": "shapes", "unseen": False, "drawings": 1}  # like the real pack
+    vocab = vocabulary(fake_pack)
+    for key, names in vocab.items():
+        assert len(names) == len(set(names)), key
+    assert vocab["name"].count("star") == 1 and "circle" in vocab["name"] and "cat" not in vocab["name"]

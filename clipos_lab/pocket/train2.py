@@ -64,7 +64,8 @@ def vocabulary(pack: DrawingsPack) -> dict[str, list[str]]:
     seen = sorted(c for c, info in pack.classes.items() if not info["unseen"])
     supers = sorted({pack.classes[c]["superclass"] for c in seen})
     backgrounds = list(dict.fromkeys(list(W.BACKGROUNDS.values()) + list(W2.PACK_BACKGROUND_WORDS.values())))
-    return {"name": seen + list(W.SHAPES), "superclass": supers + ["shapes"], "background": backgrounds,
+    shapes = [s for s in W.SHAPES if s not in seen]  # "star" and "heart" are drawing classes too: one label each
+    return {"name": seen + shapes, "superclass": list(dict.fromkeys(supers + ["shapes"])), "background": backgrounds,
             "size": list(W2.SIZES), "colour": list(W.COLOURS), "state": ["intact", *W2.STATES]}
 
 
