@@ -162,20 +162,14 @@ def cmd_pocket(args) -> int:
     if args.action == "train2":
         from .pocket.train2 import train2
 
-        print(json.dumps(train2(args.out or "runs/pocket2", _json_options(args.options), progress=not args.no_progress,
-                                max_steps_this_sitting=args.max_steps), indent=1))
+        row = train2(args.out or "runs/pocket2", _json_options(args.options), progress=not args.no_progress,
+                     max_steps_this_sitting=args.max_steps)
+        print(json.dumps(row, indent=1))
         return 0
     args.out = args.out or "runs/pocket"
     if args.action == "train":
-        cfg = None
-        if args.options:
-            try:
-                options = json.loads(args.options)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"--options is not valid JSON ({err}): give e.g. '{{\"steps\": 3600}}'") from None
-            if not isinstance(options, dict):
-                raise ValueError(f"--options must be a JSON object of TrainConfig fields, got {args.options!r}")
-            cfg = pocket.TrainConfig.from_dict(options)
+        options = _json_options(args.options)
+        cfg = pocket.TrainConfig.from_dict(options) if options is not None else None
         row = pocket.train(args.out, cfg, progress=not args.no_progress, max_steps_this_sitting=args.max_steps)
         print(json.dumps(row, indent=1))
     elif args.action == "export":
@@ -186,6 +180,7 @@ def cmd_pocket(args) -> int:
 
 
 def _json_options(text: str | None) -> dict | None:
+    """``--options``: a JSON object of training config fields, or None when not given."""
     if not text:
         return None
     try:

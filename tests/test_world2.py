@@ -197,3 +197,12 @@ def test_train2_labels_are_distinct_even_where_a_class_is_also_a_v1_shape(fake_p
     for key, names in vocab.items():
         assert len(names) == len(set(names)), key
     assert vocab["name"].count("star") == 1 and "circle" in vocab["name"] and "cat" not in vocab["name"]
+
+
+def test_cli_train2_names_bad_options(tmp_path, capsys):
+    from clipos_lab.cli import main
+
+    assert main(["pocket", "train2", "--out", str(tmp_path / "r"), "--options", "[1]", "--no-progress"]) == 2
+    assert main(["pocket", "train2", "--out", str(tmp_path / "r"), "--options", '{"stepz": 5}', "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "JSON object" in err and "stepz" in err and not (tmp_path / "r" / "checkpoint.pt").exists()
