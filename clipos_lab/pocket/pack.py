@@ -105,7 +105,8 @@ def plan(source: str | Path = D.DEBIAN_ROOT, rule: D.PackRule = D.PackRule()) ->
     """Everything the pack will hold, before rendering: classes, tree, splits, and one record per drawing.
 
     Drawings without a class join pre-training as captioned extras (title and keywords), unless one of their
-    words names an unseen concept; they are never evaluation images. Backgrounds are split by file too
+    words names an unseen concept or they lie in a held-out superclass's folder (a map of Europe would leak
+    ``geography``); they are never evaluation images. Backgrounds are split by file too
     (``eval_fraction`` of them held out of pre-training, for texture OOD sets).
     """
     sources, skipped = D.scan(source)
@@ -126,7 +127,7 @@ def plan(source: str | Path = D.DEBIAN_ROOT, rule: D.PackRule = D.PackRule()) ->
             continue
         else:
             said = set(D.words(s.title)) | {w for kw in s.keywords for w in D.words(kw)} | set().union(*words[s.file])
-            if said & set(forbidden):
+            if said & set(forbidden) or "/".join(s.category.split("/")[:2]) in splits["unseen_superclasses"]:
                 continue
             cls, role = "", "extra"
         records.append({**s.as_dict(), "class": cls, "superclass": superclass_of.get(cls, ""), "split": role,
