@@ -107,7 +107,6 @@ class World2:
         self.image_size, self.max_rotation = image_size, max_rotation
         self.tint, self.occlusion, self.defect = tint, occlusion, defect
         self.v1 = W.World(image_size)
-        self.names = sorted({r["class"] for r in self.pool} - {""})
         # unlabelled drawings (pre-training extras) outnumber labelled ones 3:1 in the pack; drawing from the two
         # groups at ``labelled`` : 1 - ``labelled`` keeps class captions frequent
         self.groups = [g for g in ([r for r in self.pool if r["class"]], [r for r in self.pool if not r["class"]]) if g]
