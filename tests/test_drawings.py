@@ -191,3 +191,29 @@ def test_real_package_subset_rebuilds_byte_identical_and_matches_the_shipped_pac
         by_file = {r["file"]: r for r in shipped.drawings}
         for r in a["drawings"]:
             assert r["sprite_sha256"] == by_file[r["file"]]["sprite_sha256"]
+
+
+def test_shipped_pack_is_complete_and_its_splits_are_honest():
+    pack = P.DrawingsPack()
+    m = pack.manifest
+    assert m["source"]["package"] == "openclipart-svg" and m["source"]["version"] != "unknown"
+    files = [r["file"] for r in pack.drawings]
+    assert len(files) == len(set(files))  # every drawing in exactly one split
+    sprites = {p.name for p in (pack.folder / "sprites").iterdir()}
+    assert sprites == {Path(r["sprite"]).name for r in pack.drawings}  # nothing missing, nothing extra
+    forbidden = set(m["forbidden_words"])
+    seen = [c for c, info in pack.classes.items() if not info["unseen"]]
+    assert len(seen) >= 40
+    for r in pack.drawings:
+        assert r["licence"].startswith("public domain")
+        unseen = r["class"] and pack.classes[r["class"]]["unseen"]
+        assert (r["split"] == "unseen") == bool(unseen)
+        if r["split"] in ("pretrain", "extra"):  # nothing pre-training sees names a held-out concept
+            said = set(D.words(r["title"])) | {w for k in r["keywords"] for w in D.words(k)}
+            assert not said & forbidden or r["class"], r["file"]
+            assert "/".join(r["category"].split("/")[:2]) not in m["unseen_superclasses"] or r["class"]
+    for c in seen:
+        roles = {r["split"] for r in pack.drawings if r["class"] == c}
+        assert roles == {"pretrain", "val", "eval"}, c
+    for r in pack.drawings[::250]:  # a sample of sprites read back against their sha256
+        assert pack.image(r).shape[2] == 4
