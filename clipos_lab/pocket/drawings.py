@@ -10,11 +10,13 @@ split fractions, seed) was fixed before any model was trained on the pack, and i
 
 * **One drawing per file name.** The package stores many files twice, once in a folder and once in a subfolder
   (with slightly different metadata), plus symbolic links; a drawing is kept once, from its deepest folder.
-* **Class nouns by a rule on counts.** A title word counts after lower-casing, plural folding (``cats`` ->
-  ``cat`` when ``cat`` occurs too) and dropping stop words, colours, generic art words and the top-level
-  category names. Words in the titles of at least ``min_drawings`` drawings are candidate nouns; a drawing's
-  class is the *last* candidate of its title (English puts the head noun last: "apple tree" is a tree); classes
-  left with fewer than ``min_drawings`` drawings are dropped and their drawings re-assigned, until stable.
+* **Class nouns by a rule on counts.** A word counts after lower-casing, plural folding (``cats`` -> ``cat``
+  when ``cat`` occurs too) and dropping stop words, colours, generic art words, the top-level category names
+  and the drawing's creator's name. Words in the titles or file names of at least ``min_drawings`` drawings and
+  among the keywords of at least ``min_keyword_drawings`` are candidate nouns; a drawing's class is the *last*
+  candidate of its title (English puts the head noun last: "apple tree" is a tree), else of its file name, else
+  its most frequent candidate keyword; classes left with fewer than ``min_drawings`` drawings are dropped and
+  their drawings re-assigned, until stable. Folders of near-identical glyphs (:data:`SKIP_FOLDERS`) are skipped.
 * **Superclasses from folders.** A class's superclass is the most common two-level folder of its drawings
   (``animals/mammals``, ``food/fruit``); the tree is category -> superclass -> class.
 * **Splits by file, seeded.** Whole superclasses and single classes are held out as unseen concepts (never in
