@@ -155,7 +155,7 @@ def cmd_pocket(args) -> int:
         from .pocket.pack import DRAWINGS_DIR, build_pack
 
         manifest = build_pack(args.out or DRAWINGS_DIR, source=args.source, subset=args.subset,
-                              overwrite=args.overwrite, progress=not args.no_progress)
+                              overwrite=args.overwrite, progress=not args.no_progress, reuse=args.reuse)
         print(f"{len(manifest['drawings'])} drawings, {len(manifest['backgrounds'])} backgrounds, "
               f"{len(manifest['classes'])} classes -> {args.out or DRAWINGS_DIR}")
         return 0
@@ -286,6 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--subset", type=whole_number("--subset"), default=None,
                    help="pack: keep only the first N drawings and backgrounds (quick checks)")
     p.add_argument("--overwrite", action="store_true", help="pack: replace the pack in --out")
+    p.add_argument("--reuse", default=None, help="pack: an earlier pack whose sprites are copied where the source "
+                   "file and renderer are unchanged (same bytes as rendering again, in seconds)")
     p.add_argument("--options", default=None, help='JSON of TrainConfig fields, e.g. \'{"steps": 3600}\'')
     p.add_argument("--max-steps", type=whole_number("--max-steps"), default=None,
                    help="stop after this many steps (resume later)")

@@ -57,6 +57,9 @@ def tree(tmp_path) -> Path:
     write_svg(root, "food/fruit_0.svg", "An Apple (older copy)", ["apple"], k=1)  # same name as food/fruit/fruit_0
     (root / "tools" / "link.svg").symlink_to(root / "tools" / "tools_0.svg")
     (root / "tools" / "broken.svg").write_text("<svg><unclosed></svg>")
+    write_svg(root, "tools/tools_sign.svg", "hammer sign", ["hammer"], k=0)
+    text = (root / "tools/tools_sign.svg").read_text().replace("</svg>", "<text x='5' y='20'>SALE</text></svg>")
+    (root / "tools/tools_sign.svg").write_text(text)  # font-dependent pixels: left out
     for i in range(2):
         write_svg(root, f"special/patterns/pattern_{i}.svg", f"stripes pattern {i}", ["pattern"], k=i)
     return root
@@ -80,7 +83,8 @@ def test_scan_keeps_one_copy_per_file_name_skips_links_and_reports_unreadable(tr
     sources, skipped = D.scan(tree)
     files = [s.file for s in sources]
     assert "food/fruit_0.svg" not in files and "food/fruit/fruit_0.svg" in files and "tools/link.svg" not in files
-    assert skipped == [{"file": "tools/broken.svg", "reason": skipped[0]["reason"]}]
+    assert [s["file"] for s in skipped] == ["tools/broken.svg", "tools/tools_sign.svg"]
+    assert "installed fonts" in skipped[1]["reason"]
     assert len(files) == len(set(files)) == 22  # 20 drawings + 2 patterns
     with pytest.raises(FileNotFoundError, match="apt-get install openclipart-svg"):
         D.scan(tree / "missing")
@@ -156,6 +160,14 @@ def test_build_twice_gives_identical_bytes_and_the_pack_reads_back(tree, tmp_pat
         assert {"file", "sha256", "title", "keywords", "category", "class", "licence"} <= set(record)
     with pytest.raises(FileExistsError, match="--overwrite"):
         P.build_pack(tmp_path / "a", tree, rule, progress=False)
+    # reusing the first pack's sprites gives the same bytes as rendering them (here: all but one reused)
+    (tree / "tools/tools_3.svg").write_text((tree / "tools/tools_3.svg").read_text().replace("#e0c020", "#101010"))
+    P.build_pack(tmp_path / "c", tree, rule, progress=False, version="test", reuse=tmp_path / "a")
+    P.build_pack(tmp_path / "d", tree, rule, progress=False, version="test")
+    for f in sorted(p.relative_to(tmp_path / "d") for p in (tmp_path / "d").rglob("*") if p.is_file()):
+        assert (tmp_path / "c" / f).read_bytes() == (tmp_path / "d" / f).read_bytes(), f
+    changed = [r for r in P.DrawingsPack(tmp_path / "d").drawings if r["file"] == "tools/tools_3.svg"][0]
+    assert not (tmp_path / "a" / changed["sprite"]).exists()  # the changed file was rendered anew
     # a damaged sprite is named, not silently used
     record = pack.drawings[0]
     path = tmp_path / "a" / record["sprite"]

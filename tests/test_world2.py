@@ -48,6 +48,8 @@ def fake_pack(tmp_path) -> DrawingsPack:
                lambda d: d.rectangle([10, 10, 90, 40], fill=(255, 255, 255, 255))),
         record("tools/saw.svg", "", "extra", "", "saw", ["saw", "hash"],
                lambda d: d.polygon([(0, 70), (95, 70), (95, 20)], fill=(255, 255, 255, 255))),
+        record("tools/wire.svg", "wire", "pretrain", "tools", "wire", ["wire"],  # a hairline: no pixel covered by half
+               lambda d: d.line([(0, 0), (95, 71)], fill=(255, 255, 255, 110), width=1)),
         record("animals/mammals/cat.svg", "cat", "unseen", "animals/mammals", "cat", ["cat"],
                lambda d: d.ellipse([10, 10, 60, 60], fill=(255, 255, 255, 255))),
     ]
@@ -60,6 +62,7 @@ def fake_pack(tmp_path) -> DrawingsPack:
                     "title": "stripes", "keywords": [], "licence": "public domain"}]
     classes = {"apple": {"superclass": "food/fruit", "unseen": False, "drawings": 1},
                "hammer": {"superclass": "tools", "unseen": False, "drawings": 1},
+               "wire": {"superclass": "tools", "unseen": False, "drawings": 1},
                "cat": {"superclass": "animals/mammals", "unseen": True, "drawings": 1}}
     manifest = {"format": PACK_FORMAT, "drawings": drawings, "backgrounds": backgrounds, "classes": classes,
                 "forbidden_words": ["cat", "cats", "mammal", "mammals"]}
@@ -83,7 +86,8 @@ def test_images_are_a_pure_function_of_seed_and_index(fake_pack):
 
 def test_pool_keeps_the_chosen_splits_only(fake_pack):
     world = W2.World2(fake_pack)
-    assert {r["file"] for r in world.pool} == {"food/fruit/apple.svg", "tools/hammer.svg", "tools/saw.svg"}
+    assert {r["file"] for r in world.pool} == {"food/fruit/apple.svg", "tools/hammer.svg", "tools/saw.svg",
+                                               "tools/wire.svg"}
     for i in range(40):
         _, scene = world.render(0, i, kind="multi")
         assert all(o.name != "cat" for o in scene.objects)
@@ -94,8 +98,9 @@ def test_pool_keeps_the_chosen_splits_only(fake_pack):
 def test_object_mask_is_exactly_where_the_tinted_drawing_shows(fake_pack):
     # tint 1: a white sprite becomes exactly its tint colour; no occlusion or defects
     world = W2.World2(fake_pack, tint=1.0, occlusion=0.0, defect=0.0)
+    solid = [r for r in world.pool if r["class"] in ("apple", "hammer")]
     for i in range(12):
-        img, scene, masks = world.render(1, i, kind="object", return_masks=True)
+        img, scene, masks = world.render(1, i, kind="object", drawing=solid[i % 2], return_masks=True)
         obj, mask = scene.objects[0], masks["objects"][0]
         colour = np.array(W.COLOURS[obj.colour])
         full = mask > 0.999
@@ -118,9 +123,10 @@ def test_multi_object_masks_are_visible_coverage_after_overlap(fake_pack):
 @pytest.mark.parametrize("state", W2.STATES)
 def test_defect_changes_exactly_its_mask(fake_pack, state):
     world = W2.World2(fake_pack, occlusion=0.0)
+    solid = [r for r in world.pool if r["class"] in ("apple", "hammer")]
     for i in range(4):
-        clean, _, m0 = world.render(5, i, kind="object", state="", return_masks=True)
-        bad, scene, m1 = world.render(5, i, kind="object", state=state, return_masks=True)
+        clean, _, m0 = world.render(5, i, kind="object", drawing=solid[i % 2], state="", return_masks=True)
+        bad, scene, m1 = world.render(5, i, kind="object", drawing=solid[i % 2], state=state, return_masks=True)
         defect = m1["defect"]
         assert scene.objects[0].state == state and defect.sum() > 10
         assert np.array_equal(clean[~defect], bad[~defect])  # nothing outside the defect mask changed
@@ -128,13 +134,16 @@ def test_defect_changes_exactly_its_mask(fake_pack, state):
         assert (m0["objects"][0][defect] >= 0.5).all()  # the defect lies on the object
         if state in ("torn", "punctured"):  # the piece is gone from the object's mask too
             assert (m1["objects"][0][defect] == 0).all()
+    wire = [r for r in world.pool if r["class"] == "wire"][0]
+    _, scene, masks = world.render(5, 0, kind="object", drawing=wire, state=state, return_masks=True)
+    assert scene.objects[0].state == "" and not masks["defect"].any()  # nothing to damage: it says so
 
 
 def test_captions_state_what_the_scene_shows_and_never_a_forbidden_word(fake_pack):
     world = W2.World2(fake_pack)
     rng = np.random.default_rng(0)
     forbidden = frozenset(fake_pack.manifest["forbidden_words"])
-    for i in range(60):
+    for i in range(120):  # every caption has its own scene as a positive (a caption with none made a run NaN)
         _, scene = world.render(7, i)
         for text, constraints in candidates(scene, forbidden):
             assert W2.matches(constraints, scene), (text, constraints)
@@ -142,6 +151,10 @@ def test_captions_state_what_the_scene_shows_and_never_a_forbidden_word(fake_pac
             assert "hash" not in text
         text, constraints = caption(scene, rng, forbidden)
         assert W2.matches(constraints, scene)
+    wire = [r for r in world.pool if r["class"] == "wire"][0]
+    for i in range(10):
+        _, scene, masks = world.render(8, i, kind="object", drawing=wire, state="", return_masks=True)
+        assert masks["objects"][0].max() < 0.5 and scene.objects[0].position  # placed although no pixel is half
     _, apple = world.render(0, 0, kind="object", drawing=world.pool[0], state="")
     _, hammer = world.render(0, 1, kind="object", drawing=world.pool[1], state="")
     assert W2.matches({"name": ("apple",)}, apple) and not W2.matches({"name": ("apple",)}, hammer)
@@ -206,3 +219,14 @@ def test_cli_train2_names_bad_options(tmp_path, capsys):
     assert main(["pocket", "train2", "--out", str(tmp_path / "r"), "--options", '{"stepz": 5}', "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "JSON object" in err and "stepz" in err and not (tmp_path / "r" / "checkpoint.pt").exists()
+
+
+def test_contrastive_loss_stays_finite_when_a_caption_has_no_positive():
+    import torch
+
+    from clipos_lab.pocket.train import multi_positive_loss
+
+    emb = torch.nn.functional.normalize(torch.randn(4, 8), dim=-1)
+    positives = torch.tensor([[1, 0, 0], [0, 1, 0], [1, 0, 0], [0, 1, 0]], dtype=torch.bool)  # text 2: none
+    loss = multi_positive_loss(emb, emb[:3], positives, torch.tensor(10.0))
+    assert torch.isfinite(loss)

@@ -58,8 +58,9 @@ def candidates(scene: Scene2, forbidden: frozenset[str] = frozenset()) -> list[C
         out += [(f"a {what} of {article(n)} {n}.", {"name": (n,)}),
                 (f"a photo of {article(n)} {n}.", {"name": (n,)}),
                 (f"{article(obj.size)} {obj.size} {n}.", {"name": (n,), "size": (obj.size,)}),
-                (f"{article(n)} {n} in the {obj.position}.", {"name": (n,), "position": (obj.position,)}),
                 (f"{article(n)} {n} on a {bg} background.", {"name": (n,), "background": (bg,)})]
+        if obj.position:  # empty for an object hidden entirely
+            out.append((f"{article(n)} {n} in the {obj.position}.", {"name": (n,), "position": (obj.position,)}))
         if obj.colour:
             out.append((f"{article(obj.colour)} {obj.colour} {n}.", {"name": (n,), "colour": (obj.colour,)}))
         if obj.state:

@@ -146,11 +146,14 @@ def plan(source: str | Path = D.DEBIAN_ROOT, rule: D.PackRule = D.PackRule()) ->
 
 def build_pack(out: str | Path = DRAWINGS_DIR, source: str | Path = D.DEBIAN_ROOT, rule: D.PackRule = D.PackRule(),
                subset: int | None = None, overwrite: bool = False, progress: bool = True,
-               version: str | None = None) -> dict:
+               version: str | None = None, reuse: str | Path | None = None) -> dict:
     """Render the pack into ``out`` (``manifest.json``, ``sprites/``, ``backgrounds/``); returns the manifest.
 
     ``subset`` keeps only the first N drawings and N backgrounds of the plan (same classes and splits as the full
-    build), for quick checks. An existing pack in ``out`` is refused unless ``overwrite``; the new pack is built
+    build), for quick checks. ``reuse`` names an earlier pack whose sprites are copied instead of rendered again
+    where the source file (path and sha256) and the renderer versions are the same: a rule change then takes
+    seconds, and gives the bytes a full build gives (rendering is deterministic; tests check both ways).
+    An existing pack in ``out`` is refused unless ``overwrite``; the new pack is built
     beside it and swapped in only when complete, so a failed build leaves the old one.
     """
     from tqdm.auto import tqdm
@@ -174,20 +177,24 @@ def build_pack(out: str | Path = DRAWINGS_DIR, source: str | Path = D.DEBIAN_ROO
     shutil.rmtree(staging, ignore_errors=True)
     (staging / "sprites").mkdir(parents=True)
     (staging / "backgrounds").mkdir()
+    earlier = _reusable(reuse, manifest["renderer"]) if reuse else {}
     kept, failed = [], []
     jobs = [("sprites", r) for r in manifest["drawings"]] + [("backgrounds", r) for r in manifest["backgrounds"]]
     for folder, record in tqdm(jobs, disable=not progress, desc="render drawings"):
-        data = (Path(source) / record["file"]).read_bytes()
-        try:
-            image = render_sprite(data) if folder == "sprites" else render_background(data)
-        except Exception as err:  # noqa: BLE001 - any renderer failure skips the drawing, with its reason
-            failed.append({"file": record["file"], "reason": f"render failed: {type(err).__name__}: {err}"[:200]})
-            continue
-        blob = png_bytes(image)
         name = sprite_name(record["file"], record["sha256"])
+        if (folder, record["file"], record["sha256"]) in earlier:
+            blob, size = earlier[folder, record["file"], record["sha256"]]
+        else:
+            data = (Path(source) / record["file"]).read_bytes()
+            try:
+                image = render_sprite(data) if folder == "sprites" else render_background(data)
+            except Exception as err:  # noqa: BLE001 - any renderer failure skips the drawing, with its reason
+                failed.append({"file": record["file"], "reason": f"render failed: {type(err).__name__}: {err}"[:200]})
+                continue
+            blob, size = png_bytes(image), list(image.size)
         (staging / folder / name).write_bytes(blob)
         kept.append({**record, "sprite": f"{folder}/{name}", "sprite_sha256": hashlib.sha256(blob).hexdigest(),
-                     "sprite_size": list(image.size)})
+                     "sprite_size": size})
     manifest["skipped"] = manifest["skipped"] + failed
     manifest["drawings"] = [r for r in kept if r["sprite"].startswith("sprites/")]
     manifest["backgrounds"] = [r for r in kept if r["sprite"].startswith("backgrounds/")]
@@ -196,6 +203,19 @@ def build_pack(out: str | Path = DRAWINGS_DIR, source: str | Path = D.DEBIAN_ROO
     (staging / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     _swap_in(staging, out)
     return manifest
+
+
+def _reusable(folder: str | Path, renderer: dict) -> dict:
+    """``(folder kind, file, sha256) -> (PNG bytes, size)`` of an earlier pack drawn with the same renderer."""
+    earlier = DrawingsPack(folder)
+    if earlier.manifest.get("renderer") != renderer:
+        return {}
+    out = {}
+    for record in earlier.drawings + earlier.backgrounds:
+        blob = (earlier.folder / record["sprite"]).read_bytes()
+        if hashlib.sha256(blob).hexdigest() == record["sprite_sha256"]:
+            out[record["sprite"].split("/")[0], record["file"], record["sha256"]] = (blob, record["sprite_size"])
+    return out
 
 
 def _swap_in(staging: Path, out: Path) -> None:

@@ -166,10 +166,11 @@ def make_batch(world: W.World, seed: int, step: int, cfg: TrainConfig, grid: int
 
 
 def multi_positive_loss(image_emb, text_emb, positives, logit_scale):
-    """Symmetric contrastive loss where every positive pair of ``positives`` (B_img x B_txt, bool) counts."""
+    """Symmetric contrastive loss where every positive pair of ``positives`` (B_img x B_txt, bool) counts; a row
+    with no positive adds nothing (instead of 0 / 0 = NaN, which would end a run)."""
     logits = logit_scale * image_emb @ text_emb.T
-    target_i = positives.float() / positives.sum(1, keepdim=True)
-    target_t = positives.T.float() / positives.T.sum(1, keepdim=True)
+    target_i = positives.float() / positives.sum(1, keepdim=True).clamp(min=1)
+    target_t = positives.T.float() / positives.T.sum(1, keepdim=True).clamp(min=1)
     loss_i = -(target_i * logits.log_softmax(1)).sum(1).mean()
     loss_t = -(target_t * logits.T.log_softmax(1)).sum(1).mean()
     return (loss_i + loss_t) / 2

@@ -71,12 +71,15 @@ def matches(constraints: dict[str, tuple[str, ...]], scene: Scene2) -> bool:
 
 
 def position_word(mask: np.ndarray) -> str:
-    """Where a mask's centre of mass lies on a 3 x 3 grid: "top left", "top", ..., "centre", ..."""
-    ys, xs = np.nonzero(mask > 0.5)
-    if not len(xs):
+    """Where a coverage mask's centre of mass lies on a 3 x 3 grid: "top left", "top", ..., "centre", ...; ""
+    only for an empty mask (thin line drawings may cover no pixel by half, so coverage weighs the centre)."""
+    total = float(mask.sum())
+    if total <= 0:
         return ""
     s = mask.shape[0]
-    row, col = ROWS[min(2, int(3 * ys.mean() / s))], COLS[min(2, int(3 * xs.mean() / s))]
+    cy = float((mask.sum(1) * np.arange(s)).sum()) / total + 0.5
+    cx = float((mask.sum(0) * np.arange(s)).sum()) / total + 0.5
+    row, col = ROWS[min(2, int(3 * cy / s))], COLS[min(2, int(3 * cx / s))]
     if row == "middle":
         return "centre" if col == "centre" else col
     return row if col == "centre" else f"{row} {col}"
@@ -119,7 +122,8 @@ class World2:
         third item ``{"objects": (n, S, S) float32 visible coverage, "defect": (S, S) bool}``.
 
         ``drawing`` (a pack record) fixes the drawing of an ``object`` scene; ``state`` forces a defect
-        (``""``: none), else one is drawn with probability ``defect``.
+        (``""``: none), else one is drawn with probability ``defect``; the scene's object carries the state only
+        when the defect covers some pixels (never on a drawing with no solid pixel).
         """
         rng = np.random.default_rng([int(seed), int(index), STREAM])
         if kind is None:
@@ -148,7 +152,8 @@ class World2:
                                                      if rng.random() < self.defect else "")
             if want:
                 canvas, masks[0], defect = damage(canvas, masks[0], want, rng, self._background(rng)[0])
-                placed[0] = replace(placed[0], state=want)
+                if defect.any():  # a hairline drawing has no solid pixel to damage: it stays intact
+                    placed[0] = replace(placed[0], state=want)
         placed = [replace(o, position=position_word(m), box=_box(m)) for o, m in zip(placed, masks)]
         image = np.clip(canvas + 0.5, 0, 255).astype(np.uint8)
         scene = Scene2(kind, bg_word, tuple(placed))
