@@ -144,8 +144,13 @@ def test_plan_never_puts_an_unseen_word_into_pretraining_extras(tree):
 
 def test_build_twice_gives_identical_bytes_and_the_pack_reads_back(tree, tmp_path):
     pytest.importorskip("cairosvg")
+    gradient = tree / "special/gradients/gradient_only.svg"  # defines a gradient, draws nothing with it
+    gradient.parent.mkdir(parents=True)
+    gradient.write_text('<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"><defs><linearGradient '
+                        'id="g"><stop offset="0" stop-color="#f00"/></linearGradient></defs></svg>')
     rule = small_rule()
-    P.build_pack(tmp_path / "a", tree, rule, progress=False, version="test")
+    a = P.build_pack(tmp_path / "a", tree, rule, progress=False, version="test")
+    assert {"file": "special/gradients/gradient_only.svg", "reason": "renders to nothing visible"} in a["skipped"]
     P.build_pack(tmp_path / "b", tree, rule, progress=False, version="test")
     files_a = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
     files_b = sorted(p.relative_to(tmp_path / "b") for p in (tmp_path / "b").rglob("*") if p.is_file())

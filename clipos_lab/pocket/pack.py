@@ -97,6 +97,12 @@ def png_bytes(image: Image.Image) -> bytes:
     return buf.getvalue()
 
 
+def blank(blob: bytes) -> bool:
+    """Whether a PNG shows nothing: fully transparent, or one flat colour."""
+    image = Image.open(io.BytesIO(blob)).convert("RGBA")
+    return image.getchannel("A").getextrema()[1] <= 8 or len(image.getcolors(2) or [0, 0]) < 2
+
+
 def sprite_name(file: str, sha256: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", Path(file).stem).strip("_")[:40] + f"-{sha256[:8]}.png"
 
@@ -192,6 +198,9 @@ def build_pack(out: str | Path = DRAWINGS_DIR, source: str | Path = D.DEBIAN_ROO
                 failed.append({"file": record["file"], "reason": f"render failed: {type(err).__name__}: {err}"[:200]})
                 continue
             blob, size = png_bytes(image), list(image.size)
+        if blank(blob):  # e.g. a gradient file that only defines gradients and draws nothing with them
+            failed.append({"file": record["file"], "reason": "renders to nothing visible"})
+            continue
         (staging / folder / name).write_bytes(blob)
         kept.append({**record, "sprite": f"{folder}/{name}", "sprite_sha256": hashlib.sha256(blob).hexdigest(),
                      "sprite_size": size})
