@@ -252,6 +252,23 @@ def _json_option(text: str, option: str) -> dict:
 def cmd_pocket(args) -> int:
     from .pocket import train as pocket
 
+    if args.action == "pack":
+        from .pocket.pack import DRAWINGS_DIR, build_pack
+
+        manifest = build_pack(args.out or DRAWINGS_DIR, source=args.source, subset=args.subset,
+                              overwrite=args.overwrite, progress=not args.no_progress, reuse=args.reuse)
+        print(f"{len(manifest['drawings'])} drawings, {len(manifest['backgrounds'])} backgrounds, "
+              f"{len(manifest['classes'])} classes -> {args.out or DRAWINGS_DIR}")
+        return 0
+    if args.action == "train2":
+        from .pocket.train2 import train2
+
+        options = _json_option(args.options, "--options") if args.options else None
+        row = train2(args.out or "runs/pocket2", options, progress=not args.no_progress,
+                     max_steps_this_sitting=args.max_steps)
+        print(json.dumps(row, indent=1))
+        return 0
+    args.out = args.out or "runs/pocket"
     if args.action == "train":
         cfg = pocket.TrainConfig.from_dict(_json_option(args.options, "--options")) if args.options else None
         row = pocket.train(args.out, cfg, progress=not args.no_progress, max_steps_this_sitting=args.max_steps)
@@ -388,9 +405,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_clipn)
 
-    p = sub.add_parser("pocket", help="train, export or check the pocket model")
-    p.add_argument("action", choices=["train", "export", "check"])
-    p.add_argument("--out", default="runs/pocket", help="training folder (checkpoint.pt, training_log.csv)")
+    p = sub.add_parser("pocket", help="train, export or check the pocket model; build the drawings pack; train v2")
+    p.add_argument("action", choices=["train", "export", "check", "pack", "train2"])
+    p.add_argument("--out", default=None, help="training folder (checkpoint.pt, training_log.csv; default "
+                   "runs/pocket, train2: runs/pocket2) or, for pack, the pack folder (default assets/drawings)")
+    p.add_argument("--source", default="/usr/share/openclipart/svg",
+                   help="pack: the Open Clip Art SVG tree (Debian's openclipart-svg)")
+    p.add_argument("--subset", type=whole_number("--subset"), default=None,
+                   help="pack: keep only the first N drawings and backgrounds (quick checks)")
+    p.add_argument("--overwrite", action="store_true", help="pack: replace the pack in --out")
+    p.add_argument("--reuse", default=None, help="pack: an earlier pack whose sprites are copied where the source "
+                   "file and renderer are unchanged (same bytes as rendering again, in seconds)")
     p.add_argument("--options", default=None, help='JSON of TrainConfig fields, e.g. \'{"steps": 3600}\'')
     p.add_argument("--max-steps", type=whole_number("--max-steps"), default=None,
                    help="stop after this many steps (resume later)")

@@ -1,8 +1,8 @@
 """Bad inputs and faults across the command line, run folders, names, caches and specs: nothing lost, nothing
 outside its folder, no raw tracebacks (the promises of docs/reliability.md).
 
-All use the tiny random model or no model at all, so the file runs in seconds. ``benchmarks/bad_inputs.py`` runs the same kinds of inputs through the command line
-and counts the outcomes.
+All use the tiny random model or no model at all, so the file runs in seconds. ``benchmarks/bad_inputs.py`` runs
+the same kinds of inputs through the command line and counts the outcomes.
 """
 
 from __future__ import annotations

@@ -6,10 +6,10 @@ import pytest
 import torch
 import yaml
 
+from clipos_lab import scores as S
 from clipos_lab import threads as T
 from clipos_lab.cli import main
 from clipos_lab.clipos.prompts import PromptConfig, PromptLearner, TrainingData, train_prompts
-from clipos_lab import scores as S
 from clipos_lab.features import FeatureBank
 from clipos_lab.methods import MCM
 

@@ -165,10 +165,11 @@ def make_batch(world: W.World, seed: int, step: int, cfg: TrainConfig, grid: int
 
 
 def multi_positive_loss(image_emb, text_emb, positives, logit_scale):
-    """Symmetric contrastive loss where every positive pair of ``positives`` (B_img x B_txt, bool) counts."""
+    """Symmetric contrastive loss where every positive pair of ``positives`` (B_img x B_txt, bool) counts; a row
+    with no positive adds nothing (instead of 0 / 0 = NaN, which would end a run)."""
     logits = logit_scale * image_emb @ text_emb.T
-    target_i = positives.float() / positives.sum(1, keepdim=True)
-    target_t = positives.T.float() / positives.T.sum(1, keepdim=True)
+    target_i = positives.float() / positives.sum(1, keepdim=True).clamp(min=1)
+    target_t = positives.T.float() / positives.T.sum(1, keepdim=True).clamp(min=1)
     loss_i = -(target_i * logits.log_softmax(1)).sum(1).mean()
     loss_t = -(target_t * logits.T.log_softmax(1)).sum(1).mean()
     return (loss_i + loss_t) / 2
@@ -209,22 +210,54 @@ def _lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
+class ShapesTask:
+    """The v1 world as a training task: what :func:`train`'s loop asks of its data (batches, caption matching,
+    attribute heads and their loss, the dense loss's prompts, the validation number). World v2 has its own
+    (:class:`clipos_lab.pocket.train2.DrawingsTask`); the loop, its checkpoints and resumes are shared."""
+
+    matches = staticmethod(W.matches)
+
+    def __init__(self, cfg: TrainConfig, image_size: int, grid: int):
+        self.cfg, self.image_size, self.grid = cfg, image_size, grid
+        self.world = W.World(image_size, max_rotation=cfg.max_rotation)
+
+    @staticmethod
+    def make_heads(dim: int, cfg: TrainConfig) -> torch.nn.Module:
+        return AuxHeads(dim)
+
+    def prompts(self) -> list[str]:
+        return class_prompts()
+
+    def batch(self, step: int):
+        return make_batch(self.world, self.cfg.seed, step, self.cfg, self.grid)
+
+    def aux_loss(self, heads: torch.nn.Module, image_emb: torch.Tensor, scenes) -> torch.Tensor:
+        weights = {"shape": self.cfg.shape_weight}
+        return sum(weights.get(k, 1.0) * F.cross_entropy(getattr(heads, k)(image_emb * 10), v)
+                   for k, v in _labels(scenes).items()) / 4
+
+    def evaluate(self, model, tokenizer) -> float:
+        return zero_shot_top1(model, tokenizer, self.cfg.seed * 1_000_003 + VAL_STREAM, self.cfg.eval_images,
+                              self.image_size, self.cfg.max_rotation)[0]
+
+
 def train(out_dir: str | os.PathLike, cfg: TrainConfig | None = None, progress: bool = True,
-          max_steps_this_sitting: int | None = None) -> dict:
+          max_steps_this_sitting: int | None = None, task_class=ShapesTask, config_class=TrainConfig) -> dict:
     """Train (or resume) a pocket model in ``out_dir``; returns the final log row.
 
     ``out_dir/checkpoint.pt`` is written every ``checkpoint_every`` steps; calling again with the same folder
     resumes from it (the stored config wins, so a resume cannot change the run). ``max_steps_this_sitting``
-    stops early on purpose, to spread one run over several sittings.
+    stops early on purpose, to spread one run over several sittings. ``task_class`` supplies the data and the
+    task-specific losses (default: the v1 world), ``config_class`` the config dataclass (a TrainConfig subclass).
     """
     from open_clip.tokenizer import tokenize
 
-    out, ckpt_path, state, cfg = start_or_resume(out_dir, TrainConfig, cfg)
+    out, ckpt_path, state, cfg = start_or_resume(out_dir, config_class, cfg)
 
     with torch.random.fork_rng(devices=[]):  # model and heads draw their init from one seeded stream
         torch.manual_seed(cfg.seed)
         model = build_model(cfg.model_config, seed=None)
-        heads = AuxHeads(model.visual.output_dim)
+        heads = task_class.make_heads(model.visual.output_dim, cfg)
     context_length = model.context_length
     tokenizer = lambda texts: tokenize(texts, context_length=context_length)  # noqa: E731
     params = list(model.parameters()) + list(heads.parameters())
@@ -246,18 +279,18 @@ def train(out_dir: str | os.PathLike, cfg: TrainConfig | None = None, progress: 
         heads.load_state_dict(init["heads"])
     image_size = model.visual.image_size[0] if isinstance(model.visual.image_size, tuple) else model.visual.image_size
     grid = model.visual.grid_size[0]
-    world = W.World(image_size, max_rotation=cfg.max_rotation)
-    prompt_tokens = tokenizer(class_prompts())
+    task = task_class(cfg, image_size, grid)
+    prompt_tokens = tokenizer(task.prompts())
     token_cache: dict[str, torch.Tensor] = {}
     stop_at = cfg.steps if max_steps_this_sitting is None else min(cfg.steps, step + max_steps_this_sitting)
     bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc="pocket train")
     t_start = time.time() - (log[-1]["elapsed_s"] if log else 0.0)
     model.train()
     while step < stop_at:
-        images, scenes, captions, dense_labels, difficulty = make_batch(world, cfg.seed, step, cfg, grid)
+        images, scenes, captions, dense_labels, difficulty = task.batch(step)
         texts = sorted({c for c, _ in captions})
         constraints = {c: k for c, k in captions}
-        positives = torch.tensor([[W.matches(constraints[t], s) for t in texts] for s in scenes])
+        positives = torch.tensor([[task.matches(constraints[t], s) for t in texts] for s in scenes])
         missing = [t for t in texts if t not in token_cache]
         if missing:
             token_cache.update(zip(missing, tokenizer(missing)))
@@ -273,10 +306,7 @@ def train(out_dir: str | os.PathLike, cfg: TrainConfig | None = None, progress: 
         text_emb, prompt_emb = text_all[: len(texts)], text_all[len(texts):]
         scale = model.logit_scale.exp().clamp(max=100)
         loss_clip = multi_positive_loss(image_emb, text_emb, positives, scale)
-        labels = _labels(scenes)
-        weights = {"shape": cfg.shape_weight}
-        loss_aux = sum(weights.get(k, 1.0) * F.cross_entropy(getattr(heads, k)(image_emb * 10), v)
-                       for k, v in labels.items()) / 4
+        loss_aux = task.aux_loss(heads, image_emb, scenes)
         dense_logits = scale * F.normalize(patch_emb, dim=-1) @ prompt_emb.T
         loss_dense = F.cross_entropy(dense_logits.reshape(-1, dense_logits.shape[-1]), dense_labels.reshape(-1),
                                      ignore_index=-100)
@@ -295,8 +325,7 @@ def train(out_dir: str | os.PathLike, cfg: TrainConfig | None = None, progress: 
                "loss_dense": loss_dense.item(), "lr": optim.param_groups[0]["lr"], "difficulty": difficulty,
                "logit_scale": scale.item(), "val_top1": "", "elapsed_s": time.time() - t_start}
         if step % cfg.eval_every == 0 or step == cfg.steps:
-            row["val_top1"], _ = zero_shot_top1(model, tokenizer, cfg.seed * 1_000_003 + VAL_STREAM,
-                                                cfg.eval_images, image_size, cfg.max_rotation)
+            row["val_top1"] = task.evaluate(model, tokenizer)
         log.append(row)
         bar.set_postfix(loss=f"{row['loss']:.3f}", top1=row["val_top1"] or "-")
         if step % cfg.checkpoint_every == 0 or step == stop_at:

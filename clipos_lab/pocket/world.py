@@ -198,6 +198,9 @@ def _background(kind: str, size: int, rng: np.random.Generator) -> np.ndarray:
     raise ValueError(f"unknown background {kind!r}; choose from {sorted(BACKGROUNDS)}")
 
 
+texture = _background  # the public name: world v2 draws the same textures
+
+
 def _validate(names: Sequence[str], known, what: str) -> None:
     unknown = [n for n in names if n not in known]
     if unknown:

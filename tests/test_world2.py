@@ -1,0 +1,232 @@
+"""World v2: determinism, masks, defects and captions, on a tiny hand-made pack (no renderer needed)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from clipos_lab.pocket import world as W
+from clipos_lab.pocket import world2 as W2
+from clipos_lab.pocket.captions2 import candidates, caption
+from clipos_lab.pocket.pack import PACK_FORMAT, DrawingsPack
+
+
+def _png(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture
+def fake_pack(tmp_path) -> DrawingsPack:
+    """Four white drawings (two classes, one unlabelled extra, one unseen) and one striped background."""
+    folder = tmp_path / "pack"
+    (folder / "sprites").mkdir(parents=True)
+    (folder / "backgrounds").mkdir()
+
+    def sprite(name, draw, size=(96, 72)):
+        im = Image.new("RGBA", size, (0, 0, 0, 0))
+        draw(ImageDraw.Draw(im))
+        blob = _png(im)
+        (folder / "sprites" / name).write_bytes(blob)
+        return {"sprite": f"sprites/{name}", "sprite_sha256": hashlib.sha256(blob).hexdigest()}
+
+    def record(file, cls, split, sup, title, keywords, draw):
+        return {"file": file, "category": file.rsplit("/", 1)[0], "class": cls, "superclass": sup, "split": split,
+                "title": title, "keywords": keywords, "creator": "", "sha256": "0" * 64, "licence": "public domain",
+                "also_in": [], **sprite(file.replace("/", "_") + ".png", draw)}
+
+    drawings = [
+        record("food/fruit/apple.svg", "apple", "pretrain", "food/fruit", "An Apple", ["apple", "fruit"],
+               lambda d: d.ellipse([4, 4, 70, 68], fill=(255, 255, 255, 255))),
+        record("tools/hammer.svg", "hammer", "pretrain", "tools", "Hammer", ["hammer", "tool"],
+               lambda d: d.rectangle([10, 10, 90, 40], fill=(255, 255, 255, 255))),
+        record("tools/saw.svg", "", "extra", "", "saw", ["saw", "hash"],
+               lambda d: d.polygon([(0, 70), (95, 70), (95, 20)], fill=(255, 255, 255, 255))),
+        record("tools/wire.svg", "wire", "pretrain", "tools", "wire", ["wire"],  # a hairline: no pixel covered by half
+               lambda d: d.line([(0, 0), (95, 71)], fill=(255, 255, 255, 110), width=1)),
+        record("animals/mammals/cat.svg", "cat", "unseen", "animals/mammals", "cat", ["cat"],
+               lambda d: d.ellipse([10, 10, 60, 60], fill=(255, 255, 255, 255))),
+    ]
+    bg = Image.new("RGBA", (112, 112), (200, 180, 90, 255))
+    ImageDraw.Draw(bg).rectangle([0, 0, 111, 40], fill=(90, 120, 200, 255))
+    blob = _png(bg)
+    (folder / "backgrounds" / "stripes.png").write_bytes(blob)
+    backgrounds = [{"file": "special/patterns/stripes.svg", "category": "special/patterns", "split": "pretrain",
+                    "sprite": "backgrounds/stripes.png", "sprite_sha256": hashlib.sha256(blob).hexdigest(),
+                    "title": "stripes", "keywords": [], "licence": "public domain"}]
+    classes = {"apple": {"superclass": "food/fruit", "unseen": False, "drawings": 1},
+               "hammer": {"superclass": "tools", "unseen": False, "drawings": 1},
+               "wire": {"superclass": "tools", "unseen": False, "drawings": 1},
+               "cat": {"superclass": "animals/mammals", "unseen": True, "drawings": 1}}
+    manifest = {"format": PACK_FORMAT, "drawings": drawings, "backgrounds": backgrounds, "classes": classes,
+                "forbidden_words": ["cat", "cats", "mammal", "mammals"]}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return DrawingsPack(folder)
+
+
+def test_images_are_a_pure_function_of_seed_and_index(fake_pack):
+    a, b = W2.World2(fake_pack), W2.World2(fake_pack)
+    kinds = set()
+    for i in range(24):
+        img1, scene1, m1 = a.render(3, i, return_masks=True)
+        img2, scene2, m2 = b.render(3, i, return_masks=True)
+        assert np.array_equal(img1, img2) and scene1 == scene2 and np.array_equal(m1["objects"], m2["objects"])
+        kinds.add(scene1.kind)
+        assert img1.shape == (112, 112, 3) and img1.dtype == np.uint8
+    assert kinds == set(W2.KINDS)
+    assert not np.array_equal(a.render(3, 0)[0], a.render(4, 0)[0])
+    assert not np.array_equal(a.render(3, 0)[0], a.render(3, 1)[0])
+
+
+def test_pool_keeps_the_chosen_splits_only(fake_pack):
+    world = W2.World2(fake_pack)
+    assert {r["file"] for r in world.pool} == {"food/fruit/apple.svg", "tools/hammer.svg", "tools/saw.svg",
+                                               "tools/wire.svg"}
+    for i in range(40):
+        _, scene = world.render(0, i, kind="multi")
+        assert all(o.name != "cat" for o in scene.objects)
+    with pytest.raises(ValueError, match="no drawings in splits"):
+        W2.World2(fake_pack, splits=("eval",))
+
+
+def test_object_mask_is_exactly_where_the_tinted_drawing_shows(fake_pack):
+    # tint 1: a white sprite becomes exactly its tint colour; no occlusion or defects
+    world = W2.World2(fake_pack, tint=1.0, occlusion=0.0, defect=0.0)
+    solid = [r for r in world.pool if r["class"] in ("apple", "hammer")]
+    for i in range(12):
+        img, scene, masks = world.render(1, i, kind="object", drawing=solid[i % 2], return_masks=True)
+        obj, mask = scene.objects[0], masks["objects"][0]
+        colour = np.array(W.COLOURS[obj.colour])
+        full = mask > 0.999
+        assert full.sum() > 200
+        assert np.abs(img[full].astype(int) - colour).max() <= 1
+        x0, y0, x1, y1 = obj.box
+        assert (mask[:y0] <= 0.5).all() and (mask[y1:] <= 0.5).all() and (mask[:, :x0] <= 0.5).all()
+        assert obj.position == W2.position_word(mask)
+
+
+def test_multi_object_masks_are_visible_coverage_after_overlap(fake_pack):
+    world = W2.World2(fake_pack)
+    for i in range(12):
+        _, scene, masks = world.render(2, i, kind="multi", return_masks=True)
+        objs = masks["objects"]
+        assert len(objs) == len(scene.objects) >= 2
+        assert objs.min() >= 0 and objs.sum(0).max() <= 1.0 + 1e-5  # no pixel is counted twice
+
+
+@pytest.mark.parametrize("state", W2.STATES)
+def test_defect_changes_exactly_its_mask(fake_pack, state):
+    world = W2.World2(fake_pack, occlusion=0.0)
+    solid = [r for r in world.pool if r["class"] in ("apple", "hammer")]
+    for i in range(4):
+        clean, _, m0 = world.render(5, i, kind="object", drawing=solid[i % 2], state="", return_masks=True)
+        bad, scene, m1 = world.render(5, i, kind="object", drawing=solid[i % 2], state=state, return_masks=True)
+        defect = m1["defect"]
+        assert scene.objects[0].state == state and defect.sum() > 10
+        assert np.array_equal(clean[~defect], bad[~defect])  # nothing outside the defect mask changed
+        assert (np.abs(clean[defect].astype(int) - bad[defect]).sum(1) > 0).mean() > 0.9
+        assert (m0["objects"][0][defect] >= 0.5).all()  # the defect lies on the object
+        if state in ("torn", "punctured"):  # the piece is gone from the object's mask too
+            assert (m1["objects"][0][defect] == 0).all()
+    wire = [r for r in world.pool if r["class"] == "wire"][0]
+    _, scene, masks = world.render(5, 0, kind="object", drawing=wire, state=state, return_masks=True)
+    assert scene.objects[0].state == "" and not masks["defect"].any()  # nothing to damage: it says so
+
+
+def test_captions_state_what_the_scene_shows_and_never_a_forbidden_word(fake_pack):
+    world = W2.World2(fake_pack)
+    rng = np.random.default_rng(0)
+    forbidden = frozenset(fake_pack.manifest["forbidden_words"])
+    for i in range(120):  # every caption has its own scene as a positive (a caption with none made a run NaN)
+        _, scene = world.render(7, i)
+        for text, constraints in candidates(scene, forbidden):
+            assert W2.matches(constraints, scene), (text, constraints)
+            assert not set(text.replace(".", " ").replace(",", " ").split()) & forbidden
+            assert "hash" not in text
+        text, constraints = caption(scene, rng, forbidden)
+        assert W2.matches(constraints, scene)
+    wire = [r for r in world.pool if r["class"] == "wire"][0]
+    for i in range(10):
+        _, scene, masks = world.render(8, i, kind="object", drawing=wire, state="", return_masks=True)
+        assert masks["objects"][0].max() < 0.5 and scene.objects[0].position  # placed although no pixel is half
+    _, apple = world.render(0, 0, kind="object", drawing=world.pool[0], state="")
+    _, hammer = world.render(0, 1, kind="object", drawing=world.pool[1], state="")
+    assert W2.matches({"name": ("apple",)}, apple) and not W2.matches({"name": ("apple",)}, hammer)
+    assert W2.matches({"state": ("intact",)}, apple) and not W2.matches({"state": ("damaged",)}, apple)
+
+
+def test_shape_family_is_a_v1_scene_at_this_size(fake_pack):
+    world = W2.World2(fake_pack)
+    img, scene, masks = world.render(9, 3, kind="shape", return_masks=True)
+    v1_img, v1_scene, cover = W.World(112).render(9, 3, kind="object", return_mask=True)
+    assert np.array_equal(img, v1_img) and scene.objects[0].name == v1_scene.shape
+    assert np.array_equal(masks["objects"][0], cover)
+
+
+TINY2 = {"embed_dim": 32, "vision_cfg": {"image_size": 112, "layers": 1, "width": 32, "head_width": 16,
+                                         "patch_size": 8},
+         "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
+
+
+def test_train2_uses_the_shared_loop_and_resumes_to_the_step(fake_pack, tmp_path):
+    import torch
+
+    from clipos_lab.pocket.train2 import train2
+
+    config = tmp_path / "tiny2.json"
+    config.write_text(json.dumps(TINY2))
+    options = {"model_config": str(config), "pack": str(fake_pack.folder), "steps": 2, "batch_size": 6,
+               "warmup_steps": 1, "eval_every": 2, "eval_images": 3, "checkpoint_every": 1}
+    with pytest.raises(ValueError, match="no 'val' drawings"):  # the fake pack has no validation drawings
+        train2(tmp_path / "whole", options, progress=False)
+    manifest = json.loads((fake_pack.folder / "manifest.json").read_text())
+    manifest["drawings"].append({**manifest["drawings"][0], "split": "val"})
+    (fake_pack.folder / "manifest.json").write_text(json.dumps(manifest))
+    from clipos_lab.pocket import train2 as T2
+    T2.load_pack.cache_clear()
+    row = train2(tmp_path / "whole2", options, progress=False)
+    assert row["step"] == 2 and 0.0 <= row["val_top1"] <= 1.0
+    train2(tmp_path / "split", options, progress=False, max_steps_this_sitting=1)
+    assert torch.load(tmp_path / "split" / "checkpoint.pt", weights_only=False)["step"] == 1
+    train2(tmp_path / "split", progress=False)  # resumes with the stored config
+    whole = torch.load(tmp_path / "whole2" / "checkpoint.pt", weights_only=False)
+    split = torch.load(tmp_path / "split" / "checkpoint.pt", weights_only=False)
+    assert split["step"] == 2 and split["config"]["pack"] == str(fake_pack.folder)
+    for name, value in whole["model"].items():
+        assert torch.allclose(value, split["model"][name], atol=1e-6), name
+
+
+def test_train2_labels_are_distinct_even_where_a_class_is_also_a_v1_shape(fake_pack):
+    from clipos_lab.pocket.train2 import vocabulary
+
+    fake_pack.classes["star"] = {"superclass": "shapes", "unseen": False, "drawings": 1}  # like the real pack
+    vocab = vocabulary(fake_pack)
+    for key, names in vocab.items():
+        assert len(names) == len(set(names)), key
+    assert vocab["name"].count("star") == 1 and "circle" in vocab["name"] and "cat" not in vocab["name"]
+
+
+def test_cli_train2_names_bad_options(tmp_path, capsys):
+    from clipos_lab.cli import main
+
+    assert main(["pocket", "train2", "--out", str(tmp_path / "r"), "--options", "[1]", "--no-progress"]) == 2
+    assert main(["pocket", "train2", "--out", str(tmp_path / "r"), "--options", '{"stepz": 5}', "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "JSON object" in err and "stepz" in err and not (tmp_path / "r" / "checkpoint.pt").exists()
+
+
+def test_contrastive_loss_stays_finite_when_a_caption_has_no_positive():
+    import torch
+
+    from clipos_lab.pocket.train import multi_positive_loss
+
+    emb = torch.nn.functional.normalize(torch.randn(4, 8), dim=-1)
+    positives = torch.tensor([[1, 0, 0], [0, 1, 0], [1, 0, 0], [0, 1, 0]], dtype=torch.bool)  # text 2: none
+    loss = multi_positive_loss(emb, emb[:3], positives, torch.tensor(10.0))
+    assert torch.isfinite(loss)
