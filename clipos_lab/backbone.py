@@ -67,7 +67,8 @@ class ImageFeatures:
     """One batch's features in the joint space (not normalised): global ``(B, D)``, patches ``(B, N, D)``.
 
     ``patches``: the final-layer patch tokens; ``surgery``: CLIP Surgery's value-value tokens; ``local``: the
-    value-path local features of GL-MCM and LoCoOp (see the module docstring).
+    value-path local features of GL-MCM and LoCoOp (see the module docstring); ``layers``: ``{block: (B, N, D)}``
+    patch tokens after earlier blocks (1-based), through the same ``ln_post`` and projection.
     """
 
     global_: torch.Tensor
@@ -75,6 +76,7 @@ class ImageFeatures:
     surgery: torch.Tensor | None
     grid: tuple[int, int]
     local: torch.Tensor | None = None
+    layers: dict[int, torch.Tensor] | None = None  # intermediate blocks' patch tokens, when asked for
 
 
 _REGISTERED: dict[str, str] = {}  # model name -> config text given to open_clip
@@ -215,6 +217,11 @@ class Backbone:
         return self.model.visual
 
     @property
+    def depth(self) -> int:
+        """Number of blocks of the image tower."""
+        return len(self.visual.transformer.resblocks)
+
+    @property
     def embed_dim(self) -> int:
         return int(self.visual.output_dim)
 
@@ -243,22 +250,25 @@ class Backbone:
 
     # ------------------------------------------------------------------------------------------------ images
     @torch.no_grad()
-    def encode_images(self, images: torch.Tensor, surgery: bool = True, local: bool = True) -> ImageFeatures:
+    def encode_images(self, images: torch.Tensor, surgery: bool = True, local: bool = True,
+                      layers: Sequence[int] = ()) -> ImageFeatures:
         """Global, patch and (optionally) value-value and value-path local features of images ``(B, 3, S, S)``.
 
         One pass through the ViT: blocks before the last ``surgery_blocks`` run as open_clip runs them; the last
         ones are unrolled so the value-value attention reuses the block's own q/k/v projection. The surgery
         stream starts from the hidden state entering those blocks and adds each block's v-v attention output,
-        skipping the MLP, as CLIP Surgery does. The local features reuse the last block's input.
+        skipping the MLP, as CLIP Surgery does. The local features reuse the last block's input. ``layers``:
+        also the patch tokens after those blocks (1-based; the last block's are ``patches``), for anomaly maps.
         """
         visual = self.visual
         images = images.to(self.device, dtype=visual.conv1.weight.dtype, non_blocking=True)
         with self.autocast():
-            global_, patches, surgery_tokens, local_tokens = _forward(visual, images,
-                                                                      self.surgery_blocks if surgery else 0, local)
+            global_, patches, surgery_tokens, local_tokens, middle = _forward(
+                visual, images, self.surgery_blocks if surgery else 0, local, check_layers(layers, self.depth))
         grid = (images.shape[-2] // visual.patch_size[0], images.shape[-1] // visual.patch_size[1])
         as_float = lambda t: None if t is None else t.float()  # noqa: E731
-        return ImageFeatures(global_.float(), patches.float(), as_float(surgery_tokens), grid, as_float(local_tokens))
+        return ImageFeatures(global_.float(), patches.float(), as_float(surgery_tokens), grid, as_float(local_tokens),
+                             {k: v.float() for k, v in middle.items()} if layers else None)
 
     # -------------------------------------------------------------------------------------------------- text
     def _text_tower(self):
@@ -326,29 +336,45 @@ def forward_tokens(visual, images: torch.Tensor, surgery_blocks: int = 0):
     return _forward(visual, images, surgery_blocks, local=False)[:3]
 
 
-def _forward(visual, images: torch.Tensor, surgery_blocks: int = 0, local: bool = False):
-    """``(global, patches, surgery or None, local or None)``: :func:`forward_tokens` plus the local features."""
+def check_layers(layers: Sequence[int], depth: int) -> tuple[int, ...]:
+    """Intermediate block numbers (1-based, before the last block), sorted; anything else is a BackboneError."""
+    out = []
+    for layer in layers:
+        if isinstance(layer, bool) or not isinstance(layer, int) or not 1 <= layer < depth:
+            raise BackboneError(f"layer {layer!r}: intermediate layers are blocks 1..{depth - 1} (block {depth}'s "
+                                "tokens are the patch tokens)")
+        out.append(int(layer))
+    return tuple(sorted(set(out)))
+
+
+def _forward(visual, images: torch.Tensor, surgery_blocks: int = 0, local: bool = False, layers: Sequence[int] = ()):
+    """``(global, patches, surgery or None, local or None, {layer: tokens})``: :func:`forward_tokens` plus the
+    local features and the patch tokens after the intermediate blocks ``layers``."""
     x = visual._embeds(images)
     blocks = visual.transformer.resblocks
     start = len(blocks) - surgery_blocks
-    last_input = None
-    for block in blocks[:start]:
+    proj = visual.proj
+    project = (lambda t: t @ proj) if proj is not None else (lambda t: t)
+    last_input, middle = None, {}
+    for number, block in enumerate(blocks[:start], start=1):
         if local and block is blocks[-1]:
             last_input = x
         x = block(x)
+        if number in layers:
+            middle[number] = project(visual.ln_post(x[:, 1:]))
     vv = x  # blocks return new tensors, so this needs no copy
-    for block in blocks[start:]:
+    for number, block in enumerate(blocks[start:], start=start + 1):
         if local and block is blocks[-1]:
             last_input = x
-        x, vv_out = _block_with_value_value(block, x)
+        x, vv_out = block_with_value_value(block, x)
         vv = vv + vv_out
+        if number in layers:
+            middle[number] = project(visual.ln_post(x[:, 1:]))
     tokens = visual.ln_post(x)
     pooled = tokens[:, 1:].mean(1) if getattr(visual, "pool_type", "tok") == "avg" else tokens[:, 0]
-    proj = visual.proj
-    project = (lambda t: t @ proj) if proj is not None else (lambda t: t)
     surgery = project(visual.ln_post(vv[:, 1:])) if surgery_blocks else None
     local_tokens = project(visual.ln_post(value_path(blocks[-1], last_input[:, 1:]))) if local else None
-    return project(pooled), project(tokens[:, 1:]), surgery, local_tokens
+    return project(pooled), project(tokens[:, 1:]), surgery, local_tokens, middle
 
 
 def value_path(block, x: torch.Tensor) -> torch.Tensor:
@@ -368,7 +394,7 @@ def value_path(block, x: torch.Tensor) -> torch.Tensor:
     return v + block.ls_2(block.mlp(block.ln_2(v)))
 
 
-def _block_with_value_value(block, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def block_with_value_value(block, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """One ViT block's normal output and its value-value attention output, from one q/k/v projection."""
     attn = block.attn
     if not isinstance(attn, torch.nn.MultiheadAttention):
