@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         sync()
         print(f"model only (tensors on the GPU): {4 * args.batch / (time.perf_counter() - start):8.1f} images/s")
 
-        cfg = PromptConfig(epochs=args.epochs, progress=False)
+        cfg = PromptConfig.imagenet_reference(epochs=args.epochs, progress=False)  # n_ctx 16, warm-up 1
         for name in ("CoOp", "LoCoOp", "CLIP-OS"):
             reset()
             sync()

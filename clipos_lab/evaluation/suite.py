@@ -14,6 +14,7 @@ from ..files import RunFolder, check_name, write_csv, write_text
 from ..methods import all_score_names
 from . import metrics as M
 from . import tables as T
+from .memory import release_freed_memory
 from .runner import DEFAULT_METHODS, BenchmarkResult, check_run_arguments, run_benchmark
 
 SUITE_RIVALS = ("MCM", "CoOp", "LoCoOp")
@@ -51,8 +52,10 @@ def run_suite(specs: Sequence[BenchmarkSpec | str | os.PathLike], backbone, out_
                                                  overwrite=overwrite)
     out = None if run is None else run.path
     try:
-        per_spec = {s.name: run_benchmark(s, backbone, out_dir=None if out is None else out / s.name, **kwargs)
-                    for s in specs}
+        per_spec = {}
+        for s in specs:
+            per_spec[s.name] = run_benchmark(s, backbone, out_dir=None if out is None else out / s.name, **kwargs)
+            release_freed_memory()  # freed, yet kept by the allocator: see evaluation/memory.py
         result = SuiteResult(per_spec, summarise_suite({n: r.summary for n, r in per_spec.items()}),
                              kwargs.get("fpr95_rule", M.DEFAULT_FPR95_RULE))
         if out is not None:
