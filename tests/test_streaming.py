@@ -313,3 +313,24 @@ def test_a_drawn_bank_reads_a_token_kind_only_when_it_is_used(tmp_path):
     assert moved.global_.shape == (2, 8) and moved.loaded_kinds() == ["global"]
     assert torch.equal(moved.local, drawn.local[[2, 0]])
     assert "patches" not in moved.loaded_kinds() and "patches" not in drawn.loaded_kinds()
+
+
+def test_anomaly_tokens_live_in_the_checksummed_store(tiny_backbone, tmp_path):
+    """Intermediate layers are extra kinds of the one FeatureStore: a negated cached layer is caught and rebuilt."""
+    from clipos_lab.anomaly import encode_tokens
+
+    ds = FolderDataset(make_folder(tmp_path / "data", n=2))
+    first = encode_tokens(ds, tiny_backbone, (1, -1), cache=tmp_path / "c")
+    expected = {k: first.tokens(k).clone() for k in (1, 2)}
+    torch.testing.assert_close(first.tokens(-1), FeatureBank.encode(ds, tiny_backbone, cache=False,
+                                                                    progress=False).patches.float())
+    folder = Path(first.meta["cache_path"])
+    assert {"layer1.bin", "patches.bin"} <= {p.name for p in folder.iterdir()}
+    layer = np.memmap(folder / "layer1.bin", dtype=np.float16, mode="r+")
+    layer[:] = -layer  # every cached number negated: same size, still parses
+    layer.flush()
+    del layer
+    with pytest.warns(CacheWarning, match="checksum"):
+        again = encode_tokens(ds, tiny_backbone, (1, -1), cache=tmp_path / "c")
+    for k, tokens in expected.items():
+        assert torch.equal(again.tokens(k), tokens), k
