@@ -68,15 +68,14 @@ class ImageFeatures:
 
     ``patches``: the final-layer patch tokens; ``surgery``: CLIP Surgery's value-value tokens; ``local``: the
     value-path local features of GL-MCM and LoCoOp (see the module docstring); ``layers``: ``{block: (B, N, D)}``
-    patch tokens after earlier blocks (1-based), through the same ``ln_post`` and projection.
-    """
+    patch tokens after earlier blocks (1-based, when asked for), through the same ``ln_post`` and projection."""
 
     global_: torch.Tensor
     patches: torch.Tensor
     surgery: torch.Tensor | None
     grid: tuple[int, int]
     local: torch.Tensor | None = None
-    layers: dict[int, torch.Tensor] | None = None  # intermediate blocks' patch tokens, when asked for
+    layers: dict[int, torch.Tensor] | None = None
 
 
 _REGISTERED: dict[str, str] = {}  # model name -> config text given to open_clip
@@ -216,10 +215,7 @@ class Backbone:
     def visual(self):
         return self.model.visual
 
-    @property
-    def depth(self) -> int:
-        """Number of blocks of the image tower."""
-        return len(self.visual.transformer.resblocks)
+    depth = property(lambda self: len(self.visual.transformer.resblocks), doc="Blocks of the image tower.")
 
     @property
     def embed_dim(self) -> int:
@@ -257,9 +253,8 @@ class Backbone:
         One pass through the ViT: blocks before the last ``surgery_blocks`` run as open_clip runs them; the last
         ones are unrolled so the value-value attention reuses the block's own q/k/v projection. The surgery
         stream starts from the hidden state entering those blocks and adds each block's v-v attention output,
-        skipping the MLP, as CLIP Surgery does. The local features reuse the last block's input. ``layers``:
-        also the patch tokens after those blocks (1-based; the last block's are ``patches``), for anomaly maps.
-        """
+        skipping the MLP, as CLIP Surgery does. The local features reuse the last block's input. ``layers``: also
+        the patch tokens after those blocks (1-based; the last block's are ``patches``), for anomaly maps."""
         visual = self.visual
         images = images.to(self.device, dtype=visual.conv1.weight.dtype, non_blocking=True)
         with self.autocast():
@@ -338,36 +333,29 @@ def forward_tokens(visual, images: torch.Tensor, surgery_blocks: int = 0):
 
 def check_layers(layers: Sequence[int], depth: int) -> tuple[int, ...]:
     """Intermediate block numbers (1-based, before the last block), sorted; anything else is a BackboneError."""
-    out = []
-    for layer in layers:
-        if isinstance(layer, bool) or not isinstance(layer, int) or not 1 <= layer < depth:
-            raise BackboneError(f"layer {layer!r}: intermediate layers are blocks 1..{depth - 1} (block {depth}'s "
-                                "tokens are the patch tokens)")
-        out.append(int(layer))
-    return tuple(sorted(set(out)))
+    if bad := [k for k in layers if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k < depth]:
+        raise BackboneError(f"layers {bad}: intermediate layers are blocks 1..{depth - 1} (block {depth} gives the "
+                            "patch tokens)")
+    return tuple(sorted({int(k) for k in layers}))
 
 
 def _forward(visual, images: torch.Tensor, surgery_blocks: int = 0, local: bool = False, layers: Sequence[int] = ()):
-    """``(global, patches, surgery or None, local or None, {layer: tokens})``: :func:`forward_tokens` plus the
-    local features and the patch tokens after the intermediate blocks ``layers``."""
+    """:func:`forward_tokens` plus the local features and ``{block: patch tokens}`` of the blocks ``layers``."""
     x = visual._embeds(images)
     blocks = visual.transformer.resblocks
     start = len(blocks) - surgery_blocks
     proj = visual.proj
     project = (lambda t: t @ proj) if proj is not None else (lambda t: t)
-    last_input, middle = None, {}
-    for number, block in enumerate(blocks[:start], start=1):
-        if local and block is blocks[-1]:
+    last_input, middle, vv = None, {}, None
+    for number, block in enumerate(blocks, start=1):
+        if local and number == len(blocks):
             last_input = x
-        x = block(x)
-        if number in layers:
-            middle[number] = project(visual.ln_post(x[:, 1:]))
-    vv = x  # blocks return new tensors, so this needs no copy
-    for number, block in enumerate(blocks[start:], start=start + 1):
-        if local and block is blocks[-1]:
-            last_input = x
-        x, vv_out = block_with_value_value(block, x)
-        vv = vv + vv_out
+        if number > start:  # the last surgery_blocks: value-value path too, starting from this block's input
+            vv = x if vv is None else vv
+            x, vv_out = block_with_value_value(block, x)
+            vv = vv + vv_out
+        else:
+            x = block(x)
         if number in layers:
             middle[number] = project(visual.ln_post(x[:, 1:]))
     tokens = visual.ln_post(x)

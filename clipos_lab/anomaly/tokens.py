@@ -84,8 +84,9 @@ def encode_tokens(dataset, backbone, layers: Sequence[int | str] = (-1,), batch_
                   progress: bool = False, dtype: torch.dtype = torch.float16) -> TokenBank:
     """Encode ``dataset`` (any :class:`~clipos_lab.data.ImageDataset`) into the feature cache with the
     intermediate ``layers`` as extra token kinds, or read it from there."""
-    wanted = _block_numbers(layers, backbone.depth)
-    middle = [k for k in wanted if k != backbone.depth]
+    depth = len(backbone.visual.transformer.resblocks)
+    wanted = _block_numbers(layers, depth)
+    middle = [k for k in wanted if k != depth]
     bank = FeatureBank.encode(dataset, backbone, batch_size=batch_size, cache=cache, progress=progress,
                               patch_dtype=dtype, layers=middle)
     if bank.skipped:  # anomaly masks are aligned with the dataset: a missing image would shift every row
@@ -97,7 +98,7 @@ def encode_tokens(dataset, backbone, layers: Sequence[int | str] = (-1,), batch_
 
 def token_bank(bank: FeatureBank, wanted: Sequence[int], backbone) -> TokenBank:
     """The :class:`TokenBank` view of a FeatureBank holding the blocks ``wanted`` (absolute numbers)."""
-    depth = backbone.depth
+    depth = len(backbone.visual.transformer.resblocks)
     layers = {k: (bank.patches if k == depth else bank.kind(layer_kind(k))) for k in wanted}
     meta = {"model": backbone.name, "weights": backbone.weights_id, "dataset": bank.meta.get("dataset", ""),
             "depth": depth, **({"cache_path": bank.meta["cache_path"]} if "cache_path" in bank.meta else {})}
@@ -118,7 +119,7 @@ def tokens_of_images(images, backbone, layers: Sequence[int | str] = (-3, -2, -1
     images = list(images)
     if not images:
         raise ValueError("tokens_of_images needs at least one image")
-    depth = backbone.depth
+    depth = len(backbone.visual.transformer.resblocks)
     wanted = _block_numbers(layers, depth)
     batch = torch.stack([backbone.preprocess(img.convert("RGB")) for img in images])
     feats = backbone.encode_images(batch, layers=[k for k in wanted if k != depth])

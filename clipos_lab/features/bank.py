@@ -96,10 +96,11 @@ class FeatureBank:
         return {k: self.kind(k) for k in self._kinds}
 
     def _mapped(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> dict:
-        """Every kind with ``fn`` applied: now to those read, on first use to those not read yet."""
+        """Every kind with ``fn`` applied: now to those read, on first use to those not read yet (read through
+        this bank, so it is read once however many banks are made from this one)."""
         out = {}
         for k, v in self._kinds.items():
-            out[k] = fn(v) if torch.is_tensor(v) else (lambda v=v: fn(v()))
+            out[k] = fn(v) if torch.is_tensor(v) else (lambda k=k: fn(self.kind(k)))
         return out
 
     @classmethod
