@@ -157,7 +157,8 @@ def cmd_open(args) -> None:
 
     from clipos_lab.features import FeatureBank
 
-    print(f"# python benchmarks/store_scale.py open --n {' '.join(map(str, args.n))} --code {args.code}; {_load()}")
+    print(f"# python benchmarks/store_scale.py open --n {' '.join(map(str, args.n))} --code {' '.join(args.code)}; "
+          f"{_load()}")
     print("each open in a fresh process, the second after the first (the first after writing may check rows)")
     print("code                                    N   open #  row reads   bytes read    seconds")
     with tempfile.TemporaryDirectory() as tmp:
