@@ -291,7 +291,8 @@ def cmd_suite(args) -> None:
     print("the cache is filled by a first run, then each code runs warm in a fresh process (peak RSS: ru_maxrss);")
     print("after each spec: [RSS, heap bytes in use, heap bytes free but held] in MB (glibc mallinfo2, after "
           "gc.collect(), before the suite's malloc_trim)")
-    with tempfile.TemporaryDirectory() as cache:
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = args.cache or tmp
         os.environ["CLIPOS_CACHE_DIR"] = cache
         _child(Path(args.code[0]), "suite", str(folder), str(args.specs), "on", args.options)  # cold: fills the cache
         for code in args.code:
@@ -321,6 +322,7 @@ def main() -> None:
     p = sub.add_parser("suite")
     p.add_argument("--specs", type=int, default=10)
     p.add_argument("--options", default="{}", help="run_benchmark options as JSON, e.g. '{\"seeds\": [1]}'")
+    p.add_argument("--cache", default=None, help="feature cache folder to fill and reuse (default: a temporary one)")
     p.add_argument("--code", nargs="+", default=[str(ROOT)])
     args = parser.parse_args()
     {"bytes": cmd_bytes, "open": cmd_open, "draw": cmd_draw, "suite": cmd_suite}[args.cmd](args)
