@@ -10,8 +10,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from ..files import write_csv
-from ..files import atomic_path
+from ..files import atomic_path, write_csv
 from .datasets import ImageDataset
 from .errors import DataError
 
