@@ -157,6 +157,28 @@ def nan_cache(s: Path):
     subprocess.run([sys.executable, "-c", code, str(s / "cache")], check=True)
 
 
+def link_back_up(s: Path):
+    images(s / "t")
+    os.symlink("..", s / "t" / "cat" / "up")  # the dataset root, seen from class cat
+
+
+def earlier_run_with_user_files(s: Path):
+    earlier_run()(s)
+    (s / "out" / "prompts" / "README.txt").write_text("my notes")
+    (s / "out" / "manifests" / "my-selection.json").write_text("{}")
+
+
+def sweep_file(text: str):
+    def setup(s: Path):
+        (s / "nb.ipynb").write_text("{}")
+        (s / "sweep.yaml").write_text("notebook: nb.ipynb\n" + text)
+    return setup
+
+
+ALIAS_BOMB = "".join(f"  P{k}: &l{k} [{', '.join([f'*l{k - 1}'] * 10) if k else ', '.join(['x'] * 10)}]\n"
+                     for k in range(9))  # P8 expands to 10^9 strings
+
+
 # ------------------------------------------------------------------------------------------------ checks
 
 def nothing_outside(s: Path, proc):
@@ -174,6 +196,18 @@ def names_in_stderr(*words):
 def nan_named(s: Path, proc):
     path = (s / "nan_path.txt").read_text()
     return None if path in proc.stderr else "silent"
+
+
+def user_files_kept(s: Path, proc):
+    out = s / "out"
+    kept = (out / "prompts" / "README.txt").is_file() and (out / "manifests" / "my-selection.json").is_file()
+    return None if kept else "lost"
+
+
+def images_listed(n: int):
+    def check(s: Path, proc):
+        return None if f": {n} images," in proc.stdout else "silent"
+    return check
 
 
 def out_unchanged(s: Path, proc):
@@ -275,6 +309,22 @@ def cases() -> list[Case]:
         Case("sweep file that does not exist", "handled", ["sweep", "missing.yaml"], "error"),
         Case("encode . (a folder without a name of its own)", "handled", ["encode", ".", *MODEL], "ok",
              lambda s: images(s)),
+        # issue 23
+        Case("linked sub-folder back up to the dataset root (ln -s .. t/cat/up)", "silent", ["encode", "t", *MODEL],
+             "skip", link_back_up, images_listed(6)),
+        Case("benchmark --overwrite with user files in prompts/ and manifests/", "lost",
+             ["benchmark", "other.yaml", "--methods", "MCM,CoOp", "--shots", "1", "--seeds", "2", "--epochs", "1",
+              "--out", "out", "--overwrite", *MODEL], "ok", earlier_run_with_user_files, user_files_kept,
+             needs_new=True),
+        Case("sweep timeout 1.5", "unclear", ["sweep", "sweep.yaml"], "error",
+             sweep_file("grid:\n  SEEDS: [1, 2]\ntimeout: 1.5\n"), names_in_stderr("timeout")),
+        Case("sweep timeout .nan", "unclear", ["sweep", "sweep.yaml"], "error",
+             sweep_file("grid:\n  SEEDS: [1, 2]\ntimeout: .nan\n"), names_in_stderr("timeout")),
+        Case("sweep with a YAML alias bomb in parameters", "traceback", ["sweep", "sweep.yaml"], "error",
+             sweep_file("parameters:\n" + ALIAS_BOMB + "grid:\n  SEEDS: [1]\n"), names_in_stderr("aliases")),
+        Case("sweep grid of 1000 x 1000 x 1000 cells", "traceback", ["sweep", "sweep.yaml"], "error",
+             sweep_file("grid:\n" + "".join(f"  {a}: [{', '.join(map(str, range(1000)))}]\n" for a in "ABC")),
+             names_in_stderr("cells")),
     ]
 
 

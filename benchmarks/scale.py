@@ -268,8 +268,8 @@ def cmd_runtime(args) -> None:
                 cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
                 print(f"{label:8} {cache_state:6} {wall:8.1f} {cpu:8.1f}", flush=True)
                 files = sorted(out.rglob("results.csv"))
-                tables[(label, cache_state)] = {
-                    (str(f.parent.relative_to(out)), *row[:6]): float(row[6]) for f in files for row in list(csv.reader(open(f)))[1:]}
+                tables[(label, cache_state)] = {(str(f.parent.relative_to(out)), *row[:6]): float(row[6])
+                                                for f in files for row in list(csv.reader(open(f)))[1:]}
         a, b = tables[("before", "cold")], tables[("after", "cold")]
         diff = max((abs(a[k] - b[k]) for k in a), default=float("nan")) if a.keys() == b.keys() else float("inf")
         print(f"results.csv rows {len(a)} before / {len(b)} after, max |difference| {diff:.3g}")

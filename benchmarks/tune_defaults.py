@@ -92,7 +92,8 @@ def main() -> None:
                             "score_temperature": temperature, **mean,
                             "seconds": time.perf_counter() - start})
             scores = ", ".join(f"{k} {100 * v:.2f}" for k, v in mean.items())
-            print(f"lr {lr:<6g} min_steps {min_steps:<4d} n_ctx {n_ctx:<3d} {label:18s} {scores}  ({records[-1]['seconds']:.0f} s)")
+            print(f"lr {lr:<6g} min_steps {min_steps:<4d} n_ctx {n_ctx:<3d} {label:18s} {scores}  "
+                  f"({records[-1]['seconds']:.0f} s)")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"zero_shot": mcm, "grid": records}, indent=1))
     print(f"wrote {args.out}")

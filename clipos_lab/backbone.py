@@ -30,8 +30,10 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
+from .attention import block_with_value_value, value_path
 from .errors import BackboneError, WeightsNotFoundError
 from .resources import POCKET_CONFIG, POCKET_NAME, POCKET_WEIGHTS, verify_pocket_weights
+from .threads import matmul_weights, threaded
 
 POCKET_ALIASES = ("pocket", "pocket-vit")
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -139,6 +141,7 @@ class Backbone:
         self.name = name
         self.weights_id = weights_id
         self._text_cache: dict[str, torch.Tensor] = {}
+        self._weights_per_token: dict[str, int] = {}
         self.no_text = None  # CLIPN's optional no-text encoder (clipos_lab.clipn.attach sets it)
         depth = len(visual.transformer.resblocks)
         self.surgery_blocks = depth // 2 if surgery_blocks is None else int(surgery_blocks)
@@ -245,7 +248,18 @@ class Backbone:
         return repr(self.preprocess)
 
     # ------------------------------------------------------------------------------------------------ images
+    def forward_work(self, tower: str, items: int, tokens: int | None = None) -> float:
+        """Multiply-adds of one pass of ``items`` images (``tower="image"``) or texts of ``tokens`` tokens
+        (default: the full context) through a tower; the thread policy (:mod:`clipos_lab.threads`) sizes by it."""
+        if tower not in self._weights_per_token:
+            module = self.visual if tower == "image" else self._text_tower()
+            self._weights_per_token[tower] = matmul_weights(module)
+        if tokens is None:
+            tokens = self.grid[0] * self.grid[1] + 1 if tower == "image" else int(self.tokenize(["x"]).shape[1])
+        return float(items) * tokens * self._weights_per_token[tower]
+
     @torch.no_grad()
+    @threaded(lambda self, images, *args, **kwargs: self.forward_work("image", len(images)))
     def encode_images(self, images: torch.Tensor, surgery: bool = True, local: bool = True,
                       layers: Sequence[int] = ()) -> ImageFeatures:
         """Global, patch and (optionally) value-value and value-path local features of images ``(B, 3, S, S)``.
@@ -307,6 +321,7 @@ class Backbone:
             return (projection(x) if isinstance(projection, torch.nn.Linear) else x @ projection).float()
 
     @torch.no_grad()
+    @threaded(lambda self, texts, *args, **kwargs: self.forward_work("text", min(len(texts), 256)))
     def encode_text(self, texts: Sequence[str], normalize: bool = True, batch_size: int = 256) -> torch.Tensor:
         """Text features ``(T, D)`` of plain strings, with the model's own tokenizer; cached per string."""
         texts = list(texts)
@@ -363,38 +378,3 @@ def _forward(visual, images: torch.Tensor, surgery_blocks: int = 0, local: bool 
     surgery = project(visual.ln_post(vv[:, 1:])) if surgery_blocks else None
     local_tokens = project(visual.ln_post(value_path(blocks[-1], last_input[:, 1:]))) if local else None
     return project(pooled), project(tokens[:, 1:]), surgery, local_tokens, middle
-
-
-def value_path(block, x: torch.Tensor) -> torch.Tensor:
-    """One ViT block with every token attending only to itself: ``v = x + out_proj(W_v ln_1(x))``, then the MLP.
-
-    With attention replaced by the identity, each head returns the token's own value, so no attention is
-    computed and tokens are independent (the class token can be left out). This is the last-block path of
-    GL-MCM's and LoCoOp's local features (the same as MaskCLIP's dense features).
-    """
-    attn = block.attn
-    if not isinstance(attn, torch.nn.MultiheadAttention):
-        raise BackboneError(f"unsupported attention module {type(attn).__name__} for the value path")
-    c = x.shape[-1]
-    bias = None if attn.in_proj_bias is None else attn.in_proj_bias[2 * c:]
-    v = attn.out_proj(F.linear(block.ln_1(x), attn.in_proj_weight[2 * c:], bias))
-    v = x + block.ls_1(v)
-    return v + block.ls_2(block.mlp(block.ln_2(v)))
-
-
-def block_with_value_value(block, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """One ViT block's normal output and its value-value attention output, from one q/k/v projection."""
-    attn = block.attn
-    if not isinstance(attn, torch.nn.MultiheadAttention):
-        raise BackboneError(f"unsupported attention module {type(attn).__name__} for the value-value path")
-    b, n, c = x.shape
-    heads = attn.num_heads
-    h = block.ln_1(x)
-    qkv = F.linear(h, attn.in_proj_weight, attn.in_proj_bias)
-    q, k, v = (t.reshape(b, n, heads, c // heads).transpose(1, 2) for t in qkv.chunk(3, dim=-1))
-    both = F.scaled_dot_product_attention(torch.cat([q, v]), torch.cat([k, v]), torch.cat([v, v]))
-    both = attn.out_proj(both.transpose(1, 2).reshape(2 * b, n, c))
-    out, vv_out = both[:b], both[b:]
-    x = x + block.ls_1(out)
-    x = x + block.ls_2(block.mlp(block.ln_2(x)))
-    return x, vv_out

@@ -14,6 +14,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import json
 import logging
 import re
@@ -36,6 +38,9 @@ def _add_backbone_args(p: argparse.ArgumentParser) -> None:
                    help="autocast precision of forward passes (fp16 needs CUDA); fp32 is exact")
     g.add_argument("--workers", type=whole_number("--workers", 0), default=0,
                    help="DataLoader worker processes decoding and preprocessing images (default 0: in-process)")
+    g.add_argument("--threads", type=thread_count, default=None,
+                   help="torch threads for every stage (default: $CLIPOS_THREADS, else auto: one thread for small "
+                        "work, every core for large work such as ViT-B/16 batches)")
 
 
 def _backbone(args):
@@ -74,6 +79,16 @@ def number_list(option: str, low: int):
         return values
     parse.__name__ = option
     return parse
+
+
+def thread_count(text: str) -> int | None:
+    """An argparse ``type`` for ``--threads``: a whole number >= 1, or ``auto`` (None)."""
+    from .threads import parse_threads
+
+    try:
+        return parse_threads(text, "--threads")
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def device_name(text: str) -> str:
@@ -132,7 +147,10 @@ def cmd_benchmark(args, zero_shot_only: bool = False) -> int:
     kwargs.update(shots=args.shots, seeds=args.seeds, prompt=prompt, out_dir=args.out, overwrite=args.overwrite,
                   progress=not args.no_progress, cache=args.cache_dir or True, batch_size=args.batch_size,
                   fpr95_rule=args.fpr95_rule, num_workers=args.workers,
-                  scores=[s.strip() for s in args.scores.split(",") if s.strip()] if args.scores else None)
+                  scores=[s.strip() for s in args.scores.split(",") if s.strip()] if args.scores else None,
+                  executor=_executor(args))
+    if args.options:
+        kwargs["method_options"] = _json_option(args.options, "--options")
     if zero_shot_only:
         kwargs.update(shots=(), seeds=())  # zero-shot: no shots are drawn, so no training image is encoded
     spec = Path(_spec_path(args.spec))
@@ -149,6 +167,43 @@ def cmd_benchmark(args, zero_shot_only: bool = False) -> int:
     result = run_benchmark(str(spec), backbone, **kwargs)
     _print_result(result, args.out)
     return 0
+
+
+def _add_executor_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("where cells run (docs/scale.md)")
+    g.add_argument("--executor", default="local", choices=["local", "ray"],
+                   help="local (default: this process) or ray (a local Ray cluster, or --address; "
+                        "pip install 'clipos_lab[ray]')")
+    g.add_argument("--address", default=None,
+                   help="Ray cluster to attach to: 'auto' or host:port of `ray start --head`")
+    g.add_argument("--task-cpus", type=positive_number("--task-cpus"), default=1.0,
+                   help="CPUs per Ray task (default 1)")
+    g.add_argument("--task-gpus", type=positive_number("--task-gpus", zero=True), default=0.0,
+                   help="GPUs per Ray task, e.g. 0.25 to share one GPU between four tasks (default 0)")
+
+
+def _executor(args):
+    from .evaluation.executor import make_executor
+
+    if args.executor == "local" and (args.address or args.task_gpus or args.task_cpus != 1.0):
+        raise ValueError("--address, --task-cpus and --task-gpus are options of --executor ray")
+    return make_executor(args.executor, address=args.address, task_cpus=args.task_cpus, task_gpus=args.task_gpus)
+
+
+def positive_number(option: str, zero: bool = False):
+    """An argparse ``type`` for a finite number > 0 (>= 0 with ``zero``); its errors name the option."""
+    def parse(text: str) -> float:
+        import math
+
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{option} takes a number, got {text!r}") from None
+        if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
+            raise argparse.ArgumentTypeError(f"{option} must be {'>= 0' if zero else '> 0'}, got {text}")
+        return value
+    parse.__name__ = option
+    return parse
 
 
 def _print_result(result, out) -> None:
@@ -211,7 +266,7 @@ def cmd_pocket(args) -> int:
 def cmd_sweep(args) -> int:
     from .sweep import run_sweep
 
-    result = run_sweep(args.sweep, out_dir=args.out, kernel=args.kernel)
+    result = run_sweep(args.sweep, out_dir=args.out, kernel=args.kernel, executor=_executor(args))
     print(result)
     return 1 if result.failed else 0
 
@@ -234,12 +289,26 @@ def cmd_anomaly(args) -> int:
     spec.categories()  # a missing folder fails here, before the backbone loads
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else list(DEFAULT_METHODS)
     options = _json_option(args.options, "--options") if args.options else None  # {"method": {"option": value}}
+    if options is not None and not all(isinstance(v, dict) for v in options.values()):
+        raise ValueError('--options must be a JSON object {"method": {"option": value}}, got ' + repr(args.options))
     result = run_anomaly(spec, _backbone(args), methods=methods, shots=args.shots, seeds=args.seeds,
                          method_options=options, out_dir=args.out, cache=args.cache_dir or True,
-                         progress=not args.no_progress, overwrite=args.overwrite)
+                         progress=not args.no_progress, overwrite=args.overwrite, executor=_executor(args))
     print(result.summary_markdown())
+    if result.skipped:
+        print(f"\n{len(result.skipped)} unreadable images skipped (listed in metrics.json), e.g. "
+              f"{result.skipped[0]['error']}")
     print(f"\nwrote {args.out}/results.csv, summary.csv, summary.md, metrics.json "
           f"({result.timings['total_s']:.1f} s, of which encoding {result.timings['encode_s']:.1f} s)")
+    return 0
+
+
+def cmd_vocab(args) -> int:
+    """Build the WordNet word list the negative-label methods mine (NegLabel, CSP, AdaNeg)."""
+    from .negatives.vocab import build_wordnet_vocab
+
+    path = build_wordnet_vocab(args.wordnet, args.out, overwrite=args.overwrite, source=args.source)
+    print(f"wrote {path} and {path.parent / 'README.md'}")
     return 0
 
 
@@ -279,6 +348,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="comma-separated distinct seeds (default 1,2,3)")
         p.add_argument("--epochs", type=whole_number("--epochs"), default=None,
                        help="prompt-learning epochs (default 50)")
+        p.add_argument("--options", default=None,
+                       help='JSON of method options, e.g. \'{"NegLabel": {"vocabulary": "my-words.txt"}}\'')
         p.add_argument("--scores", default=None,
                        help=f"comma-separated scores to compute ({', '.join(all_score_names())}); default: every "
                             "score of each method. A name no method gives, or a method left with none, is an error. "
@@ -293,6 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--cache-dir", default=None)
         p.add_argument("--no-progress", action="store_true")
         _add_backbone_args(p)
+        _add_executor_args(p)
         p.set_defaults(func=(lambda a: cmd_benchmark(a, zero_shot_only=True)) if name == "evaluate"
                        else cmd_benchmark)
 
@@ -329,6 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("sweep", help="sweep YAML (see notebooks/params/)")
     p.add_argument("--out", default=None, help="output folder (default: the sweep file's `output`)")
     p.add_argument("--kernel", default="python3")
+    _add_executor_args(p)
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("splits", help="write benchmark specs of random ID/OOD class splits of the pocket world")
@@ -341,11 +414,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace split specs that already exist in --out")
     p.set_defaults(func=cmd_splits)
 
+    from .anomaly.registry import default_methods as default_anomaly_methods
+    from .anomaly.registry import methods as anomaly_methods
+
     p = sub.add_parser("anomaly", help="anomaly maps x shots x seeds on an anomaly spec (world or MVTec-style)")
     p.add_argument("spec", nargs="?", default="world-anomaly",
                    help="anomaly YAML, or a shipped one: world-anomaly (default), world-anomaly-validation, "
-                        "paper-mvtec")
-    p.add_argument("--methods", default=None, help="comma-separated: patch-memory, mutual, state-prompts (all)")
+                        "paper-mvtec, paper-visa")
+    p.add_argument("--methods", default=None,
+                   help=f"comma-separated, from: {', '.join(anomaly_methods())} (default: "
+                        f"{', '.join(default_anomaly_methods())})")
     p.add_argument("--shots", type=number_list("--shots", 0), default=[0, 1, 2, 4],
                    help="0 runs the zero-shot methods; k > 0 the few-shot ones (default 0,1,2,4)")
     p.add_argument("--seeds", type=number_list("--seeds", 0), default=[1, 2, 3], help="distinct seeds (default 1,2,3)")
@@ -357,7 +435,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", default=None)
     p.add_argument("--no-progress", action="store_true")
     _add_backbone_args(p)
+    _add_executor_args(p)
     p.set_defaults(func=cmd_anomaly)
+
+    p = sub.add_parser("vocab", help="build the WordNet 3.0 noun + adjective list for negative-label mining")
+    p.add_argument("--wordnet", default="/usr/share/wordnet",
+                   help="WordNet 3.0 database folder with data.noun and data.adj (Debian's wordnet-base)")
+    p.add_argument("--out", default=None, help="output folder (default: the shipped assets/vocab)")
+    p.add_argument("--source", default="", help="how the WordNet files were obtained, for the README")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing word list")
+    p.set_defaults(func=cmd_vocab)
     return parser
 
 
@@ -371,6 +458,28 @@ def _show_progress_logs() -> None:
         logger.setLevel(logging.INFO)
 
 
+def _written_where(err: OSError, args) -> str:
+    """For a full disk or a file-size limit that names no file: the folders this command writes to."""
+    if err.filename is not None or err.errno not in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+        return ""
+    folders = [f"{what} {value}" for what, value in (("output folder", getattr(args, "out", None)),
+                                                     ("feature cache", getattr(args, "cache_dir", None))) if value]
+    if hasattr(args, "cache_dir") and not args.cache_dir:
+        from .features import default_cache_dir
+
+        folders.append(f"feature cache {default_cache_dir()}")
+    return f" while writing to {' or '.join(folders)}; free space there or choose another folder" if folders else ""
+
+
+def _thread_policy(args):
+    """Commands that compute run under --threads, else $CLIPOS_THREADS, else the rule (clipos_lab.threads)."""
+    if not hasattr(args, "threads"):
+        return contextlib.nullcontext()
+    from .threads import using_threads
+
+    return using_threads(args.threads)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command; a problem with the input, a file or the machine is one ``error:`` line and exit code 2."""
     from .files import describe_os_error
@@ -378,9 +487,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _show_progress_logs()
     try:
-        return args.func(args)
+        with _thread_policy(args):
+            return args.func(args)
     except OSError as err:  # before ValueError: some errors are both; this names the path
-        print(f"error: {describe_os_error(err)}", file=sys.stderr)
+        print(f"error: {describe_os_error(err)}{_written_where(err, args)}", file=sys.stderr)
         return 2
     except (ValueError, RuntimeError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -2,19 +2,18 @@
 
 Atomic: write to a temporary name beside the target, then rename. A crash or a full disk mid-write then leaves
 either the old file or no file, never a half-written one that a later run would mistake for a good cache,
-checkpoint or result. The same idea for a folder of results is :class:`RunFolder`; :func:`check_name` keeps
-names from specs inside their folder; :func:`ensure_writable_dir` fails before long work, not after it.
+checkpoint or result. The same idea for a folder of results is :class:`~clipos_lab.runfolder.RunFolder` (its own
+module; importable from here too); :func:`check_name` keeps names from specs inside their folder;
+:func:`ensure_writable_dir` fails before long work, not after it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import json
 import math
 import os
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -33,10 +32,17 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; writers may recreate them: fix it last
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
+        if isinstance(err, OSError) and err.filename is None:  # ENOSPC / EFBIG from write(): no path in them
+            raise with_path(err, target) from err
         raise
+
+
+def with_path(err: OSError, path: str | os.PathLike) -> OSError:
+    """A copy of ``err`` that names ``path`` (a full disk or a file-size limit reports no file of its own)."""
+    return type(err)(err.errno, err.strerror or str(err) or type(err).__name__, str(path))
 
 
 def expand_path(path: str | os.PathLike) -> Path:
@@ -219,141 +225,19 @@ def _sort_safetensors_metadata(path: Path) -> None:
         fh.write(len(new).to_bytes(8, "little") + new + data)
 
 
-# ------------------------------------------------------------------------------------------- run folders
-
-RUN_MANIFEST = "run.json"
-
-
-class RunFolder:
-    """The output folder of one run, written as a whole or not at all, never mixed with an earlier run.
-
-    The run writes into :attr:`path`, a staging folder beside ``target``. :meth:`commit` then records every file
-    it wrote (size and sha256) in ``run.json`` and moves them into ``target``: one rename when ``target`` does not
-    exist yet. A run killed before that leaves ``target`` as it was (plus a hidden staging folder that the next
-    run into the same target removes once its process has ended).
-
-    Nothing is replaced without ``overwrite=True``: if ``target`` already holds an earlier run (its ``run.json``)
-    or any of the ``names`` this run will write, the constructor refuses before any work is done. With
-    ``overwrite=True`` the earlier run's files (those in its ``run.json``, or under the given names) are replaced
-    and removed; other files in ``target`` (figures, notes, status.json) are left alone.
-    """
-
-    def __init__(self, target: str | os.PathLike, names: list[str], overwrite: bool = False,
-                 option: str = "--overwrite"):
-        self.target = Path(os.path.abspath(expand_path(target)))  # "." has a name and a parent, too
-        self.names = [check_name(n, "output name") for n in names] + [RUN_MANIFEST]
-        self.overwrite = overwrite
-        if self.target.exists() and not self.target.is_dir():
-            raise NotADirectoryError(errno.ENOTDIR, f"output folder {self.target} is a file, not a folder; choose "
-                                                    f"another output folder", str(self.target))
-        self.previous = self._previous_files()
-        if self.previous and not overwrite:
-            shown = sorted({p.split("/")[0] for p in self.previous})
-            raise FileExistsError(errno.EEXIST, f"output folder {self.target} already holds an earlier run "
-                                                f"({', '.join(shown[:6])}{', ...' if len(shown) > 6 else ''}); pass "
-                                                f"{option} to replace it, or choose another output folder",
-                                  str(self.target))
-        parent = self.target.parent
-        if self.target.exists():
-            ensure_writable_dir(self.target, "output folder")
-            try:  # stage beside the target when possible (one rename at the end), else inside it
-                ensure_writable_dir(parent, "output folder's parent")
-            except OSError:
-                parent = self.target
-        else:
-            ensure_writable_dir(parent, "output folder's parent")
-        self._remove_dead_stagings(parent)
-        self.path = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.staging-{os.getpid()}-", dir=parent))
-
-    # the earlier run: files its manifest lists, else anything under the names this run writes
-    def _previous_files(self) -> list[str]:
-        if not self.target.is_dir():
-            return []
-        files = set()
-        manifest = self.target / RUN_MANIFEST
-        if manifest.is_file():
-            files.add(RUN_MANIFEST)
-            try:
-                listed = json.loads(manifest.read_text(encoding="utf-8")).get("files", [])
-                files |= {f["path"] for f in listed if _inside(f["path"])}
-            except (ValueError, AttributeError, KeyError, TypeError):
-                pass  # unreadable manifest: fall back on the names below
-        for name in self.names:
-            p = self.target / name
-            if p.is_dir():
-                files |= {q.relative_to(self.target).as_posix() for q in p.rglob("*") if not q.is_dir()}
-            elif p.exists() or p.is_symlink():
-                files.add(name)
-        return sorted(f for f in files if (self.target / f).exists() or (self.target / f).is_symlink())
-
-    def _remove_dead_stagings(self, parent: Path) -> None:
-        for old in parent.glob(f".{glob_escape(self.target.name)}.staging-*"):
-            try:
-                pid = int(old.name.rsplit(".staging-", 1)[1].split("-")[0])
-            except (ValueError, IndexError):
-                continue
-            if old.is_dir() and not _pid_alive(pid):
-                shutil.rmtree(old, ignore_errors=True)
-
-    def commit(self, info: dict | None = None) -> Path:
-        """Write ``run.json`` and move the run into ``target``; returns ``target``."""
-        files = sorted(p for p in self.path.rglob("*") if p.is_file())
-        manifest = {**(info or {}), "files": [
-            {"path": p.relative_to(self.path).as_posix(), "bytes": p.stat().st_size, "sha256": _sha256(p)}
-            for p in files]}
-        new = {f["path"] for f in manifest["files"]}
-        write_json(manifest, self.path / RUN_MANIFEST)
-        if not self.target.exists():
-            os.rename(self.path, self.target)
-            return self.target
-        # target exists: its earlier run goes (manifest first, so a crash here never leaves a complete-looking
-        # mix), then the new files move in, the manifest last
-        self.previous = self._previous_files()
-        if self.previous and not self.overwrite:  # another run wrote there while this one was working
-            raise FileExistsError(errno.EEXIST, f"output folder {self.target} was written by another run meanwhile; "
-                                                f"nothing replaced, this run's files are in {self.path}",
-                                  str(self.target))
-        (self.target / RUN_MANIFEST).unlink(missing_ok=True)
-        for rel in self.previous:
-            if rel not in new:
-                with contextlib.suppress(FileNotFoundError, IsADirectoryError):
-                    (self.target / rel).unlink()
-        for rel in sorted(new):
-            dest = self.target / rel
-            if dest.is_dir() and not dest.is_symlink():
-                shutil.rmtree(dest)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(self.path / rel, dest)
-        os.replace(self.path / RUN_MANIFEST, self.target / RUN_MANIFEST)
-        for rel in self.previous:  # folders the earlier run made and this one did not fill
-            for parent in list(Path(rel).parents)[:-1]:
-                with contextlib.suppress(OSError):
-                    (self.target / parent).rmdir()
-        shutil.rmtree(self.path, ignore_errors=True)
-        return self.target
-
-    def discard(self) -> None:
-        """Throw the staging folder away (the run failed); ``target`` stays as it was."""
-        shutil.rmtree(self.path, ignore_errors=True)
-
-
-def _inside(rel: str) -> bool:
-    return not Path(rel).is_absolute() and ".." not in Path(rel).parts
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
-
-
-def _sha256(path: Path) -> str:
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file's bytes, read in 1 MiB blocks."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def __getattr__(name: str):
+    """``from clipos_lab.files import RunFolder`` keeps working: run folders live in :mod:`clipos_lab.runfolder`."""
+    if name in ("RunFolder", "RUN_MANIFEST"):
+        from . import runfolder
+
+        return getattr(runfolder, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

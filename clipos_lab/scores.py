@@ -2,9 +2,9 @@
 
 Logits are ``scale * cosine``. The MCM and GL-MCM scores of every method use ``scale = 1`` (temperature 1 over
 cosine similarities, as the MCM paper does; prompt methods can opt into CLIP's logit scale with
-``score_temperature=None``); predictions and 1 - p(unknown) use the logit scale the prompts were trained at. With an extra
-*unknown* class (K + 1 columns) the softmax runs over all K + 1 columns and MCM takes the maximum over the K ID
-columns only.
+``score_temperature=None``); predictions and 1 - p(unknown) use the logit scale the prompts were trained at.
+With an extra *unknown* class (K + 1 columns) the softmax runs over all K + 1 columns and MCM takes the maximum
+over the K ID columns only.
 """
 
 from __future__ import annotations

@@ -13,7 +13,8 @@ import yaml
 from PIL import Image
 
 from clipos_lab.anomaly import metrics as AM
-from clipos_lab.anomaly.data import AnomalySpec, fit_mask, mvtec_category, world_category
+from clipos_lab.anomaly.data import AnomalySpec, mvtec_category, world_category
+from clipos_lab.anomaly.masks import fit_mask
 from clipos_lab.anomaly.memory import PatchMemory, nearest_distance
 from clipos_lab.anomaly.mutual import MutualScoring, aggregate_neighbours, mutual_scores
 from clipos_lab.anomaly.tokens import TokenBank

@@ -37,11 +37,21 @@ def random_bank(dim: int, n: int = 6, grid=(4, 4)) -> FeatureBank:
                        extra={"local": torch.randn(n, p, dim, generator=g).half()})
 
 
+def small_vocabulary(cls, folder) -> dict:
+    """Negative-label methods mine ~10^4 words by default; here a 40-word list and 2 groups keep the test fast."""
+    if "vocabulary" not in cls.option_names():
+        return {}
+    path = folder / "words.tsv"
+    path.write_text("".join(f"noun.test\tthing{i}\n" for i in range(30)) + "".join(
+        f"adj.test\tkind{i}\n" for i in range(10)))
+    return {"vocabulary": str(path), "n_groups": 2, "exclude_files": []}
+
+
 @pytest.mark.parametrize("name", list(REGISTRY))
 def test_every_registered_method_keeps_the_contract(name, pocket_backbone, tmp_path):
     cls = REGISTRY[name].cls
     assert cls.kind in KINDS and cls.name and cls.default_score
-    method = build_method(name, seed=1, prompt=FAST)
+    method = build_method(name, seed=1, prompt=FAST, **small_vocabulary(cls, tmp_path))
     assert method.default_score in method.score_names
     # options: get_params names every __init__ option and builds the same method back
     params = method.get_params()
@@ -163,3 +173,24 @@ def test_rerun_of_a_missing_or_foreign_file_is_a_clear_error(tmp_path):
     (tmp_path / "run.json").write_text(json.dumps({"files": []}))
     with pytest.raises(ValueError, match="no run config"):
         rerun(tmp_path)
+
+
+@pytest.mark.parametrize("name", list(__import__("clipos_lab.anomaly.registry", fromlist=["x"]).REGISTRY))
+def test_every_anomaly_method_keeps_the_same_contract(name):
+    from clipos_lab.anomaly.registry import REGISTRY, build_anomaly_method, option_names
+
+    method = build_anomaly_method(name)
+    assert method.kind in ("zero-shot", "few-shot") and method.zero_shot == (method.kind == "zero-shot")
+    assert set(method.get_params()) <= set(option_names(REGISTRY[name].cls))
+    with pytest.raises(ValueError, match="no options"):
+        build_anomaly_method(name, no_such_option=1)
+    if name in ("patch-memory", "state-prompts"):  # fitted state needed before scoring: the one error
+
+        class Tokens:  # a test set of 2 images, 4 patches, 8 dims, whatever layer is asked for
+            grid, image_size = (2, 2), 32
+
+            def tokens(self, layer):
+                return torch.randn(2, 4, 8)
+
+        with pytest.raises(NotFittedError):
+            method.score(Tokens())

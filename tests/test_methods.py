@@ -66,7 +66,8 @@ def test_glmcm_adds_lambda_times_best_local_mcm():
 
 def test_prompt_ensemble_averages_templates():
     vecs = {"a photo of a a.": E[0], "a drawing of a a.": E[2], "a photo of a b.": E[1], "a drawing of a b.": E[1]}
-    method = MCM(templates=("a photo of a {}.", "a drawing of a {}.")).fit(FakeTextBackbone(vecs), classnames=["a", "b"])
+    method = MCM(templates=("a photo of a {}.", "a drawing of a {}.")).fit(FakeTextBackbone(vecs),
+                                                                           classnames=["a", "b"])
     torch.testing.assert_close(method.text_[0], F.normalize(E[0] + E[2], dim=0))
 
 

@@ -76,7 +76,8 @@ def test_shipped_pocket_model_loads_and_classifies_fresh_images(pocket_backbone)
     assert top1 >= POCKET_TOP1_FLOOR, f"zero-shot top-1 {top1:.1%} on fresh images"
 
 
-POCKET_TOP1_FLOOR = 0.85  # chance is 1/12; the shipped model measures 98.5% on 600 test images (benchmarks/pocket_quality.py)
+# chance is 1/12; the shipped model measures 98.5% on 600 test images (benchmarks/pocket_quality.py)
+POCKET_TOP1_FLOOR = 0.85
 
 
 def test_second_stage_starts_from_the_first_stages_weights(tiny_cfg, tmp_path):

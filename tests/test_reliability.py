@@ -1,7 +1,7 @@
-"""Bad inputs and faults (issue 15): nothing lost, nothing outside its folder, no raw tracebacks.
+"""Bad inputs and faults across the command line, run folders, names, caches and specs: nothing lost, nothing
+outside its folder, no raw tracebacks (the promises of docs/reliability.md).
 
-One test (or more) per defect of the issue, numbered as there. All use the tiny random model or no model at all,
-so the file runs in seconds. ``benchmarks/bad_inputs.py`` runs the same kinds of inputs through the command line
+All use the tiny random model or no model at all, so the file runs in seconds. ``benchmarks/bad_inputs.py`` runs the same kinds of inputs through the command line
 and counts the outcomes.
 """
 
@@ -79,7 +79,7 @@ def one_error_line(err: str, *words: str) -> None:
 # --------------------------------------------------------------------------------------- 1. splits
 
 
-def test_1_splits_never_rewrite_the_shipped_specs(tmp_path, monkeypatch, capsys):
+def test_splits_never_rewrite_the_shipped_specs(tmp_path, monkeypatch, capsys):
     from clipos_lab.resources import ASSETS
 
     repo = Path(cli.__file__).resolve().parents[1]
@@ -100,7 +100,7 @@ def test_1_splits_never_rewrite_the_shipped_specs(tmp_path, monkeypatch, capsys)
 # ---------------------------------------------------------------------------------- 2. run folders
 
 
-def test_2_a_second_run_is_refused_and_overwrite_replaces_the_whole_earlier_run(tiny_backbone, tmp_path):
+def test_a_second_run_is_refused_and_overwrite_replaces_the_whole_earlier_run(tiny_backbone, tmp_path):
     out = tmp_path / "out"
     bench(tiny_backbone, tmp_path, out, seeds=(1, 2))
     (out / "notes.txt").write_text("mine")  # not the run's: must survive everything below
@@ -122,7 +122,7 @@ def test_2_a_second_run_is_refused_and_overwrite_replaces_the_whole_earlier_run(
     assert not list(tmp_path.glob(".out.staging-*"))
 
 
-def test_2_a_run_killed_midway_leaves_the_earlier_run_untouched(tiny_backbone, tmp_path, monkeypatch):
+def test_a_run_killed_midway_leaves_the_earlier_run_untouched(tiny_backbone, tmp_path, monkeypatch):
     out = tmp_path / "out"
     bench(tiny_backbone, tmp_path, out)
     first = snapshot(out)
@@ -145,7 +145,7 @@ def test_2_a_run_killed_midway_leaves_the_earlier_run_untouched(tiny_backbone, t
     assert not leftover.exists()
 
 
-def test_2_run_folder_refuses_a_file_and_names_it(tmp_path):
+def test_run_folder_refuses_a_file_and_names_it(tmp_path):
     (tmp_path / "f").write_text("x")
     with pytest.raises(NotADirectoryError, match="is a file"):
         RunFolder(tmp_path / "f", ["results.csv"])
@@ -159,17 +159,17 @@ def test_2_run_folder_refuses_a_file_and_names_it(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["../../escape", "..", ".", "a/b", "a\\b", "", " pad", "bell\x07", "x" * 200])
-def test_3_unsafe_names_are_refused(name):
+def test_unsafe_names_are_refused(name):
     with pytest.raises(UnsafeNameError):
         check_name(name, "OOD set name")
 
 
 @pytest.mark.parametrize("name", ["textures", "near-ood", "world-split1", "Places 365", "iNaturalist_2021", "a.b"])
-def test_3_ordinary_names_pass(name):
+def test_ordinary_names_pass(name):
     assert check_name(name) == name
 
 
-def test_3_spec_names_never_become_paths_outside_their_folder(tiny_backbone, tmp_path):
+def test_spec_names_never_become_paths_outside_their_folder(tiny_backbone, tmp_path):
     bad_ood = {**SPEC, "ood": {"../../escape": SPEC["ood"]["textures"]}}
     with pytest.raises(DataError, match="OOD set name '../../escape'"):
         BenchmarkSpec.from_dict(bad_ood, base_dir=tmp_path)
@@ -192,7 +192,7 @@ def test_3_spec_names_never_become_paths_outside_their_folder(tiny_backbone, tmp
 # ------------------------------------------------------------------------------ 4. symlinks, 11. folders
 
 
-def test_4_symlink_loops_and_dangling_links_are_counted_skips(tiny_backbone, tmp_path):
+def test_symlink_loops_and_dangling_links_are_counted_skips(tiny_backbone, tmp_path):
     root = make_folder(tmp_path / "data")
     os.symlink("l2.png", root / "cat" / "l1.png")
     os.symlink("l1.png", root / "cat" / "l2.png")
@@ -208,7 +208,7 @@ def test_4_symlink_loops_and_dangling_links_are_counted_skips(tiny_backbone, tmp
     assert sum("skipping unreadable image" in str(w.message) for w in caught) == 3
 
 
-def test_11_unreadable_subfolders_are_reported(tmp_path, monkeypatch):
+def test_unreadable_subfolders_are_reported(tmp_path, monkeypatch):
     root = make_folder(tmp_path / "data")
     (root / "cat" / "locked").mkdir()
     Image.new("RGB", (8, 8)).save(root / "cat" / "locked" / "x.png")
@@ -230,7 +230,7 @@ def test_11_unreadable_subfolders_are_reported(tmp_path, monkeypatch):
         FolderDataset(root)
 
 
-def test_11_linked_folders_are_followed_once(tmp_path):
+def test_linked_folders_are_followed_once(tmp_path):
     root = make_folder(tmp_path / "data")
     extra = make_folder(tmp_path / "more", n=2) / "cat"
     os.symlink(extra, root / "cat" / "linked")
@@ -243,7 +243,7 @@ def test_11_linked_folders_are_followed_once(tmp_path):
 # --------------------------------------------------------------------- 5. writability, top-level OSError
 
 
-def test_5_an_unwritable_cache_fails_before_encoding_with_one_line(tiny_files, tmp_path, monkeypatch, capsys):
+def test_an_unwritable_cache_fails_before_encoding_with_one_line(tiny_files, tmp_path, monkeypatch, capsys):
     (tmp_path / "f").write_text("not a folder")
     monkeypatch.setenv("CLIPOS_CACHE_DIR", str(tmp_path / "f"))
     spec = tmp_path / "spec.yaml"
@@ -259,7 +259,7 @@ def test_5_an_unwritable_cache_fails_before_encoding_with_one_line(tiny_files, t
         ensure_writable_dir(tmp_path / "f" / "sub", "output folder")
 
 
-def test_5_every_oserror_at_the_top_is_one_line_naming_the_path(monkeypatch, capsys):
+def test_every_oserror_at_the_top_is_one_line_naming_the_path(monkeypatch, capsys):
     def fail(args):
         raise PermissionError(13, "Permission denied", "/data/locked.yaml")
 
@@ -275,7 +275,7 @@ def test_5_every_oserror_at_the_top_is_one_line_naming_the_path(monkeypatch, cap
 
 @pytest.mark.parametrize("options, words", [('{"nope": 1}', "nope"), ('{"steps": "many"}', "steps"),
                                             ("[1, 2]", "JSON object"), ("{steps: 3}", "not valid JSON")])
-def test_6_pocket_train_options_are_checked(tmp_path, capsys, options, words):
+def test_pocket_train_options_are_checked(tmp_path, capsys, options, words):
     assert cli.main(["pocket", "train", "--out", str(tmp_path / "run"), "--options", options, "--no-progress"]) == 2
     one_error_line(capsys.readouterr().err, words)
     assert not (tmp_path / "run").exists()
@@ -301,14 +301,14 @@ def test_6_pocket_train_options_are_checked(tmp_path, capsys, options, words):
     (["splits", "--seed", "-1"], "--seed must be at least 0"),
     (["encode", "x", "--device", "gpu9"], "argument --device: device 'gpu9' is not a torch device"),
 ])
-def test_13_numbers_are_checked_where_parsed_and_named(argv, words, capsys):
+def test_numbers_are_checked_where_parsed_and_named(argv, words, capsys):
     with pytest.raises(SystemExit) as exit_:
         cli.main(argv)
     assert exit_.value.code == 2
     assert words in capsys.readouterr().err
 
 
-def test_7_8_9_the_library_refuses_what_the_command_line_refuses(tiny_backbone, tmp_path):
+def test_the_library_refuses_what_the_command_line_refuses(tiny_backbone, tmp_path):
     with pytest.raises(ValueError, match="epochs=0"):
         PromptConfig(epochs=0)
     with pytest.raises(ValueError, match="epochs=-1"):
@@ -323,7 +323,7 @@ def test_7_8_9_the_library_refuses_what_the_command_line_refuses(tiny_backbone, 
                           **{"shots": (1,), "seeds": (1,), **kwargs})
 
 
-def test_7_epochs_zero_is_not_read_as_the_default(tiny_files, tmp_path, monkeypatch):
+def test_epochs_zero_is_not_read_as_the_default(tiny_files, tmp_path, monkeypatch):
     seen = []
     monkeypatch.setattr("clipos_lab.evaluation.runner.run_benchmark", lambda *a, **k: seen.append(k) or 1 / 0)
     args = cli.build_parser().parse_args(["benchmark", "--epochs", "3", *tiny_args(tiny_files)])
@@ -332,7 +332,7 @@ def test_7_epochs_zero_is_not_read_as_the_default(tiny_files, tmp_path, monkeypa
     assert seen[0]["prompt"].epochs == 3 and seen[0]["shots"] == [1, 2] and seen[0]["seeds"] == [1, 2, 3]
 
 
-def test_13_cuda_without_a_gpu_says_so(monkeypatch, capsys):
+def test_cuda_without_a_gpu_says_so(monkeypatch, capsys):
     from clipos_lab.backbone import Backbone, BackboneError
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
@@ -343,7 +343,7 @@ def test_13_cuda_without_a_gpu_says_so(monkeypatch, capsys):
         Backbone.load(device="cuda")
 
 
-def test_13_nan_features_name_the_cache_file(tiny_backbone, tmp_path):
+def test_nan_features_name_the_cache_file(tiny_backbone, tmp_path):
     # a cache whose bytes were changed is caught by its row checksums (tests/test_streaming.py); features that are
     # NaN when computed (broken weights): the runner refuses them, naming the set and the cache folder
     ds = WorldDataset("background", n_per_class=4, image_size=32, name="nan-set")
@@ -357,7 +357,7 @@ def test_13_nan_features_name_the_cache_file(tiny_backbone, tmp_path):
         runner.check_banks(banks)
 
 
-def test_13_an_ood_set_identical_to_the_id_set_warns(tiny_backbone, tmp_path):
+def test_an_ood_set_identical_to_the_id_set_warns(tiny_backbone, tmp_path):
     same = {**SPEC, "ood": {"copy": SPEC["id"], "textures": SPEC["ood"]["textures"]}}
     with pytest.warns(OverlapWarning, match="'copy' is identical to the ID test set"):
         runner.encode_banks(BenchmarkSpec.from_dict(same, base_dir=tmp_path), tiny_backbone,
@@ -374,7 +374,7 @@ def test_13_an_ood_set_identical_to_the_id_set_warns(tiny_backbone, tmp_path):
 # ---------------------------------------------------------------------------------------------- 14.
 
 
-def test_14_exif_orientation_is_applied(tmp_path):
+def test_exif_orientation_is_applied(tmp_path):
     img = Image.new("RGB", (40, 20), (200, 0, 0))
     img.paste((0, 0, 200), (0, 0, 10, 20))  # blue on the left edge
     exif = Image.Exif()
@@ -386,7 +386,7 @@ def test_14_exif_orientation_is_applied(tmp_path):
     assert top[2] > 150 and top[0] < 80  # the blue edge is now at the top, as a viewer shows it
 
 
-def test_14_sweep_cleans_up_what_a_killed_cell_left(tmp_path, monkeypatch):
+def test_sweep_cleans_up_what_a_killed_cell_left(tmp_path, monkeypatch):
     import nbformat
     import papermill
 
@@ -422,7 +422,7 @@ def _metadata_keys(path: Path) -> list[str]:
         return list(json.loads(fh.read(n))["__metadata__"])
 
 
-def test_14_safetensors_are_byte_reproducible(tiny_backbone, tmp_path):
+def test_safetensors_are_byte_reproducible(tiny_backbone, tmp_path):
     from clipos_lab.clipos.prompts import PromptLearner
 
     meta = {k: str(i) for i, k in enumerate("zqmbaxfk")}

@@ -154,3 +154,31 @@ def test_unreadable_training_images_are_never_drawn_as_shots(pocket_backbone, tm
              for m in json.loads((tmp_path / "out" / "manifests" / f"shots2-seed{seed}.json").read_text())]
     assert len(drawn) == 12 and not [i for i in drawn if "broken" in i]
     assert {r["seed"] for r in result.rows} == {1, 2, 3}
+
+
+def test_a_run_stopped_midway_resumes_without_recomputing_finished_cells(tiny_backbone, tmp_path, monkeypatch):
+    from clipos_lab.evaluation import job
+
+    spec = BenchmarkSpec.from_dict(SPEC, base_dir=tmp_path)
+    grid = {"methods": ["MCM", "CoOp"], "shots": (1,), "seeds": (1, 2, 3), "progress": False,
+            "prompt": PromptConfig(n_ctx=4, epochs=2, progress=False), "cache": tmp_path / "cache"}
+    run_benchmark(spec, tiny_backbone, out_dir=tmp_path / "clean", **grid)
+    assert not list((tmp_path / "cache" / "cells").glob("*/*.npz"))  # a finished run keeps no cells
+    real, ran = job.run_cell, []
+
+    def stop_at_third(context, method, shots, seed):
+        if len(ran) == 3:
+            raise KeyboardInterrupt  # the run is stopped during its fourth cell
+        ran.append((method, shots, seed))
+        return real(context, method, shots, seed)
+
+    monkeypatch.setattr(job, "run_cell", stop_at_third)
+    with pytest.raises(KeyboardInterrupt):
+        run_benchmark(spec, tiny_backbone, out_dir=tmp_path / "resumed", **grid)
+    assert not (tmp_path / "resumed").exists()  # the run folder is written only when the run finishes
+    first = list(ran)
+    ran.clear()
+    monkeypatch.setattr(job, "run_cell", lambda *a: ran.append(a[1:]) or real(*a))
+    run_benchmark(spec, tiny_backbone, out_dir=tmp_path / "resumed", **grid)
+    assert not set(first) & set(ran) and len(first) + len(ran) == 4  # MCM once + CoOp x 3 seeds, each run once
+    assert (tmp_path / "resumed" / "results.csv").read_bytes() == (tmp_path / "clean" / "results.csv").read_bytes()

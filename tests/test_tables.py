@@ -55,9 +55,9 @@ def test_summary_table_and_markdown_show_average_and_accuracy():
 
 def test_suite_summary_counts_wins_against_rivals():
     def spec(coop, mcm):
-        return T.summarise([
-            {"method": "CoOp", "score": "MCM", "shots": 1, "seed": 1, "ood": "Average", "metric": "AUROC", "value": coop},
-            {"method": "MCM", "score": "MCM", "shots": 0, "seed": 0, "ood": "Average", "metric": "AUROC", "value": mcm}])
+        cell = {"score": "MCM", "ood": "Average", "metric": "AUROC"}
+        return T.summarise([{"method": "CoOp", "shots": 1, "seed": 1, "value": coop, **cell},
+                            {"method": "MCM", "shots": 0, "seed": 0, "value": mcm, **cell}])
     rows = T.suite_summary({"a": spec(0.9, 0.8), "b": spec(0.7, 0.8), "c": spec(0.95, 0.9)}, ["MCM"])
     coop = next(r for r in rows if r["method"] == "CoOp")
     assert coop["wins_vs_MCM"] == 2 and coop["n_specs"] == 3

@@ -201,7 +201,7 @@ def test_summary_dots_fit_their_axes_and_show_each_ood_set(tmp_path):
 
 
 def test_fitted_limits_stay_inside_the_metric_range():
-    from clipos_lab.viz.static import _fitted_limits
+    from clipos_lab.viz.static import fitted_limits as _fitted_limits
 
     lo, hi = _fitted_limits([1.0, 1.0, 1.0])
     assert hi == 1.0 and lo == pytest.approx(0.98)  # a saturated panel keeps a readable width
@@ -310,7 +310,7 @@ def test_score_explorer_switches_method_score_and_threshold(capsys):
 
 
 def test_results_explorer_static_and_interactive(tmp_path):
-    ipywidgets = pytest.importorskip("ipywidgets")
+    pytest.importorskip("ipywidgets")
     from types import SimpleNamespace
 
     rng = np.random.default_rng(1)
@@ -328,27 +328,32 @@ def test_results_explorer_static_and_interactive(tmp_path):
     assert score_w.value == "1-p(unknown)" and set(score_w.options) == {"MCM", "1-p(unknown)"}
 
 
-def test_embedding_explorer_hover_shows_the_two_parents(monkeypatch):
-    pytest.importorskip("anywidget")
-    import ipywidgets
-    from plotly.callbacks import Points
+def test_embedding_explorer_shows_a_plain_plotly_map_and_the_parents_of_any_outlier(monkeypatch):
+    ipywidgets = pytest.importorskip("ipywidgets")
+    import IPython.display
+    import plotly.graph_objects as go
 
     from clipos_lab.clipos import synthesis
 
     ds, bank, _ = _fake_world()
     outliers = synthesis.synthesize(bank.global_, bank.labels, 3, alpha=2.0, seed=0)
     coords = {"ID: a": np.zeros((4, 2)), "outliers": np.ones((3, 2))}
-    drawn = []
+    shown, drawn = [], []
+    monkeypatch.setattr(IPython.display, "display", lambda *objs, **kw: shown.extend(objs))
     monkeypatch.setattr(widgets.V, "image_grid", lambda images, titles, **kw: drawn.append(titles) or Figure())
     lookup = widgets.ImageLookup({"few-shot": (ds, bank)})
-    box = widgets.embedding_explorer(coords, None, "map", outlier_group="outliers", outliers=outliers,
-                                     source_image=lambda row: lookup("few-shot", row), source_ids=bank.ids,
-                                     classnames=bank.classnames, interactive=True)
+    box = widgets.embedding_explorer(coords, {"outliers": ["o0", "o1", "o2"]}, "map", outlier_group="outliers",
+                                     outliers=outliers, source_image=lambda row: lookup("few-shot", row),
+                                     source_ids=bank.ids, classnames=bank.classnames, interactive=True)
+    # the map: one plain figure holding its points (no FigureWidget, whose first view could come up empty)
+    maps = [o for o in shown if isinstance(o, go.Figure)]
+    assert len(maps) == 1 and not isinstance(maps[0], go.FigureWidget)
+    assert [len(t.x) for t in maps[0].data] == [4, 3] and list(maps[0].data[1].text) == ["o0", "o1", "o2"]
     assert isinstance(box, ipywidgets.VBox)
-    trace = box.children[0].data[1]
-    trace._dispatch_on_hover(Points(point_inds=[2], xs=[1.0], ys=[1.0], trace_name="outliers", trace_index=1), None)
+    slider = box.children[0]
+    slider.value = 2
     p = outliers.provenance(2)
-    assert len(drawn) == 1 and f"lam = {p['lam']:.2f}" in drawn[0][0] and bank.ids[p["second"]] in drawn[0][1]
+    assert len(drawn) == 2 and f"lam = {p['lam']:.2f}" in drawn[-1][0] and bank.ids[p["second"]] in drawn[-1][1]
     assert isinstance(widgets.embedding_explorer(coords, title="map"), Figure)  # static mode
 
 
@@ -365,7 +370,8 @@ def test_mode_auto_is_static_without_a_front_end(monkeypatch):
 
 def test_main_score_and_at_temperature():
     from clipos_lab.methods import build_method
-    from clipos_lab.methods.base import at_temperature, main_score
+    from clipos_lab.methods.base import main_score
+    from clipos_lab.methods.cosine import at_temperature
 
     assert main_score("GL-MCM", ["MCM", "GL-MCM"]) == "GL-MCM"
     assert main_score("1-p(unknown)", ["MCM", "GL-MCM"]) == "MCM"

@@ -76,3 +76,34 @@ def test_bad_world_arguments():
         W.World(8)
     with pytest.raises(ValueError, match="unknown scene kind"):
         W.World(64).render(0, 0, kind="party")
+
+
+# digests of sample pictures per WORLD_VERSION: a drawn pixel that changes without a version bump fails here
+PICTURE_DIGESTS = {"3": "84e975f4b7fe38a7e942160668018041f5369206392c38ebd6d4227142d606c2"}
+
+
+def picture_digest() -> str:
+    import hashlib
+
+    from clipos_lab.pocket.world import PRODUCT_STYLES, World, render_product
+
+    digest = hashlib.sha256()
+    world = World()
+    for index in range(4):
+        for kind in ("object", "background"):
+            digest.update(np.asarray(world.image(7, index, kind=kind)).tobytes())
+    for shape in list(PRODUCT_STYLES)[:3]:
+        for defect in (None, "scratch", "stain"):
+            image, mask, _ = render_product(11, 2, shape, defect)
+            digest.update(np.ascontiguousarray(image).tobytes() + np.ascontiguousarray(mask).tobytes())
+    return digest.hexdigest()
+
+
+def test_the_world_version_changes_with_its_pictures():
+    from clipos_lab.data.datasets import world_version
+    from clipos_lab.pocket.world import WORLD_VERSION
+
+    assert world_version() == WORLD_VERSION
+    assert PICTURE_DIGESTS.get(WORLD_VERSION) == picture_digest(), (
+        "the pocket world's pictures changed: bump WORLD_VERSION in clipos_lab/pocket/world.py and record the "
+        "new digest here (cached features of the old pictures must not be reused)")

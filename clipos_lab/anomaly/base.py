@@ -2,7 +2,7 @@
 
 ``score`` returns :class:`AnomalyScores`: one score per image (higher = more anomalous) and a map per image at
 the resolution the model saw it (the backbone's input size; ground-truth masks are brought to the same size by
-:func:`clipos_lab.anomaly.data.fit_mask`). Patch scores become maps the same way for every method:
+:func:`clipos_lab.anomaly.masks.fit_mask`). Patch scores become maps the same way for every method:
 bilinear upsampling of the patch grid, then a Gaussian blur (as in PatchCore and WinCLIP).
 """
 
@@ -49,12 +49,13 @@ def image_scores(patch_scores: torch.Tensor, how: str) -> np.ndarray:
 class AnomalyMethod:
     """Base class: ``fit(normal, backbone, category)`` then ``score(test) -> AnomalyScores``.
 
-    ``zero_shot`` methods ignore ``normal`` (the runner passes ``None``); ``layers`` names the token layers
+    ``kind = "zero-shot"`` methods ignore ``normal`` (the runner passes ``None``); ``layers`` names the token layers
     the method reads, so the runner encodes just those. ``sigma`` is the map blur in pixels at 224 px input
     (scaled to the backbone's input size).
     """
 
-    zero_shot = False
+    kind = "few-shot"  # "zero-shot": fitted without normal images (the runner passes None)
+    needs_images = False  # True: score / fit get WithImages(bank, dataset) (methods that re-encode image parts)
     layers: tuple = (-1,)
 
     def __init__(self, sigma: float = 4.0, image_score: str = "max"):
@@ -82,6 +83,14 @@ class AnomalyMethod:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.options().items())})"
+
+    @property
+    def zero_shot(self) -> bool:
+        return self.kind == "zero-shot"
+
+    def get_params(self) -> dict:
+        """The options (the OOD methods' name for :meth:`options`)."""
+        return self.options()
 
     def options(self) -> dict:
         return {"sigma": self.sigma, "image_score": self.image_score}

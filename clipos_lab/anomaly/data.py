@@ -1,11 +1,12 @@
 """Anomaly-detection data: per product category, normal training images and a test set with defect masks.
 
-Two sources, one shape (:class:`AnomalyCategory`: ``train`` holds normal images only, ``test`` normal and
+Three sources, one shape (:class:`AnomalyCategory`: ``train`` holds normal images only, ``test`` normal and
 defective ones, labelled ``0 = good`` and ``1..`` per defect type, with a pixel mask per defective image):
 
 * :class:`WorldDefectDataset`: pocket-world products (:func:`clipos_lab.pocket.world.render_product`), masks exact;
 * :func:`mvtec_category`: an MVTec-AD-style folder ``<root>/<category>/{train/good, test/<type>,
-  ground_truth/<type>/<stem>_mask.png}``. Masks are optional: without them only image-level metrics exist.
+  ground_truth/<type>/<stem>_mask.png}``. Masks are optional: without them only image-level metrics exist;
+* :func:`clipos_lab.anomaly.visa.visa_category`: VisA's folders and split file.
 
 An anomaly spec (YAML, :class:`AnomalySpec`) names one source and its categories.
 """
@@ -21,87 +22,13 @@ import numpy as np
 import yaml
 from PIL import Image
 
-from ..data.datasets import ID_SHAPES, ImageDataset, Sample, _image_files, _world_version
+from ..data.datasets import ID_SHAPES, Sample, image_files, world_version
 from ..data.errors import DataError
 from ..files import expand_path
 from ..pocket import world as W
-
-GOOD = "good"
-
-
-class AnomalyDataset(ImageDataset):
-    """Images labelled ``0`` (good) or ``1..`` (a defect type, ``classnames[label]``), with optional masks.
-
-    :meth:`mask` gives a defect's pixel mask as the model sees the image (resized and centre-cropped like the
-    backbone's preprocessing, see :func:`fit_mask`); good images have an empty mask.
-    """
-
-    category: str = ""
-
-    @property
-    def is_anomalous(self) -> np.ndarray:
-        return self.labels > 0
-
-    @property
-    def defect_types(self) -> list[str]:
-        return [c for c in self.classnames if c != GOOD]
-
-    @property
-    def has_masks(self) -> bool:
-        """True when every defective image has a mask (pixel metrics need all of them)."""
-        return all(self._has_mask(s) for s in self.samples if s.label > 0)
-
-    def mask(self, i: int, size: int | None = None) -> np.ndarray | None:
-        """Boolean mask of image ``i`` (``size`` x ``size`` when given), or ``None`` when it has none."""
-        sample = self.samples[i]
-        if sample.label == 0:
-            full = np.zeros(self._image_shape(i), dtype=bool)
-        else:
-            if not self._has_mask(sample):
-                return None
-            full = self._load_mask(i)
-        return full if size is None else fit_mask(full, size)
-
-    def masks(self, size: int) -> np.ndarray | None:
-        """``(N, size, size)`` masks of every image, or ``None`` unless every defective image has one."""
-        if not self.has_masks:
-            return None
-        return np.stack([self.mask(i, size) for i in range(len(self))])
-
-    # subclasses
-    def _has_mask(self, sample: Sample) -> bool:
-        raise NotImplementedError
-
-    def _load_mask(self, i: int) -> np.ndarray:
-        raise NotImplementedError
-
-    def _image_shape(self, i: int) -> tuple[int, int]:
-        raise NotImplementedError
-
-
-def fit_mask(mask: np.ndarray, size: int) -> np.ndarray:
-    """A full-resolution mask as the backbone sees its image: shorter side resized to ``size``, centre crop.
-
-    Mirrors CLIP's preprocessing (Resize(size) + CenterCrop(size)); nearest-neighbour, so it stays binary.
-    """
-    h, w = mask.shape
-    if (h, w) == (size, size):
-        return mask.astype(bool)
-    scale = size / min(h, w)
-    nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
-    img = Image.fromarray(mask.astype(np.uint8) * 255).resize((nw, nh), Image.NEAREST)
-    top, left = (nh - size) // 2, (nw - size) // 2
-    return np.asarray(img)[top: top + size, left: left + size] > 127
-
-
-@dataclass
-class AnomalyCategory:
-    """One product: its normal training pool and its test set."""
-
-    name: str
-    train: AnomalyDataset
-    test: AnomalyDataset
-
+from .dataset import GOOD, AnomalyCategory, AnomalyDataset
+from .masks import read_mask, upright_shape
+from .visa import read_split, visa_category
 
 # ---------------------------------------------------------------------------------------------- pocket world
 _STRIDE = 100_000
@@ -148,7 +75,7 @@ class WorldDefectDataset(AnomalyDataset):
 
     def _fingerprint_sample(self, sample: Sample) -> str:
         defect, index = self._render_args[sample.id]
-        return (f"{sample.id}|world-{_world_version()}|product={self.shape}|defect={defect}|seed={self.seed}"
+        return (f"{sample.id}|world-{world_version()}|product={self.shape}|defect={defect}|seed={self.seed}"
                 f"|size={self.image_size}|index={index}")
 
     def _has_mask(self, sample: Sample) -> bool:
@@ -196,7 +123,7 @@ class MVTecDataset(AnomalyDataset):
         for label, t in enumerate(classnames):
             if not (split_dir / t).is_dir():
                 continue
-            files = _image_files(split_dir / t)
+            files = image_files(split_dir / t)
             if not files:
                 raise DataError(f"empty folder {split_dir / t}: add images or remove it")
             for f in files:
@@ -204,8 +131,10 @@ class MVTecDataset(AnomalyDataset):
                 if label > 0:
                     self._masks[sid] = self._find_mask(t, f, split_dir / t)
                 samples.append(Sample(sid, label, str(f)))
-        if split == "test" and not samples:
-            raise DataError(f"{split_dir} holds no images")
+        if split == "test" and not any(s.label > 0 for s in samples):
+            raise DataError(f"{split_dir} holds no defective images (only {split_dir / GOOD}): every metric compares "
+                            "defective images with good ones, so this category would have no result; add a "
+                            "test/<defect type> folder or leave the category out of the spec")
         super().__init__(name, classnames, samples)
 
     def _find_mask(self, defect: str, image: Path, folder: Path) -> Path | None:
@@ -224,21 +153,10 @@ class MVTecDataset(AnomalyDataset):
 
     def _load_mask(self, i: int) -> np.ndarray:
         sample = self.samples[i]
-        path = self._masks[sample.id]
-        try:
-            with Image.open(path) as m:
-                mask = np.asarray(m.convert("L")) > 127
-        except OSError as err:
-            raise DataError(f"cannot read mask {path}: {err}") from err
-        shape = self._image_shape(i)
-        if mask.shape != shape:
-            raise DataError(f"mask {path} is {mask.shape[1]}x{mask.shape[0]} but its image {sample.path} is "
-                            f"{shape[1]}x{shape[0]}: masks must have their image's size")
-        return mask
+        return read_mask(self._masks[sample.id], sample.path, self._image_shape(i))
 
     def _image_shape(self, i: int) -> tuple[int, int]:
-        with Image.open(self.samples[i].path) as img:
-            return (img.height, img.width)
+        return upright_shape(self.samples[i].path)
 
 
 def mvtec_category(root: str | os.PathLike, category: str) -> AnomalyCategory:
@@ -254,7 +172,7 @@ def mvtec_category(root: str | os.PathLike, category: str) -> AnomalyCategory:
 
 
 # ------------------------------------------------------------------------------------------------------ specs
-SHIPPED_SPECS = ("world-anomaly", "world-anomaly-validation", "paper-mvtec")
+SHIPPED_SPECS = ("world-anomaly", "world-anomaly-validation", "paper-mvtec", "paper-visa")
 
 
 def shipped_spec(name: str) -> Path | None:
@@ -267,16 +185,19 @@ def shipped_spec(name: str) -> Path | None:
 _SPEC_KEYS = {
     "world": {"type", "products", "defects", "n_train", "n_good", "n_per_defect", "seed", "image_size"},
     "mvtec": {"type", "root", "categories", "get"},
+    "visa": {"type", "root", "categories", "split_csv", "get"},
 }
 
 
 @dataclass
 class AnomalySpec:
-    """An anomaly benchmark: ``name`` and one ``data`` entry (``type: world`` or ``type: mvtec``).
+    """An anomaly benchmark: ``name`` and one ``data`` entry (``type: world``, ``mvtec`` or ``visa``).
 
     World entries: ``products`` (shapes), ``defects``, ``n_train`` (normal pool the shots are drawn from),
     ``n_good`` / ``n_per_defect`` (test set), ``seed``, ``image_size``. MVTec entries: ``root``, ``categories``
-    (default: every folder under root) and ``get`` (how to obtain the data, added to "not found" errors).
+    (default: every folder under root) and ``get`` (how to obtain the data, added to "not found" errors). VisA
+    entries: ``root``, ``categories`` (default: every object of the split file), ``split_csv`` (default
+    ``split_csv/1cls.csv`` under root) and ``get``.
     """
 
     name: str
@@ -303,7 +224,7 @@ class AnomalySpec:
     def _check_keys(self) -> None:
         kind = self.data.get("type")
         if kind not in _SPEC_KEYS:
-            raise DataError(f"anomaly spec '{self.name}': data type {kind!r} is unknown; use world or mvtec")
+            raise DataError(f"anomaly spec '{self.name}': data type {kind!r} is unknown; use world, mvtec or visa")
         unknown = sorted(set(self.data) - _SPEC_KEYS[kind])
         if unknown:
             raise DataError(f"anomaly spec '{self.name}': unknown keys {unknown}; allowed {sorted(_SPEC_KEYS[kind])}")
@@ -332,12 +253,19 @@ class AnomalySpec:
                 raise DataError(f"anomaly spec '{self.name}': {bad} must be integers")
             if not isinstance(products, list) or not products:
                 raise DataError(f"anomaly spec '{self.name}': `products` must be a list of shapes")
+            if ints.get("n_per_defect", 1) == 0 or not d.get("defects", W.DEFECTS):
+                raise DataError(f"anomaly spec '{self.name}': the test sets would hold no defective image "
+                                "(n_per_defect 0 or no defects); every metric needs some")
             return [world_category(p, defects=d.get("defects", list(W.DEFECTS)), **ints) for p in products]
         root = expand_path(d.get("root", ""))
         root = root if root.is_absolute() else self.base_dir / root
         try:
             if not root.is_dir():
-                raise DataError(f"MVTec-style root {root} does not exist")
+                raise DataError(f"{'VisA' if d['type'] == 'visa' else 'MVTec-style'} root {root} does not exist")
+            if d["type"] == "visa":
+                table = read_split(root, d.get("split_csv"))
+                names = d.get("categories") or sorted(table["object"].unique())
+                return [visa_category(root, c, table) for c in names]
             names = d.get("categories") or sorted(p.name for p in root.iterdir() if p.is_dir())
             return [mvtec_category(root, c) for c in names]
         except DataError as err:

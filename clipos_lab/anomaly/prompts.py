@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..methods.base import NotFittedError
 from .base import IMAGE_SCORES, AnomalyMethod, image_scores
 
 NORMAL_STATES = ("{}", "flawless {}", "perfect {}", "unblemished {}", "{} without flaw", "{} without defect",
@@ -37,7 +38,7 @@ def state_prompts(obj: str) -> tuple[list[str], list[str]]:
 class StatePrompts(AnomalyMethod):
     """Zero-shot normal / abnormal state-prompt ensembles; ``tokens``: ``"surgery"`` or a layer number."""
 
-    zero_shot = True
+    kind = "zero-shot"
 
     def __init__(self, tokens: str | int = "surgery", sigma: float = 4.0, image_score: str = "global"):
         super().__init__(sigma=sigma, image_score="max")
@@ -59,7 +60,7 @@ class StatePrompts(AnomalyMethod):
 
     def _abnormal_probability(self, features: torch.Tensor) -> torch.Tensor:
         if self.text is None:
-            raise RuntimeError("StatePrompts.score before fit: fit it with the backbone and the object's name")
+            raise NotFittedError("StatePrompts.score before fit: fit it with the backbone and the object's name")
         logits = self.scale * F.normalize(features.float(), dim=-1) @ self.text.T
         return logits.softmax(-1)[..., 1]
 

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..files import save_safetensors
+from ..threads import threaded
 
 PLACEHOLDER = "X"
 # "per-step": the cosine over every optimiser step, continued after a warm-up (this project's default);
@@ -236,6 +237,14 @@ def locoop_entropy(local_features: torch.Tensor, labels: torch.Tensor, top_k: in
     return entropy
 
 
+def step_work(learner: PromptLearner, *args, **kwargs) -> float:
+    """Multiply-adds of one step's pass of every class prompt through the text tower (sizes the thread count);
+    0 (small) for a learner stand-in without a text tower."""
+    work, tokens = getattr(learner.backbone, "forward_work", None), getattr(learner, "tokens", None)
+    return 0.0 if work is None or tokens is None else work("text", learner.n_classes, int(tokens.argmax(-1).max()) + 1)
+
+
+@threaded(step_work)
 def train_prompts(learner: PromptLearner, data: TrainingData, cfg: PromptConfig, beta: float = 0.0,
                   gamma: float = 0.0) -> list[dict]:
     """SGD + cosine schedule over ``cfg.epochs`` (``cfg.schedule``); returns the loss history (one row per step,

@@ -29,6 +29,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ..threads import threaded
+
 RULES = ("discrepancy", "topk")
 SURGERY_WEIGHTINGS = ("uniform", "reference")
 DEFAULT_SURGERY_WEIGHTING = "uniform"
@@ -354,6 +356,13 @@ def _field(bank: Any, name: str):
     return getattr(bank, name, None)
 
 
+def _chunk_work(bank: Any, text: torch.Tensor, *args, tokens: str = "patches", **options) -> float:
+    """Multiply-adds of one chunk's patch-by-class products, which size the thread count (clipos_lab.threads)."""
+    patches = _field(bank, tokens) if tokens in TOKEN_KINDS else None
+    return 0.0 if patches is None else float(min(len(patches), _CHUNK) * patches[0].numel() * len(text))
+
+
+@threaded(_chunk_work)
 def relevance(bank: Any, text: torch.Tensor, rule: str = "discrepancy", labels=None, tokens: str = "patches",
               **options) -> RelevanceResult:
     """Run a separation rule on a FeatureBank-like object (attributes or keys patches, surgery, labels, grid).

@@ -2,6 +2,8 @@
 few-shot training pool, listed but encoded only where shots are drawn (:class:`TrainPool`).
 
 :func:`check_banks` refuses non-finite features and warns when an OOD set or the pool repeats ID test images.
+:func:`shard_cells` splits the encoding of a spec's sets into cells of rows that workers write into the shared
+feature cache side by side (the store locks and checksums each row), before the banks are read from it.
 """
 
 from __future__ import annotations
@@ -133,3 +135,35 @@ def check_banks(banks: Banks, id_dataset=None) -> None:
         warnings.warn(f"{shared} of {len(banks.id_train)} images of the few-shot pool are also ID test images: "
                       f"few-shot methods may train on test images; give `id_train` its own images", OverlapWarning,
                       stacklevel=3)
+
+
+def shard_cells(spec: BenchmarkSpec, load_args: dict, cache, batch_size: int = 64, rows_per_cell: int = 1024):
+    """Cells (:class:`~clipos_lab.evaluation.executor.Cell`) that encode the ID test set and every OOD set of
+    ``spec``, ``rows_per_cell`` rows each, into the feature cache ``cache`` (which every worker must reach)."""
+    from .executor import Cell
+
+    content = {"name": spec.name, "id": spec.id, "ood": spec.ood, "id_train": spec.id_train}
+    sets = {"id": spec.id_dataset(), **{f"ood/{k}": ds for k, ds in spec.ood_datasets().items()}}
+    return [Cell(encode_shard, (content, str(spec.base_dir), name, start, min(start + rows_per_cell, len(ds)),
+                                load_args, cache, batch_size), f"encode {name} {start}")
+            for name, ds in sets.items() for start in range(0, len(ds), rows_per_cell)]
+
+
+_BACKBONES: dict[str, object] = {}  # per worker process: each backbone is loaded once
+
+
+def encode_shard(content: dict, base_dir: str, set_name: str, start: int, stop: int, load_args: dict, cache,
+                 batch_size: int) -> int:
+    """Encode rows ``start:stop`` of one set of a spec into the cache; returns how many rows the bank has."""
+    import json
+
+    from ..backbone import Backbone
+
+    key = json.dumps(load_args, sort_keys=True)
+    if key not in _BACKBONES:
+        _BACKBONES[key] = Backbone.load(**load_args, device="auto")
+    spec = BenchmarkSpec.from_dict({k: v for k, v in content.items() if v is not None}, base_dir=base_dir)
+    ds = spec.id_dataset() if set_name == "id" else spec.ood_datasets()[set_name.split("/", 1)[1]]
+    bank = FeatureBank.encode(ds, _BACKBONES[key], indices=list(range(start, stop)), batch_size=batch_size,
+                              cache=cache, progress=False)
+    return len(bank)

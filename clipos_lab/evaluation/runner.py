@@ -19,51 +19,29 @@ A run is described by a :class:`~clipos_lab.evaluation.record.RunConfig`; :func:
 from __future__ import annotations
 
 import os
-import time
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from ..clipos.prompts import PromptConfig
-from ..data import BenchmarkSpec, write_manifest
-from ..files import RunFolder, check_name, slug, write_csv, write_json, write_text
+from ..data import BenchmarkSpec
+from ..files import RunFolder, check_name
 from ..methods import default_methods, kind_of, score_names_of
 from ..methods import methods as registered_methods
 from . import metrics as M
-from . import tables as T
 from .banks import Banks, OverlapWarning, TrainPool, check_banks, encode_banks
+from .executor import LocalExecutor
+from .job import METRICS, BenchmarkJob, BenchmarkResult, write_outputs
 from .record import RunConfig
 
-__all__ = ["BENCHMARK_OUTPUTS", "Banks", "BenchmarkResult", "DEFAULT_METHODS", "METRICS", "OverlapWarning",
-           "TrainPool", "check_banks", "check_run_arguments", "encode_banks", "run_benchmark", "run_config"]
+__all__ = ["BENCHMARK_OUTPUTS", "Banks", "BenchmarkJob", "BenchmarkResult", "DEFAULT_METHODS", "METRICS",
+           "OverlapWarning", "TrainPool", "check_banks", "check_run_arguments", "encode_banks", "rerun",
+           "run_benchmark", "run_config", "write_outputs"]
 
 DEFAULT_METHODS = tuple(default_methods())
-METRICS = ("AUROC", "FPR95", "FPR95_OOD_POS", "AUPR_IN", "AUPR_OUT")
 BENCHMARK_OUTPUTS = ["results.csv", "summary.csv", "summary.md", "metrics.json", "manifests", "prompts"]
-
-
-@dataclass
-class BenchmarkResult:
-    rows: list[dict]
-    summary: list[dict]
-    timings: dict = field(default_factory=dict)
-    fpr95_rule: str = M.DEFAULT_FPR95_RULE
-    fitted: dict = field(default_factory=dict)  # (method, shots, seed) -> fitted method, for notebooks
-    scores: dict = field(default_factory=dict)  # (method, shots, seed) -> {"id": {...}, ood name: {...}}
-    skipped: dict = field(default_factory=dict)  # set -> [{"id", "error"}] of unreadable images
-    config: RunConfig | None = None
-
-    def summary_markdown(self) -> str:
-        text = T.summary_markdown(self.summary, fpr95_rule=self.fpr95_rule)
-        transductive = [m.name for m in (self.config.methods if self.config else ()) if
-                        kind_of(m.name) == "test-time"]
-        if transductive:
-            text += (f"\n\nTransductive (test-time) methods: {', '.join(transductive)}: their scores depend on the "
-                     "test stream, fed in a seeded order (one order per seed).")
-        return text
 
 
 def run_benchmark(spec: BenchmarkSpec | str | os.PathLike, backbone, methods: Sequence[str] = DEFAULT_METHODS,
@@ -72,13 +50,14 @@ def run_benchmark(spec: BenchmarkSpec | str | os.PathLike, backbone, methods: Se
                   progress: bool = True, batch_size: int = 64, save_prompts: bool = True,
                   banks: Banks | None = None, keep_fitted: bool = False,
                   fpr95_rule: str = M.DEFAULT_FPR95_RULE, overwrite: bool = False, num_workers: int = 0,
-                  scores: Sequence[str] | None = None) -> BenchmarkResult:
+                  scores: Sequence[str] | None = None, executor=None) -> BenchmarkResult:
     """Fit and score every method; write ``results.csv``, ``summary.csv``, ``summary.md``, ``metrics.json``.
 
     ``out_dir`` is written as a whole (see :class:`~clipos_lab.files.RunFolder`): with ``run.json`` listing every
     file and the run's :class:`RunConfig`, never mixed with an earlier run, and an earlier run there is replaced
     only with ``overwrite=True``. ``scores`` limits the scores computed (e.g. ``["MCM"]`` never reads local
-    tokens); a name no selected method gives, or a method that gives none of them, is an error.
+    tokens); a name no selected method gives, or a method that gives none of them, is an error. ``executor``
+    (:func:`~clipos_lab.evaluation.executor.make_executor`) runs the cells: in this process by default, or on Ray.
     """
     M.check_fpr95_rule(fpr95_rule)
     if isinstance(spec, (str, os.PathLike)):
@@ -89,21 +68,23 @@ def run_benchmark(spec: BenchmarkSpec | str | os.PathLike, backbone, methods: Se
                               scores=scores, fpr95_rule=fpr95_rule, batch_size=batch_size)
     return run_config(config, backbone, out_dir=out_dir, overwrite=overwrite, cache=cache, progress=progress,
                       save_prompts=save_prompts, banks=banks, keep_fitted=keep_fitted, num_workers=num_workers,
-                      spec=spec)
+                      spec=spec, executor=executor)
 
 
 def run_config(config: RunConfig, backbone, out_dir: str | os.PathLike | None = None, overwrite: bool = False,
                cache=True, progress: bool = True, save_prompts: bool = True, banks: Banks | None = None,
-               keep_fitted: bool = False, num_workers: int = 0, spec: BenchmarkSpec | None = None) -> BenchmarkResult:
-    """Run ``config`` with ``backbone``; the other arguments change where things go and what is kept, never a
-    number. ``run.json`` in ``out_dir`` stores ``config`` (see :func:`rerun`)."""
+               keep_fitted: bool = False, num_workers: int = 0, spec: BenchmarkSpec | None = None,
+               executor=None) -> BenchmarkResult:
+    """Run ``config`` with ``backbone``; the other arguments change where things go, where cells run and what
+    is kept, never a number. ``run.json`` in ``out_dir`` stores ``config`` (see :func:`rerun`)."""
     spec = spec or config.benchmark_spec()
     if out_dir is None:
-        return _run(config, spec, backbone, None, cache, progress, save_prompts, banks, keep_fitted, num_workers)
+        return _run(config, spec, backbone, None, cache, progress, save_prompts, banks, keep_fitted, num_workers,
+                    executor)
     run = RunFolder(out_dir, BENCHMARK_OUTPUTS, overwrite=overwrite)  # refuses before any work
     try:
         result = _run(config, spec, backbone, run.path, cache, progress, save_prompts, banks, keep_fitted,
-                      num_workers)
+                      num_workers, executor)
         run.commit(run_info(spec, backbone, config=config.to_dict()))
     except BaseException:
         run.discard()
@@ -116,7 +97,6 @@ def rerun(run_json: str | os.PathLike, out_dir: str | os.PathLike | None = None,
     """Run the benchmark a ``run.json`` records again (same spec content, methods with every option, shots,
     seeds, prompt config, scores, FPR95 rule and backbone); the same code gives the same ``results.csv``."""
     import json
-    from pathlib import Path
 
     path = Path(run_json)
     if path.is_dir():
@@ -193,104 +173,7 @@ def run_info(spec, backbone, **extra) -> dict:
 
 
 def _run(config: RunConfig, spec, backbone, out, cache, progress, save_prompts, banks, keep_fitted,
-         num_workers) -> BenchmarkResult:
-    prompt = config.prompt_config
-    t0 = time.perf_counter()
-    banks = banks or encode_banks(spec, backbone, batch_size=config.batch_size, cache=cache, progress=progress,
-                                  num_workers=num_workers)
-    result = BenchmarkResult([], [], fpr95_rule=config.fpr95_rule, config=config)
-    fit_seconds: dict[str, float] = {}
-    kinds = {m.name: kind_of(m.name) for m in config.methods}
-    n_fits = sum({"zero-shot": 1, "test-time": len(config.seeds),
-                  "few-shot": len(config.shots) * len(config.seeds)}[k] for k in kinds.values())
-    bar = tqdm(total=n_fits, disable=not progress, desc="fit + score", leave=False)
-    sets = {"id": banks.id_test, **banks.ood}
-    memo: dict[tuple, tuple] = {}  # score signature -> (per-set scores, ID predictions): zero-shot MCM and
-    # GL-MCM share their text and scale, so each bank is scored once for both
-
-    def evaluate(name: str, method, n_shots: int, seed: int):
-        wanted = None if config.scores is None else [s for s in config.scores if s in method.score_names]
-        signature = method.score_signature()
-        key = None if signature is None else (signature, None if wanted is None else tuple(wanted))
-        if key is None or key not in memo:
-            memo.clear()  # prompt methods never share a signature: keep only the last
-            scored = (method.score_sets(sets, scores=wanted, seed=seed), method.predict(banks.id_test))
-            if key is not None:
-                memo[key] = scored
-        else:
-            scored = memo[key]
-        per_set, predicted = scored
-        _add_rows(result, spec, name, n_shots, seed, per_set, predicted, banks)
-        if keep_fitted:
-            result.fitted[(name, n_shots, seed)] = method
-        bar.set_postfix_str(f"{name} {n_shots}-shot seed {seed}" if n_shots else name, refresh=False)
-        bar.update(1)
-
-    def timed(name, fit_and_score):
-        start = time.perf_counter()
-        fit_and_score()
-        fit_seconds[name] = fit_seconds.get(name, 0.0) + time.perf_counter() - start
-
-    for choice in [m for m in config.methods if kinds[m.name] != "few-shot"]:
-        def once(choice=choice):
-            method = choice.build(prompt=prompt).fit(backbone, banks.id_train)
-            for seed in ([0] if kinds[choice.name] == "zero-shot" else config.seeds):
-                evaluate(choice.name, method, 0, int(seed))
-        timed(choice.name, once)
-    few_shot = [m for m in config.methods if kinds[m.name] == "few-shot"]
-    for n_shots in config.shots if few_shot else ():  # no learner: no shots drawn, no training image encoded
-        for seed in config.seeds:
-            start = time.perf_counter()
-            train, manifest = banks.id_train.draw(int(n_shots), int(seed))
-            banks.encode_seconds += time.perf_counter() - start
-            if out is not None:
-                write_manifest(manifest, out / "manifests" / f"shots{n_shots}-seed{seed}.json")
-            for choice in few_shot:
-                def fit(choice=choice, n_shots=n_shots, seed=seed):
-                    method = choice.build(seed=int(seed), prompt=prompt).fit(backbone, train)
-                    evaluate(choice.name, method, int(n_shots), int(seed))
-                    if out is not None and save_prompts:
-                        method.save(out / "prompts" / f"{slug(choice.name)}-shots{n_shots}-seed{seed}.safetensors")
-                timed(choice.name, fit)
-    bar.close()
-    result.summary = T.summarise(result.rows)
-    result.skipped = banks.skipped()
-    result.timings = {"encode_s": banks.encode_seconds, "total_s": time.perf_counter() - t0,
-                      "fit_and_score_s": fit_seconds}
-    if out is not None:
-        write_outputs(result, out, spec, backbone)
-    return result
-
-
-def _add_rows(result: BenchmarkResult, spec, name, n_shots, seed, per_set, predicted, banks) -> None:
-    id_scores = per_set["id"]
-    acc = M.id_accuracy(predicted, banks.id_test.labels.numpy())
-    ood_scores = {ood: per_set[ood] for ood in banks.ood}
-    result.scores[(name, n_shots, seed)] = {"id": id_scores, **ood_scores}
-    for score_name in id_scores:
-        per_ood = {ood: M.ood_metrics(id_scores[score_name], s[score_name], result.fpr95_rule)
-                   for ood, s in ood_scores.items()}
-        for row in M.results_table(per_ood):
-            for metric in getattr(spec, "metrics", None) or METRICS:
-                result.rows.append({"method": name, "score": score_name, "shots": n_shots, "seed": seed,
-                                    "ood": row["ood"], "metric": metric, "value": float(row[metric])})
-        result.rows.append({"method": name, "score": score_name, "shots": n_shots, "seed": seed,
-                            "ood": "ID", "metric": "ACC", "value": float(acc)})
-
-
-def write_outputs(result: BenchmarkResult, out, spec, backbone) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    write_csv(result.rows, out / "results.csv")
-    write_csv(result.summary, out / "summary.csv")
-    write_text(result.summary_markdown(), out / "summary.md")
-    metrics_json = {
-        "benchmark": getattr(spec, "name", ""), "model": backbone.name, "weights": backbone.weights_id,
-        "convention": M.convention(result.fpr95_rule), "positive_class": "ID",
-        "fpr95_rule": result.fpr95_rule, "fpr95_rule_description": M.FPR95_RULES[result.fpr95_rule],
-        "fpr95_ood_pos_positive_class": "OOD", "timings": result.timings,
-        "methods": {m.name: {"kind": kind_of(m.name), "options": m.options} for m in result.config.methods},
-        "prompt": result.config.prompt,
-        "skipped_images": result.skipped,
-        "summary": result.summary,
-    }
-    write_json(metrics_json, out / "metrics.json")
+         num_workers, executor=None) -> BenchmarkResult:
+    job = BenchmarkJob(config, spec, backbone, out, cache, progress, save_prompts, banks, keep_fitted, num_workers,
+                       executor)
+    return job.finish((executor or LocalExecutor()).run(job.cells(), progress=progress, desc="fit + score"))

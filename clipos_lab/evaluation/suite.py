@@ -15,7 +15,16 @@ from ..methods import all_score_names
 from . import metrics as M
 from . import tables as T
 from .memory import release_freed_memory
-from .runner import DEFAULT_METHODS, BenchmarkResult, check_run_arguments, run_benchmark
+from .record import RunConfig
+from .runner import (
+    BENCHMARK_OUTPUTS,
+    DEFAULT_METHODS,
+    BenchmarkJob,
+    BenchmarkResult,
+    check_run_arguments,
+    run_benchmark,
+    run_info,
+)
 
 SUITE_RIVALS = ("MCM", "CoOp", "LoCoOp")
 
@@ -35,10 +44,11 @@ class SuiteResult:
 
 
 def run_suite(specs: Sequence[BenchmarkSpec | str | os.PathLike], backbone, out_dir: str | os.PathLike | None = None,
-              overwrite: bool = False, **kwargs) -> SuiteResult:
+              overwrite: bool = False, executor=None, **kwargs) -> SuiteResult:
     """:func:`~clipos_lab.evaluation.runner.run_benchmark` on every spec (outputs and ``run.json`` in
     ``<out_dir>/<spec name>/``), then the across-spec summary (``suite_summary.csv`` / ``.md`` in ``out_dir``).
-    ``out_dir`` is one run folder, as in :func:`run_benchmark`."""
+    ``out_dir`` is one run folder, as in :func:`run_benchmark`. With a Ray ``executor`` the cells of every spec
+    are submitted together, so specs run side by side; the files written are the same."""
     specs = [BenchmarkSpec.from_yaml(s) if isinstance(s, (str, os.PathLike)) else s for s in specs]
     names = [check_name(s.name, "benchmark name") for s in specs]
     if not specs or len(set(names)) != len(names):
@@ -52,10 +62,14 @@ def run_suite(specs: Sequence[BenchmarkSpec | str | os.PathLike], backbone, out_
                                                  overwrite=overwrite)
     out = None if run is None else run.path
     try:
-        per_spec = {}
-        for s in specs:
-            per_spec[s.name] = run_benchmark(s, backbone, out_dir=None if out is None else out / s.name, **kwargs)
-            release_freed_memory()  # freed, yet kept by the allocator: see evaluation/memory.py
+        if executor is None or executor.in_process:  # one spec after the other: one spec's banks in memory
+            per_spec = {}
+            for s in specs:
+                per_spec[s.name] = run_benchmark(s, backbone, out_dir=None if out is None else out / s.name,
+                                                 executor=executor, **kwargs)
+                release_freed_memory()  # freed, yet kept by the allocator: see evaluation/memory.py
+        else:
+            per_spec = _run_side_by_side(specs, backbone, out, executor, kwargs)
         result = SuiteResult(per_spec, summarise_suite({n: r.summary for n, r in per_spec.items()}),
                              kwargs.get("fpr95_rule", M.DEFAULT_FPR95_RULE))
         if out is not None:
@@ -80,3 +94,41 @@ def suite_markdown(summary: list[dict], score: str, n_specs: int, fpr95_rule: st
     """One line per (method, shots) for ``score``: mean ± std across specs and AUROC wins per spec."""
     return T.to_markdown(T.suite_table(summary, score, SUITE_RIVALS),
                          T.suite_caption(score, n_specs, SUITE_RIVALS, fpr95_rule))
+
+
+def _run_side_by_side(specs, backbone, out, executor, kwargs) -> dict[str, BenchmarkResult]:
+    """Every spec's cells in one submission (a remote executor runs them side by side), each spec's outputs in
+    its own run folder, as :func:`run_benchmark` writes them."""
+    options = {"methods": DEFAULT_METHODS, "shots": (1, 2), "seeds": (1, 2, 3), **kwargs}
+    job_args = {k: options.pop(k) for k in ("cache", "progress", "save_prompts", "keep_fitted", "num_workers")
+                if k in options}
+    options.pop("banks", None)
+    folders, jobs = [], []
+    try:
+        for spec in specs:
+            config = RunConfig.create(spec, backbone, options["methods"],
+                                      options["shots"], options["seeds"], prompt=options.get("prompt"),
+                                      method_options=options.get("method_options"), scores=options.get("scores"),
+                                      fpr95_rule=options.get("fpr95_rule", M.DEFAULT_FPR95_RULE),
+                                      batch_size=options.get("batch_size", 64))
+            folder = None if out is None else RunFolder(out / spec.name, BENCHMARK_OUTPUTS)
+            folders.append(folder)
+            jobs.append(BenchmarkJob(config, spec, backbone, None if folder is None else folder.path,
+                                     job_args.get("cache", True), job_args.get("progress", True),
+                                     job_args.get("save_prompts", True), job_args.get("keep_fitted", False),
+                                     job_args.get("num_workers", 0), executor))
+        cells = [job.cells() for job in jobs]
+        outcomes = executor.run([c for job_cells in cells for c in job_cells],
+                                progress=job_args.get("progress", True), desc="fit + score (suite)")
+        per_spec, start = {}, 0
+        for spec, job, job_cells, folder in zip(specs, jobs, cells, folders):
+            per_spec[spec.name] = job.finish(outcomes[start: start + len(job_cells)])
+            start += len(job_cells)
+            if folder is not None:
+                folder.commit(run_info(spec, backbone, config=job.config.to_dict()))
+        return per_spec
+    except BaseException:
+        for folder in folders:
+            if folder is not None:
+                folder.discard()
+        raise

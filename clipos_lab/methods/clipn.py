@@ -21,8 +21,8 @@ import torch.nn.functional as F
 
 from .. import scores as S
 from ..clipn import encoder as E
-from ..clipn.released import load_no_text
 from ..clipn import scores as C
+from ..clipn.released import load_no_text
 from .cosine import CosineMethod
 from .text import DEFAULT_TEMPLATES, check_templates, class_embeddings
 

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from .. import scores as S
+from ..threads import threaded
 from .base import Method
 
 SCORE_CHUNK = 4096  # images per scoring step (a multiple of the patch chunk, so chunking changes no number)
@@ -74,6 +75,7 @@ class CosineMethod(Method):
                 float(self.gl_lambda), int(self.n_id_), self.local_tokens, tuple(self.score_names),
                 type(self).score.__qualname__)
 
+    @threaded(lambda self, bank, *args, **kwargs: scoring_work(self, bank))
     def score(self, bank, scores: Sequence[str] | None = None, chunk: int = SCORE_CHUNK) -> dict[str, np.ndarray]:
         """Scores for each image of ``bank`` (higher = more ID): every score this method gives, or ``scores``.
 
@@ -102,12 +104,24 @@ class CosineMethod(Method):
                 parts["1-p(unknown)"].append(S.unknown_score(self.logits(bank.global_[rows])))
         return {name: torch.cat(v).cpu().numpy() for name, v in parts.items()}
 
+    @threaded(lambda self, bank, *args, **kwargs: scoring_work(self, bank))
     def predict(self, bank, chunk: int = SCORE_CHUNK) -> np.ndarray:
         """The ID class of each image (the unknown class, if any, is not a candidate)."""
         self._check_fitted()
         out = [self.logits(bank.global_[s: s + chunk])[:, : self.n_id_].argmax(-1).cpu()
                for s in range(0, len(bank), chunk)]
         return torch.cat(out).numpy()
+
+
+def scoring_work(method: CosineMethod, bank) -> float:
+    """Multiply-adds of one scoring chunk (every token against every class), which size the thread count
+    (:mod:`clipos_lab.threads`)."""
+    text = getattr(method, "text_", None)
+    if text is None:
+        return 0.0
+    local = getattr(bank, method.local_tokens, None) if method.local_tokens in LOCAL_TOKENS else None
+    tokens = 1 + (0 if local is None else local.shape[1])
+    return float(min(len(bank), SCORE_CHUNK) * tokens * text.numel())
 
 
 def at_temperature(method: CosineMethod, temperature: float) -> CosineMethod:

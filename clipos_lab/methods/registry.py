@@ -11,8 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..clipos.prompts import PromptConfig
+from .adaneg import AdaNeg
 from .base import KINDS, Method
 from .clipn import CLIPN
+from .csp import CSP
+from .fa import FA
+from .gallop import GalLoP
+from .neglabel import NegLabel
 from .prompt import CLIPOS, CoOp, LoCoOp
 from .zeroshot import GLMCM, MCM
 
@@ -68,6 +73,13 @@ register("CLIP-OS w/o PUC", CLIPOS, puc_k=1)
 register("CLIP-OS w/o discrepancy", CLIPOS, rule="topk")
 register("CLIP-OS w/o synthesis", CLIPOS, synthesis=False)
 register("CLIP-OS w/o unknown", CLIPOS, unknown=False)
+# the field's newer methods (docs/baselines.md); not in default runs: the negative-label ones encode ~10^4-10^5
+# candidate words per fit
+register("NegLabel", NegLabel)
+register("CSP", CSP)
+register("AdaNeg", AdaNeg)  # test-time (transductive)
+register("FA", FA)
+register("GalLoP", GalLoP)
 
 
 def methods(kind: str | None = None) -> list[str]:

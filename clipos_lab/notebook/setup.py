@@ -7,6 +7,7 @@
 * :func:`load_backbone`: the notebook parameters ``MODEL`` / ``PRETRAINED`` / ``CHECKPOINT`` to a Backbone;
 * :func:`parse_list`: ``"1,2"`` / ``1`` / ``[1, 2]`` (papermill passes any of these) to a list;
 * :func:`benchmark_spec` and :func:`resize_world`: a benchmark spec from a parameter, optionally shrunk;
+* :func:`word_list_options`: a smaller, seeded word list for the negative-label methods (notebook runs stay quick);
 * :func:`method_averages`: per-method OOD-average AUROC / FPR95 and ID accuracy from the runner's summary;
 * :class:`Stopwatch`: wall-clock timings that end up in ``metrics.json``.
 """
@@ -117,6 +118,8 @@ def setup(interactive="auto", progress="auto", quiet: bool = True) -> Mode:
     """
     import torch
 
+    from ..threads import requested
+
     if in_ipython():
         from IPython import get_ipython
 
@@ -132,7 +135,7 @@ def setup(interactive="auto", progress="auto", quiet: bool = True) -> Mode:
     mode = Mode(resolve_mode(interactive, "INTERACTIVE"), resolve_mode(progress, "PROGRESS"))
     how = "interactive (widgets + plotly)" if mode.interactive else "static (matplotlib figures, no widget state)"
     print(f"clipos_lab notebook: {how}; progress bars {'on' if mode.progress else 'off'}; torch threads "
-          f"{torch.get_num_threads()}; repo {paths.repo_root()}")
+          f"{torch.get_num_threads()}, stages {requested() or 'auto'} (CLIPOS_THREADS); repo {paths.repo_root()}")
     return mode
 
 
@@ -263,3 +266,22 @@ def method_averages(summary, default_scores: dict[str, str] | None = None) -> di
 
 __all__ = ["Mode", "Stopwatch", "benchmark_spec", "in_ipython", "live_front_end", "load_backbone", "method_averages",
            "parse_list", "parse_names", "progress_bar", "resize_world", "resolve_mode", "setup"]
+
+
+def word_list_options(methods, n_words: int = 0, seed: int = 0) -> dict:
+    """Method options giving the negative-label methods among ``methods`` ``n_words`` words of the shipped WordNet
+    list (a seeded sample; 0 = the whole list, as the references). AdaNeg's fixed count of negatives shrinks in
+    proportion (10,000 of the whole list)."""
+    from ..methods.registry import REGISTRY
+    from ..negatives.vocab import read_vocab
+
+    takes = [m for m in methods if m in REGISTRY and "vocabulary" in REGISTRY[m].cls.option_names()]
+    if not n_words or not takes:
+        return {}
+    whole = read_vocab()
+    vocab = whole.sample(int(n_words), seed)
+    options = {m: {"vocabulary": vocab} for m in takes}
+    for m in takes:
+        if "n_negatives" in REGISTRY[m].cls.option_names():
+            options[m]["n_negatives"] = max(1, round(10_000 * len(vocab) / len(whole)))
+    return options

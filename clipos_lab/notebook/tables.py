@@ -49,11 +49,14 @@ def averages(frame: pd.DataFrame) -> pd.DataFrame:
 def auroc_at_temperatures(methods: Mapping[str, object], id_bank, ood_banks: Mapping[str, object],
                           temperatures: Mapping[str, float]) -> pd.DataFrame:
     """OOD-average MCM AUROC of each fitted method rescored at each softmax temperature (column label ->
-    temperature), through :func:`clipos_lab.methods.base.at_temperature`; the methods are not changed."""
-    from ..methods.base import at_temperature
+    temperature), through :func:`clipos_lab.methods.cosine.at_temperature`; the methods are not changed. Methods
+    without an MCM score at a temperature of their own (NegLabel, CSP, AdaNeg) are left out."""
+    from ..methods.cosine import CosineMethod, at_temperature
 
     table = {}
     for name, method in methods.items():
+        if "MCM" not in method.score_names or not (isinstance(method, CosineMethod) or hasattr(method, "temperature")):
+            continue
         table[name] = {}
         for label, t in temperatures.items():
             twin = at_temperature(method, t)
@@ -89,4 +92,35 @@ def distance_frame(distances: Mapping[str, Mapping], outliers: Mapping[float, ob
     return records_frame(rows, "alpha")
 
 
-__all__ = ["auroc_at_temperatures", "averages", "distance_frame", "method_averages_frame", "nested", "ood_metrics_frame", "records_frame"]
+PERCENT = ("AUROC", "FPR95", "ID acc", "ACC", "on object", "object share")
+
+
+def shown(frame: pd.DataFrame, percent=PERCENT, digits: int = 3):
+    """``frame`` as a notebook shows it: metric columns (``percent``) in %, with one decimal, as every summary table
+    of the package; other numbers with ``digits`` decimals, not sixteen. The data stay fractions (metrics.json)."""
+    columns = [c for c in frame.columns if c in percent]
+    styled = frame.style.format({c: "{:.1%}" for c in columns}, precision=digits)
+    if columns:
+        styled = styled.set_caption(f"{', '.join(columns)} in %")
+    return styled
+
+
+def same_as_zero_shot(summary, reference: str = "MCM", metrics=("AUROC", "FPR95")) -> list[str]:
+    """Methods whose every OOD-average ``metrics`` value equals zero-shot ``reference``'s (runner summary rows).
+
+    A prompt method trained for very few steps keeps the order of every image's score (its prompts start from the
+    zero-shot template), and AUROC / FPR95 only see that order; the notebook then says so instead of leaving two
+    identical rows as a puzzle."""
+    cells: dict = {}
+    for r in summary:
+        if r["ood"] == "Average" and r["metric"] in metrics:
+            cells.setdefault((r["method"], r["shots"]), {})[r["metric"]] = r["mean"]
+    ref = next((v for (m, k), v in cells.items() if m == reference and k == 0), None)
+    if not ref:
+        return []
+    return sorted({m for (m, k), v in cells.items() if m != reference and k > 0 and set(v) == set(ref)
+                   and all(abs(v[x] - ref[x]) < 1e-12 for x in ref)})
+
+
+__all__ = ["PERCENT", "auroc_at_temperatures", "averages", "distance_frame", "method_averages_frame", "nested",
+           "ood_metrics_frame", "records_frame", "same_as_zero_shot", "shown"]

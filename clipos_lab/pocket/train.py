@@ -47,8 +47,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..config import config_from_dict, start_or_resume
-from ..files import write_csv
-from ..files import atomic_path
+from ..files import atomic_path, write_csv
 from ..resources import POCKET_CONFIG, POCKET_NAME, POCKET_WEIGHTS, sha256_of
 from . import world as W
 

@@ -10,35 +10,16 @@ import os
 import re
 import time
 import warnings
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from ..files import atomic_path, remove_stale_temporaries
-from .report import SweepResult, _Renderer, aggregate
-from .spec import _ANSI, RESERVED, Sweep, _canonical, cell_slugs, load_sweep
+from .record import RunRecord
+from .report import Renderer, SweepResult, aggregate
+from .spec import ANSI, RESERVED, Sweep, canonical, cell_slugs, load_sweep
 
 LOG = logging.getLogger(__name__)
-
-
-@dataclass
-class RunRecord:
-    """One grid cell: where it ran, how it went, and (if ok) its metrics.json."""
-
-    slug: str
-    folder: Path
-    cell: dict
-    status: str = "pending"
-    error: str | None = None
-    seconds: float | None = None
-    executed: bool = False  # run by this call (False: kept from an earlier run)
-    metrics: dict | None = None
-    html: Path | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
 
 
 def _write_json(path: Path, data: dict) -> None:
@@ -54,7 +35,7 @@ def _read_json(path: Path) -> Any:
 
 
 def _comparable(params: dict) -> str:
-    return _canonical({k: v for k, v in params.items() if k != RESERVED})
+    return canonical({k: v for k, v in params.items() if k != RESERVED})
 
 
 def _finished(record: RunRecord, params: dict, notebook: Path) -> bool:
@@ -64,7 +45,7 @@ def _finished(record: RunRecord, params: dict, notebook: Path) -> bool:
         return False
     if Path(str(status.get("notebook", ""))).name != notebook.name:
         return False
-    if _comparable(status.get("parameters") or {}) != _comparable(json.loads(_canonical(params))):
+    if _comparable(status.get("parameters") or {}) != _comparable(json.loads(canonical(params))):
         return False
     metrics = _read_json(record.folder / "metrics.json")
     if not isinstance(metrics, dict):
@@ -85,8 +66,8 @@ def _describe(err: BaseException) -> tuple[str, str]:
         first = f"{ename}: {evalue}{where}"
     else:
         first = f"{type(err).__name__}: {err}"
-    first = _ANSI.sub("", first).strip().splitlines()[0] if first.strip() else type(err).__name__
-    return first, _ANSI.sub("", str(err)).strip()
+    first = ANSI.sub("", first).strip().splitlines()[0] if first.strip() else type(err).__name__
+    return first, ANSI.sub("", str(err)).strip()
 
 
 def _execute(sweep: Sweep, record: RunRecord, params: dict, kernel: str | None) -> None:
@@ -191,30 +172,56 @@ def _now() -> str:
 # ---------------------------------------------------------------- entry point
 
 def run_sweep(sweep: str | os.PathLike, out_dir: str | os.PathLike | None = None, kernel: str | None = "python3",
-              *, render: bool = True, log: bool = True) -> SweepResult:
+              *, render: bool = True, log: bool = True, executor=None) -> SweepResult:
     """Run (or resume) a sweep file and aggregate it; ``str(result)`` is the Markdown table.
 
-    ``kernel=None`` uses the kernel named in the notebook. Progress goes to the ``clipos_lab.sweep`` logger unless ``log=False``.
+    ``kernel=None`` uses the kernel named in the notebook. Progress goes to the ``clipos_lab.sweep`` logger unless
+    ``log=False``. ``executor`` (:func:`clipos_lab.evaluation.executor.make_executor`) runs the cells: one after
+    the other here (default), or side by side as Ray tasks (each task runs its notebook's kernel; the output folder
+    must be one every worker reaches).
     """
     spec = load_sweep(sweep, out_dir)
     say = LOG.info if log else (lambda msg: None)
-    renderer = _Renderer(say) if render else None
+    renderer = Renderer(say) if render else None
     cells = spec.cells()
-    runs = []
+    runs, todo = [], []
     for i, (cell, slug) in enumerate(zip(cells, cell_slugs(cells)), 1):
         record = RunRecord(slug, spec.output / "runs" / slug, cell)
         params = {**spec.parameters, **cell, RESERVED: str(record.folder)}
+        runs.append(record)
         if _finished(record, params, spec.notebook):
             say(f"[{i}/{len(cells)}] {slug}: ok earlier, skipped")
         else:
-            say(f"[{i}/{len(cells)}] {slug}: running ...")
+            todo.append((i, record, params))
+    if executor is not None and not executor.in_process:
+        from ..evaluation.executor import Cell
+
+        say(f"{len(todo)} cells on {executor.name}")
+        done = executor.run([Cell(_execute_record, (spec, record, params, kernel), record.slug)
+                             for _, record, params in todo], desc="sweep")
+        for (i, record, _), finished in zip(todo, done):
+            runs[i - 1] = finished
+            _say_done(say, i, len(cells), finished)
+    else:
+        for i, record, params in todo:
+            say(f"[{i}/{len(cells)}] {record.slug}: running ...")
             _execute(spec, record, params, kernel)
-            say(f"[{i}/{len(cells)}] {slug}: {record.status} in {record.seconds:.1f} s"
-                + (f" - {record.error}" if record.error else ""))
-        if renderer is not None:
+            _say_done(say, i, len(cells), record)
+    if renderer is not None:
+        for record in runs:
             renderer(record)
-        runs.append(record)
     result = aggregate(spec, runs)
     say(f"wrote {spec.output / 'sweep.csv'}, sweep.md, index.html ({len(result.failed)} failed)")
     return result
 
+
+def _execute_record(sweep: Sweep, record: RunRecord, params: dict, kernel: str | None) -> RunRecord:
+    """One cell in a worker: run it and send its record back."""
+    _execute(sweep, record, params, kernel)
+    return record
+
+
+def _say_done(say, i: int, n: int, record: RunRecord) -> None:
+    if record.executed:
+        say(f"[{i}/{n}] {record.slug}: {record.status} in {record.seconds:.1f} s"
+            + (f" - {record.error}" if record.error else ""))

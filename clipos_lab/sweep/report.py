@@ -8,17 +8,16 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..evaluation import tables as T
 from ..evaluation.tables import average_cells
 from ..files import atomic_path
+from .record import RunRecord
 from .spec import Sweep
 
-if TYPE_CHECKING:
-    from .execute import RunRecord
 
-class _Renderer:
+class Renderer:
     """Render executed notebooks to HTML with one nbconvert exporter; never let rendering fail a sweep."""
 
     def __init__(self, log):

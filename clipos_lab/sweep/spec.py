@@ -16,6 +16,11 @@ A sweep is a YAML file::
     timeout: 1800                            # seconds any one notebook code cell may run (optional)
 
 ``timeout`` is papermill's ``execution_timeout``: it bounds each code cell of the notebook, not the whole notebook.
+It is a whole positive number of seconds (papermill's kernel client takes no fractions, NaN or infinity).
+
+Hostile or mistaken files are refused before anything is expanded: a file over :data:`MAX_SWEEP_BYTES`, YAML
+whose aliases repeat lists into more than :data:`MAX_VALUES` values (an "anchor bomb"), and a grid of more than
+:data:`MAX_CELLS` cells (counted as the product of the axis lengths, never by building the list).
 
 Every grid cell runs in ``<output>/runs/<slug>``, where the slug is built from the cell's values in grid order
 (``SHOTS-1__SEEDS-2``; characters outside ``[A-Za-z0-9._-]`` become ``_``; a short hash is appended when two
@@ -45,9 +50,11 @@ a top-level ``"table"`` list of flat dicts gives one row per entry; the benchmar
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import itertools
 import json
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -59,8 +66,11 @@ import yaml
 SWEEP_KEYS = ("notebook", "output", "parameters", "grid", "timeout")
 RESERVED = "OUTPUT_DIR"
 _SLUG_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _MAX_SLUG = 120
+MAX_SWEEP_BYTES = 1_000_000  # a sweep file is a few lines; anything larger is a mistake or an attack
+MAX_VALUES = 100_000  # values (counted as YAML aliases expand them) in the whole file
+MAX_CELLS = 10_000  # grid cells: each one is a notebook run
 
 
 # ---------------------------------------------------------------- the sweep file
@@ -74,7 +84,7 @@ class Sweep:
     output: Path
     parameters: dict
     axes: tuple[tuple[tuple[str, ...], tuple[tuple, ...]], ...]
-    timeout: float | None = None
+    timeout: int | None = None
 
     @property
     def grid_names(self) -> list[str]:
@@ -94,11 +104,21 @@ class Sweep:
 def load_sweep(path: str | os.PathLike, out_dir: str | os.PathLike | None = None) -> Sweep:
     """Read and check a sweep file; every problem is a ValueError naming the file and the key, before any run."""
     path = Path(path).resolve()
-    text = path.read_text()  # a missing sweep file is a FileNotFoundError, as for any other input file
+    size = path.stat().st_size  # a missing sweep file is a FileNotFoundError, as for any other input file
+    if size > MAX_SWEEP_BYTES:
+        raise ValueError(f"{path}: {size} bytes is too large for a sweep file (at most {MAX_SWEEP_BYTES} bytes); "
+                         "is it the right file?")
+    text = path.read_text()
     try:
-        data = yaml.safe_load(text)
+        data = yaml.safe_load(text)  # aliases are shared, not copied, here: expansion happens only when walked
     except yaml.YAMLError as err:
         raise ValueError(f"{path}: not valid YAML: {err}") from None
+    except RecursionError:
+        raise ValueError(f"{path}: nested too deeply to be a sweep file") from None
+    n_values = count_values(data, MAX_VALUES)
+    if n_values > MAX_VALUES:
+        raise ValueError(f"{path}: expands to more than {MAX_VALUES} values (YAML aliases that repeat lists?); a "
+                         "sweep file lists its values, write them out")
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping with keys {', '.join(SWEEP_KEYS)}")
     unknown = [k for k in data if k not in SWEEP_KEYS]
@@ -155,16 +175,44 @@ def load_sweep(path: str | os.PathLike, out_dir: str | os.PathLike | None = None
             tuples = tuple(tuple(v) for v in values)
         else:
             tuples = tuple((v,) for v in values)
-        canon = [_canonical(t) for t in tuples]
-        dupes = sorted({c for c in canon if canon.count(c) > 1})
+        canon = [canonical(t) for t in tuples]
+        dupes = sorted(c for c, n in collections.Counter(canon).items() if n > 1)  # linear, not quadratic
         if dupes:
             raise bad(label, f"duplicate value {dupes[0]}")
         axes.append((names, tuples))
 
+    n_cells = math.prod(len(values) for _, values in axes)
+    if n_cells > MAX_CELLS:
+        sizes = " x ".join(str(len(values)) for _, values in axes)
+        raise bad("grid", f"{sizes} = {n_cells} cells, more than {MAX_CELLS} notebook runs; split the sweep or "
+                          "move axes into `parameters`")
+
     timeout = data.get("timeout")
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
-        raise bad("timeout", f"expected a positive number of seconds, got {timeout!r}")
+    if timeout is not None:
+        whole = (isinstance(timeout, int) or (isinstance(timeout, float) and math.isfinite(timeout)
+                                              and timeout.is_integer())) and not isinstance(timeout, bool)
+        if not whole or timeout <= 0:
+            raise bad("timeout", f"expected a whole positive number of seconds (papermill takes no fractions), "
+                                 f"got {timeout!r}")
+        timeout = int(timeout)
     return Sweep(path, notebook, output, dict(parameters), tuple(axes), timeout)
+
+
+def count_values(data: Any, limit: int) -> int:
+    """How many values ``data`` holds when every alias is expanded, counting up to just past ``limit``.
+
+    Iterative and stopping early, so a file whose aliases expand to 10^9 values costs ``limit`` steps, not a hang.
+    """
+    n, todo = 0, [data]
+    while todo and n <= limit:
+        value = todo.pop()
+        n += 1
+        if isinstance(value, dict):
+            todo.extend(value.keys())
+            todo.extend(value.values())
+        elif isinstance(value, (list, tuple)):
+            todo.extend(value)
+    return n
 
 
 def _check_name(name: Any, where: str, bad) -> None:
@@ -174,7 +222,7 @@ def _check_name(name: Any, where: str, bad) -> None:
         raise bad(where, f"{RESERVED} is set by the sweep (the run folder); do not set it yourself")
 
 
-def _canonical(value: Any) -> str:
+def canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
 
@@ -187,7 +235,7 @@ def _value_text(value: Any) -> str:
 
 
 def _short_hash(cell: dict) -> str:
-    return hashlib.sha1(_canonical(cell).encode()).hexdigest()[:8]
+    return hashlib.sha1(canonical(cell).encode()).hexdigest()[:8]
 
 
 def cell_slug(cell: dict) -> str:

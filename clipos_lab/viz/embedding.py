@@ -6,6 +6,8 @@ inputs rank neighbours exactly as cosine similarity does.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -34,6 +36,33 @@ def pca_2d(x: torch.Tensor) -> np.ndarray:
     return (centred @ comps.T).numpy()
 
 
+@contextlib.contextmanager
+def ticking_stage(what: str, enabled: bool = True, every_s: float = 1.0):
+    """Say what a long, silent step is doing from its first second: a bar (a widget in JupyterLab) whose elapsed
+    time ticks every ``every_s`` seconds while the step runs, removed when it ends. UMAP's first use compiled for
+    over a minute with no output at all."""
+    if not enabled:
+        yield
+        return
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=None, desc=what, bar_format="{desc} {elapsed}", leave=False)
+    done = threading.Event()
+
+    def tick():
+        while not done.wait(every_s):
+            bar.refresh()
+
+    thread = threading.Thread(target=tick, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+        bar.close()
+
+
 def project(features: Mapping[str, object], method: str = "umap", seed: int = 0, n_neighbors: int = 15,
             min_dist: float = 0.1, progress: bool = False) -> dict[str, np.ndarray]:
     """One joint 2-D projection of several feature groups; returns group name -> ``(n, 2)`` coordinates.
@@ -56,12 +85,15 @@ def project(features: Mapping[str, object], method: str = "umap", seed: int = 0,
     if method == "pca" or n < 5:
         coords = pca_2d(x)
     else:
-        import umap
+        with ticking_stage("UMAP: loading umap-learn (its first use in a fresh environment compiles numba code, "
+                           "about a minute on two cores; later runs reuse the cache)", progress):
+            import umap
 
-        reducer = umap.UMAP(n_components=2, n_neighbors=max(2, min(n_neighbors, n - 1)), min_dist=min_dist,
-                            metric="euclidean", init="random" if n < 200 else "spectral", random_state=seed,
-                            n_jobs=1, tqdm_kwds={"disable": not progress, "leave": False, "desc": "UMAP layout"})
-        coords = np.asarray(reducer.fit_transform(x.numpy()), dtype=float)
+            reducer = umap.UMAP(n_components=2, n_neighbors=max(2, min(n_neighbors, n - 1)), min_dist=min_dist,
+                                metric="euclidean", init="random" if n < 200 else "spectral", random_state=seed,
+                                n_jobs=1, tqdm_kwds={"disable": not progress, "leave": False, "desc": "UMAP layout"})
+        with ticking_stage(f"UMAP: neighbour graph of {n} points, then the layout", progress):
+            coords = np.asarray(reducer.fit_transform(x.numpy()), dtype=float)
     out, start = {}, 0
     for name, size in zip(names, sizes):
         out[name] = coords[start: start + size]

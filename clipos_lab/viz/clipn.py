@@ -14,7 +14,7 @@ import torch
 from matplotlib.figure import Figure
 
 from ..scores import cosine_logits
-from ..viz import static as V
+from . import static as V
 
 
 def similarities(method, features: torch.Tensor) -> dict[str, np.ndarray]:
@@ -62,7 +62,9 @@ def yes_no_figure(examples: Sequence[tuple], classnames: Sequence[str], suptitle
         if c == 0:
             ax.set_ylabel("cosine", fontsize=8)
             handles = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
-            ax.legend(handles, [h.get_label() for h in handles], fontsize=6, loc="lower left")
+            # below the panels, in readable type: inside an axes it covered the first bars
+            fig.legend(handles, [h.get_label() for h in handles], fontsize=8, loc="outside lower center",
+                       ncols=3, frameon=False)
         if c == n - 1:
             twin.set_ylabel("p_yes = sigmoid(s (cos_yes - cos_no))", fontsize=7)
     if suptitle:
