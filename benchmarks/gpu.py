@@ -20,7 +20,27 @@ import torch
 from PIL import Image
 
 
-def main() -> int:
+class DeviceClock:
+    """Synchronise, reset and read the peak memory of the device work runs on (no-ops on the CPU), so a timer
+    stops only after the GPU has finished and each stage's peak is its own."""
+
+    def __init__(self, device: torch.device):
+        self.device = torch.device(device)
+        self.cuda = self.device.type == "cuda"
+
+    def sync(self) -> None:
+        if self.cuda:
+            torch.cuda.synchronize(self.device)
+
+    def reset(self) -> None:
+        if self.cuda:
+            torch.cuda.reset_peak_memory_stats(self.device)
+
+    def peak(self) -> str:
+        return f"{torch.cuda.max_memory_allocated(self.device) / 2**30:.2f} GiB" if self.cuda else "n/a (CPU)"
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--precision", default="bf16", choices=["fp32", "bf16", "fp16"])
@@ -31,7 +51,7 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=4, help="DataLoader workers")
     parser.add_argument("--cpu-smoke", action="store_true",
                         help="run the same code on the CPU (tiny sizes advised) to check it, without GPU numbers")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.cpu_smoke:
         args.device, args.precision = "cpu", "fp32"
     elif not torch.cuda.is_available():
@@ -62,18 +82,8 @@ def main() -> int:
 
     device = torch.device(args.device)
     cuda = device.type == "cuda"
-
-    def sync():
-        if cuda:
-            sync()
-
-    def reset():
-        if cuda:
-            reset()
-
-    def peak() -> str:
-        return f"{torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB" if cuda else "n/a (CPU)"
-
+    clock = DeviceClock(device)
+    sync, reset, peak = clock.sync, clock.reset, clock.peak
     backbone = Backbone.load("ViT-B-16", random_weights=True, device=str(device), precision=args.precision)
     where = torch.cuda.get_device_name(device) if cuda else "CPU smoke run"
     print(f"{where}, ViT-B/16 random weights, precision {args.precision}, "
@@ -94,7 +104,7 @@ def main() -> int:
             print(f"encode {name:12} {len(ds):6d} images: {len(ds) / seconds:8.1f} images/s, peak GPU "
                   f"{peak()}")
         # model only, for comparison: the same forward on tensors already on the GPU
-        x = torch.randn(args.batch, 3, backbone.image_size, backbone.image_size, device=device)
+        x = torch.randn(args.batch, 3, backbone.image_size, backbone.image_size, device=backbone.device)
         backbone.encode_images(x)
         sync()
         start = time.perf_counter()
@@ -103,7 +113,7 @@ def main() -> int:
         sync()
         print(f"model only (tensors on the GPU): {4 * args.batch / (time.perf_counter() - start):8.1f} images/s")
 
-        cfg = PromptConfig(epochs=args.epochs, progress=False)
+        cfg = PromptConfig.imagenet_reference(epochs=args.epochs, progress=False)  # n_ctx 16, warm-up 1
         for name in ("CoOp", "LoCoOp", "CLIP-OS"):
             reset()
             sync()

@@ -79,6 +79,7 @@ def _memory_child(n: int, cache: str) -> None:
         patches: torch.Tensor
         surgery: torch.Tensor | None
         grid: tuple
+        local: torch.Tensor | None = None  # the value-path local features: a fourth stored kind
 
     class Stub:
         name, weights_id, surgery_blocks, grid, device = "stub-vit-b16", "stub:0", 6, (14, 14), torch.device("cpu")
@@ -93,7 +94,7 @@ def _memory_child(n: int, cache: str) -> None:
             b = len(images)
             g = torch.randn(b, D)
             tokens = g[:, None, :].expand(b, P, D)
-            return Features(g, tokens + 0, tokens * 2 if surgery else None, (14, 14))
+            return Features(g, tokens + 0, tokens * 2 if surgery else None, (14, 14), tokens * 3)
 
     start = time.perf_counter()
     bank = FeatureBank.encode(Blank(), Stub(), batch_size=64, cache=cache, progress=False)
@@ -181,10 +182,11 @@ def cmd_memory(args) -> None:
     shots = FULL_RUN["16 shots x 1000 classes"]
     bank_gb = shots * (2 * P * D * 2 + D * 4) / 2**30
     relevance_gb = shots * (P * D * 4 + 4 * P * 4 + D * 4) / 2**30
-    print(f"  prompt methods at 16 shots (computed from sizes, not measured): the few-shot bank {bank_gb:.1f} GB "
-          f"(float16 tokens) + CLIP-OS / LoCoOp relevance outputs {relevance_gb:.1f} GB (float32 PUC'd patches and "
-          f"maps; intermediates O(64 images)) = {bank_gb + relevance_gb:.1f} GB, plus the text tower at K = 1000 "
-          "(see `prompts`)")
+    print(f"  prompt methods at 16 shots (computed from sizes, not measured): CLIP-OS few-shot bank "
+          f"{bank_gb:.1f} GB (global, local and surgery kinds; a drawn bank reads only the kinds a method uses, "
+          f"see `store_scale.py bytes`) + CLIP-OS / LoCoOp relevance outputs {relevance_gb:.1f} GB (float32 PUC'd "
+          f"patches and maps; intermediates O(64 images)) = {bank_gb + relevance_gb:.1f} GB, plus the text tower at "
+          "K = 1000 (see `prompts`)")
     fits = rss_icpt + rss_slope * biggest < 24 * 1024 and bank_gb + relevance_gb < 24
     print(f"  fits in 24 GB of RAM: {'yes' if fits else 'NO'}")
 

@@ -30,6 +30,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
+from .attention import block_with_value_value, value_path
 from .errors import BackboneError, WeightsNotFoundError
 from .resources import POCKET_CONFIG, POCKET_NAME, POCKET_WEIGHTS, verify_pocket_weights
 from .threads import matmul_weights, threaded
@@ -68,14 +69,15 @@ class ImageFeatures:
     """One batch's features in the joint space (not normalised): global ``(B, D)``, patches ``(B, N, D)``.
 
     ``patches``: the final-layer patch tokens; ``surgery``: CLIP Surgery's value-value tokens; ``local``: the
-    value-path local features of GL-MCM and LoCoOp (see the module docstring).
-    """
+    value-path local features of GL-MCM and LoCoOp (see the module docstring); ``layers``: ``{block: (B, N, D)}``
+    patch tokens after earlier blocks (1-based, when asked for), through the same ``ln_post`` and projection."""
 
     global_: torch.Tensor
     patches: torch.Tensor
     surgery: torch.Tensor | None
     grid: tuple[int, int]
     local: torch.Tensor | None = None
+    layers: dict[int, torch.Tensor] | None = None
 
 
 _REGISTERED: dict[str, str] = {}  # model name -> config text given to open_clip
@@ -216,6 +218,8 @@ class Backbone:
     def visual(self):
         return self.model.visual
 
+    depth = property(lambda self: len(self.visual.transformer.resblocks), doc="Blocks of the image tower.")
+
     @property
     def embed_dim(self) -> int:
         return int(self.visual.output_dim)
@@ -256,22 +260,24 @@ class Backbone:
 
     @torch.no_grad()
     @threaded(lambda self, images, *args, **kwargs: self.forward_work("image", len(images)))
-    def encode_images(self, images: torch.Tensor, surgery: bool = True, local: bool = True) -> ImageFeatures:
+    def encode_images(self, images: torch.Tensor, surgery: bool = True, local: bool = True,
+                      layers: Sequence[int] = ()) -> ImageFeatures:
         """Global, patch and (optionally) value-value and value-path local features of images ``(B, 3, S, S)``.
 
         One pass through the ViT: blocks before the last ``surgery_blocks`` run as open_clip runs them; the last
         ones are unrolled so the value-value attention reuses the block's own q/k/v projection. The surgery
         stream starts from the hidden state entering those blocks and adds each block's v-v attention output,
-        skipping the MLP, as CLIP Surgery does. The local features reuse the last block's input.
-        """
+        skipping the MLP, as CLIP Surgery does. The local features reuse the last block's input. ``layers``: also
+        the patch tokens after those blocks (1-based; the last block's are ``patches``), for anomaly maps."""
         visual = self.visual
         images = images.to(self.device, dtype=visual.conv1.weight.dtype, non_blocking=True)
         with self.autocast():
-            global_, patches, surgery_tokens, local_tokens = _forward(visual, images,
-                                                                      self.surgery_blocks if surgery else 0, local)
+            global_, patches, surgery_tokens, local_tokens, middle = _forward(
+                visual, images, self.surgery_blocks if surgery else 0, local, check_layers(layers, self.depth))
         grid = (images.shape[-2] // visual.patch_size[0], images.shape[-1] // visual.patch_size[1])
         as_float = lambda t: None if t is None else t.float()  # noqa: E731
-        return ImageFeatures(global_.float(), patches.float(), as_float(surgery_tokens), grid, as_float(local_tokens))
+        return ImageFeatures(global_.float(), patches.float(), as_float(surgery_tokens), grid, as_float(local_tokens),
+                             {k: v.float() for k, v in middle.items()} if layers else None)
 
     # -------------------------------------------------------------------------------------------------- text
     def _text_tower(self):
@@ -340,61 +346,35 @@ def forward_tokens(visual, images: torch.Tensor, surgery_blocks: int = 0):
     return _forward(visual, images, surgery_blocks, local=False)[:3]
 
 
-def _forward(visual, images: torch.Tensor, surgery_blocks: int = 0, local: bool = False):
-    """``(global, patches, surgery or None, local or None)``: :func:`forward_tokens` plus the local features."""
+def check_layers(layers: Sequence[int], depth: int) -> tuple[int, ...]:
+    """Intermediate block numbers (1-based, before the last block), sorted; anything else is a BackboneError."""
+    if bad := [k for k in layers if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k < depth]:
+        raise BackboneError(f"layers {bad}: intermediate layers are blocks 1..{depth - 1} (block {depth} gives the "
+                            "patch tokens)")
+    return tuple(sorted({int(k) for k in layers}))
+
+
+def _forward(visual, images: torch.Tensor, surgery_blocks: int = 0, local: bool = False, layers: Sequence[int] = ()):
+    """:func:`forward_tokens` plus the local features and ``{block: patch tokens}`` of the blocks ``layers``."""
     x = visual._embeds(images)
     blocks = visual.transformer.resblocks
     start = len(blocks) - surgery_blocks
-    last_input = None
-    for block in blocks[:start]:
-        if local and block is blocks[-1]:
-            last_input = x
-        x = block(x)
-    vv = x  # blocks return new tensors, so this needs no copy
-    for block in blocks[start:]:
-        if local and block is blocks[-1]:
-            last_input = x
-        x, vv_out = _block_with_value_value(block, x)
-        vv = vv + vv_out
-    tokens = visual.ln_post(x)
-    pooled = tokens[:, 1:].mean(1) if getattr(visual, "pool_type", "tok") == "avg" else tokens[:, 0]
     proj = visual.proj
     project = (lambda t: t @ proj) if proj is not None else (lambda t: t)
+    last_input, middle, vv = None, {}, None
+    for number, block in enumerate(blocks, start=1):
+        if local and number == len(blocks):
+            last_input = x
+        if number > start:  # the last surgery_blocks: value-value path too, starting from this block's input
+            vv = x if vv is None else vv
+            x, vv_out = block_with_value_value(block, x)
+            vv = vv + vv_out
+        else:
+            x = block(x)
+        if number in layers:
+            middle[number] = project(visual.ln_post(x[:, 1:]))
+    tokens = visual.ln_post(x)
+    pooled = tokens[:, 1:].mean(1) if getattr(visual, "pool_type", "tok") == "avg" else tokens[:, 0]
     surgery = project(visual.ln_post(vv[:, 1:])) if surgery_blocks else None
     local_tokens = project(visual.ln_post(value_path(blocks[-1], last_input[:, 1:]))) if local else None
-    return project(pooled), project(tokens[:, 1:]), surgery, local_tokens
-
-
-def value_path(block, x: torch.Tensor) -> torch.Tensor:
-    """One ViT block with every token attending only to itself: ``v = x + out_proj(W_v ln_1(x))``, then the MLP.
-
-    With attention replaced by the identity, each head returns the token's own value, so no attention is
-    computed and tokens are independent (the class token can be left out). This is the last-block path of
-    GL-MCM's and LoCoOp's local features (the same as MaskCLIP's dense features).
-    """
-    attn = block.attn
-    if not isinstance(attn, torch.nn.MultiheadAttention):
-        raise BackboneError(f"unsupported attention module {type(attn).__name__} for the value path")
-    c = x.shape[-1]
-    bias = None if attn.in_proj_bias is None else attn.in_proj_bias[2 * c:]
-    v = attn.out_proj(F.linear(block.ln_1(x), attn.in_proj_weight[2 * c:], bias))
-    v = x + block.ls_1(v)
-    return v + block.ls_2(block.mlp(block.ln_2(v)))
-
-
-def _block_with_value_value(block, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """One ViT block's normal output and its value-value attention output, from one q/k/v projection."""
-    attn = block.attn
-    if not isinstance(attn, torch.nn.MultiheadAttention):
-        raise BackboneError(f"unsupported attention module {type(attn).__name__} for the value-value path")
-    b, n, c = x.shape
-    heads = attn.num_heads
-    h = block.ln_1(x)
-    qkv = F.linear(h, attn.in_proj_weight, attn.in_proj_bias)
-    q, k, v = (t.reshape(b, n, heads, c // heads).transpose(1, 2) for t in qkv.chunk(3, dim=-1))
-    both = F.scaled_dot_product_attention(torch.cat([q, v]), torch.cat([k, v]), torch.cat([v, v]))
-    both = attn.out_proj(both.transpose(1, 2).reshape(2 * b, n, c))
-    out, vv_out = both[:b], both[b:]
-    x = x + block.ls_1(out)
-    x = x + block.ls_2(block.mlp(block.ln_2(x)))
-    return x, vv_out
+    return project(pooled), project(tokens[:, 1:]), surgery, local_tokens, middle

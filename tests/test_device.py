@@ -151,3 +151,31 @@ def test_every_stage_keeps_its_tensors_on_the_backbone_device(device_backbone):
             assert all(isinstance(v, np.ndarray) and len(v) == len(ood_bank) for v in scores.values())
             assert len(method.predict(train)) == len(train)
     assert not mode.violations, "\n".join(dict.fromkeys(mode.violations))
+
+
+def test_gpu_benchmark_cuda_branch_runs_with_torch_cuda_emulated(monkeypatch, capsys):
+    """benchmarks/gpu.py's CUDA branch (synchronise, reset and read peak memory around every stage) end to end:
+    torch.cuda's calls are recorded, the pocket model stands in for ViT-B/16 on the CPU."""
+    import importlib.util
+    from pathlib import Path
+
+    from clipos_lab.backbone import Backbone
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu.py"
+    spec = importlib.util.spec_from_file_location("gpu_benchmark", path)
+    gpu = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu)
+    calls = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: calls.append(("sync", str(device))))
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats",
+                        lambda device=None: calls.append(("reset", str(device))))
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device=None: 3 * 2**30)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Emulated GPU")
+    real = Backbone.load
+    monkeypatch.setattr(Backbone, "load", classmethod(lambda cls, *a, **k: real("pocket", device="cpu")))
+    assert gpu.main(["--classes", "2", "--images", "4", "--epochs", "1", "--batch", "4", "--workers", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "Emulated GPU" in out and "peak GPU 3.00 GiB" in out
+    assert calls.count(("reset", "cuda")) == 3 + 2 * 3  # before each encode, each fit and each scoring
+    assert ("sync", "cuda") in calls

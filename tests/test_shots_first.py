@@ -80,3 +80,12 @@ def test_unreadable_drawn_image_is_redrawn_and_reported_in_metrics(tiny_backbone
         skipped = json.loads((out / "metrics.json").read_text())["skipped_images"]
         assert {s["id"] for s in skipped["id_train"]} <= {"cat/0.png", "cat/2.png"}, attempt
         assert skipped["id_train"], attempt  # also when every row comes from the cache
+
+
+def test_zero_shot_only_runs_draw_and_encode_no_training_image(tiny_backbone, tmp_path):
+    counting = CountingBackbone(tiny_backbone)
+    spec = BenchmarkSpec.from_dict(SPEC, base_dir=tmp_path)
+    run_benchmark(spec, counting, methods=["MCM", "GL-MCM"], out_dir=tmp_path / "out", cache=tmp_path / "cache",
+                  progress=False)  # what `python -m clipos_lab evaluate` runs: default shots and seeds
+    assert counting.images == 2 * 4 + 4  # the ID test set and the OOD set, nothing of the pool
+    assert not list((tmp_path / "out" / "manifests").glob("*.json"))

@@ -217,3 +217,121 @@ def test_streaming_encode_does_not_grow_in_memory_with_n(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     small, large = json.loads(out.stdout.strip().splitlines()[-1])
     assert large - small < 40, f"peak RSS grew {large - small:.0f} MB from 256 to 4096 images"
+
+
+@pytest.mark.parametrize("value", [2, 255])
+def test_a_corrupted_state_byte_is_re_encoded_or_reported_never_dropped(tmp_path, value):
+    ds = FolderDataset(make_folder(tmp_path / "data"))
+    bank = FeatureBank.encode(ds, StubBackbone(), batch_size=4, cache=tmp_path / "c", progress=False)
+    state = Path(bank.meta["cache_path"]) / "state.u8"
+    data = bytearray(state.read_bytes())
+    data[3] = value  # "unreadable" with no recorded error, or no state at all
+    state.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="rows in doubt"):
+        FeatureBank.load(state.parent)
+    stub = StubBackbone()
+    with pytest.warns(CacheWarning, match="re-encoding"):
+        again = FeatureBank.encode(ds, stub, batch_size=4, cache=tmp_path / "c", progress=False)
+    assert stub.rows == 1 and again.ids == bank.ids and torch.equal(again.patches, bank.patches)
+
+
+def _crc_of_row(path: Path, row: int, row_bytes: int) -> int:
+    import zlib
+
+    return zlib.crc32(path.read_bytes()[row * row_bytes: (row + 1) * row_bytes])
+
+
+def test_cached_non_finite_features_are_rebuilt_with_a_warning_and_model_nan_stops(tmp_path):
+    ds = FolderDataset(make_folder(tmp_path / "data"))
+    bank = FeatureBank.encode(ds, StubBackbone(), batch_size=4, cache=tmp_path / "c", progress=False)
+    expected = bank.global_.clone()
+    folder = Path(bank.meta["cache_path"])
+    meta = json.loads((folder / "meta.json").read_text())
+    # NaN written into row 2 of the global features with a checksum that matches it (e.g. an older writer)
+    glob = np.memmap(folder / "global.bin", dtype=np.float32, mode="r+", shape=(10, 8))
+    glob[2, 0] = np.nan
+    glob.flush()
+    del glob
+    crc = np.memmap(folder / "crc.u32", dtype=np.uint32, mode="r+", shape=(10, len(meta["kinds"])))
+    crc[2, list(meta["kinds"]).index("global")] = _crc_of_row(folder / "global.bin", 2, 32)
+    crc.flush()
+    del crc
+    stub = StubBackbone()
+    with pytest.warns(CacheWarning, match="NaN or inf"):
+        again = FeatureBank.encode(ds, stub, batch_size=4, cache=tmp_path / "c", progress=False)
+    assert stub.rows == 1 and torch.equal(again.global_, expected)
+
+    class NanBackbone(StubBackbone):
+        name = "nan-stub"
+
+        def encode_images(self, images, surgery=True):
+            feats = super().encode_images(images, surgery)
+            feats.global_[0, 0] = float("nan")
+            return feats
+
+    from clipos_lab.data import DataError
+
+    with pytest.raises(DataError, match=r"NaN or inf global features .* dataset 'data'"):
+        FeatureBank.encode(ds, NanBackbone(), batch_size=4, cache=tmp_path / "c", progress=False)
+
+
+_COUNT_READS = """
+import os, sys
+from clipos_lab.features import FeatureBank
+calls = []
+real = os.pread
+os.pread = lambda fd, n, offset: calls.append(n) or real(fd, n, offset)
+bank = FeatureBank.load(sys.argv[1])
+print(len(bank), len(calls))
+"""
+
+
+def _rows_read_by_a_new_process(folder: Path) -> int:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    out = subprocess.run([sys.executable, "-c", _COUNT_READS, str(folder)], capture_output=True, text=True,
+                         env=env, check=True).stdout.split()
+    return int(out[1])
+
+
+def test_opening_an_unchanged_store_reads_no_rows_and_a_changed_one_is_checked_once(tmp_path):
+    ds = FolderDataset(make_folder(tmp_path / "data"))
+    bank = FeatureBank.encode(ds, StubBackbone(), batch_size=4, cache=tmp_path / "c", progress=False)
+    folder = Path(bank.meta["cache_path"])
+    assert _rows_read_by_a_new_process(folder) == 0  # rows were checked when written: O(1) to open
+    (folder / "local.bin").write_bytes((folder / "local.bin").read_bytes())  # rewritten by someone else
+    assert _rows_read_by_a_new_process(folder) == 10 * 4  # every row of every kind, once
+    assert _rows_read_by_a_new_process(folder) == 0
+
+
+def test_a_drawn_bank_reads_a_token_kind_only_when_it_is_used(tmp_path):
+    ds = FolderDataset(make_folder(tmp_path / "data"))
+    FeatureBank.encode(ds, StubBackbone(), batch_size=4, cache=tmp_path / "c", progress=False)
+    drawn = FeatureBank.encode(ds, StubBackbone(), batch_size=4, cache=tmp_path / "c", progress=False,
+                               indices=[7, 1, 3])
+    assert drawn.loaded_kinds() == [] and set(drawn.kind_names()) == {"global", "patches", "surgery", "local"}
+    moved = drawn.to("cpu").subset([2, 0])
+    assert moved.global_.shape == (2, 8) and moved.loaded_kinds() == ["global"]
+    assert torch.equal(moved.local, drawn.local[[2, 0]])
+    assert "patches" not in moved.loaded_kinds()
+    assert set(drawn.loaded_kinds()) == {"global", "local"}  # read once, through the bank they were drawn into
+
+
+def test_anomaly_tokens_live_in_the_checksummed_store(tiny_backbone, tmp_path):
+    """Intermediate layers are extra kinds of the one FeatureStore: a negated cached layer is caught and rebuilt."""
+    from clipos_lab.anomaly import encode_tokens
+
+    ds = FolderDataset(make_folder(tmp_path / "data", n=2))
+    first = encode_tokens(ds, tiny_backbone, (1, -1), cache=tmp_path / "c")
+    expected = {k: first.tokens(k).clone() for k in (1, 2)}
+    torch.testing.assert_close(first.tokens(-1), FeatureBank.encode(ds, tiny_backbone, cache=False,
+                                                                    progress=False).patches.float())
+    folder = Path(first.meta["cache_path"])
+    assert {"layer1.bin", "patches.bin"} <= {p.name for p in folder.iterdir()}
+    layer = np.memmap(folder / "layer1.bin", dtype=np.float16, mode="r+")
+    layer[:] = -layer  # every cached number negated: same size, still parses
+    layer.flush()
+    del layer
+    with pytest.warns(CacheWarning, match="checksum"):
+        again = encode_tokens(ds, tiny_backbone, (1, -1), cache=tmp_path / "c")
+    for k, tokens in expected.items():
+        assert torch.equal(again.tokens(k), tokens), k

@@ -87,6 +87,17 @@ class PromptConfig:
             raise ValueError(f"PromptConfig: {', '.join(bad)}")
 
 
+    @classmethod
+    def imagenet_reference(cls, **overrides) -> "PromptConfig":
+        """The schedule CoOp and LoCoOp train ImageNet-1k prompts with (K = 1000, 16 shots, ViT-B/16: LoCoOp's
+        ``vit_b16_ep50`` config): 16 context vectors, 50 epochs of batch 32 (25,000 steps at 16 shots), SGD lr
+        0.002 with one constant warm-up epoch at 1e-5, then cosine. The pocket defaults (``PromptConfig()``)
+        differ in ``n_ctx`` (4, chosen on the pocket validation split) and warm-up; see docs/scale.md."""
+        reference = {"n_ctx": 16, "epochs": 50, "batch_size": 32, "lr": 0.002, "momentum": 0.9,
+                     "weight_decay": 5e-4, "warmup_epochs": 1, "warmup_lr": 1e-5}
+        return cls(**{**reference, **overrides})
+
+
 class PromptLearner(torch.nn.Module):
     """Context vectors (+ optional unknown token) spliced into the frozen token embeddings of class prompts."""
 

@@ -25,9 +25,12 @@ def few_shot(dataset: ImageDataset, shots: int, seed: int) -> tuple[ImageDataset
         raise DataError(f"shots must be a whole number >= 1, got {shots!r}")
     rng = np.random.default_rng(seed)
     labels = dataset.labels
+    # each class's members in ascending order, grouped once (a stable sort), not one scan of the pool per class
+    order = np.argsort(labels, kind="stable")
+    bounds = np.searchsorted(labels[order], np.arange(len(dataset.classnames) + 1))
     picks = []
     for label, classname in enumerate(dataset.classnames):
-        members = np.flatnonzero(labels == label)
+        members = order[bounds[label]: bounds[label + 1]]
         if len(members) < shots:
             raise DataError(f"class '{classname}' has {len(members)} images but shots={shots}: lower shots or add "
                             f"images to that class of '{dataset.name}'")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from ..data import BenchmarkSpec, DataError, few_shot
-from ..features import FeatureBank
+from ..features import CachedDataset, FeatureBank
 
 
 class TrainPool:
@@ -35,6 +35,7 @@ class TrainPool:
                                 "num_workers": num_workers}
         self._row = {s.id: i for i, s in enumerate(dataset.samples)}
         self.skipped: dict[str, str] = {}
+        self._cached: CachedDataset | None = None  # the pool's cache entry: its files stat'ed at the first draw
 
     @property
     def classnames(self) -> list[str]:
@@ -48,8 +49,9 @@ class TrainPool:
         unknown = [i for i in ids if i not in self._row]
         if unknown:
             raise KeyError(f"{len(unknown)} ids are not in the pool {self.dataset.name!r}, e.g. {unknown[:3]}")
-        bank = FeatureBank.encode(self.dataset, self.backbone, indices=[self._row[i] for i in ids],
-                                  **self._encode_options)
+        if self._cached is None:
+            self._cached = CachedDataset(self.dataset, self.backbone, **self._encode_options)
+        bank = self._cached.bank([self._row[i] for i in ids])
         self.skipped.update({s["id"]: s["error"] for s in bank.skipped})
         return bank
 

@@ -14,6 +14,7 @@ from ..files import RunFolder, check_name, write_csv, write_text
 from ..methods import all_score_names
 from . import metrics as M
 from . import tables as T
+from .memory import release_freed_memory
 from .record import RunConfig
 from .runner import (
     BENCHMARK_OUTPUTS,
@@ -64,8 +65,11 @@ def run_suite(specs: Sequence[BenchmarkSpec | str | os.PathLike], backbone, out_
     out = None if run is None else run.path
     try:
         if executor is None or executor.in_process:  # one spec after the other: one spec's banks in memory
-            per_spec = {s.name: run_benchmark(s, backbone, out_dir=None if out is None else out / s.name,
-                                              executor=executor, **kwargs) for s in specs}
+            per_spec = {}
+            for s in specs:
+                per_spec[s.name] = run_benchmark(s, backbone, out_dir=None if out is None else out / s.name,
+                                                 executor=executor, **kwargs)
+                release_freed_memory()  # freed, yet kept by the allocator: see evaluation/memory.py
         else:
             per_spec = _run_side_by_side(specs, backbone, out, executor, kwargs)
         result = SuiteResult(per_spec, summarise_suite({n: r.summary for n, r in per_spec.items()}),
