@@ -53,7 +53,9 @@ def main() -> None:
     grid = {"shots": (1, 2), "seeds": tuple(int(s) for s in args.seeds.split(",")),
             "prompt": PromptConfig(progress=False)}
     backbone = Backbone.load()
-    run_suite(specs, backbone, progress=False, methods=["MCM"], shots=(1,), seeds=(1,))  # encode + cache once
+    # encode once: every set and every drawn shot (one epoch is enough to draw and cache the shots)
+    run_suite(specs, backbone, progress=False, methods=["MCM", "CoOp"], shots=grid["shots"], seeds=grid["seeds"],
+              prompt=PromptConfig(epochs=1, progress=False))
     rows = [("local (this process)", suite_seconds(specs, backbone, None, grid), load())]
     for workers in (1, 2):
         ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
