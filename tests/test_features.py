@@ -3,6 +3,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import CountingBackbone, make_folder
 from PIL import Image
 
 from clipos_lab.data import FolderDataset, WorldDataset
@@ -14,31 +15,8 @@ from clipos_lab.features import (
 )
 
 
-class CountingBackbone:
-    """Wraps a backbone and counts image-encoder calls."""
-
-    def __init__(self, inner):
-        self.inner, self.calls = inner, 0
-
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
-
-    def encode_images(self, images, **kwargs):
-        self.calls += 1
-        return self.inner.encode_images(images, **kwargs)
-
-
-def make_folder(root, n=3):
-    rng = np.random.default_rng(0)
-    for cls in ("cat", "dog"):
-        (root / cls).mkdir(parents=True)
-        for i in range(n):
-            Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(root / cls / f"{i}.png")
-    return root
-
-
 def test_encode_shapes_dtypes_and_labels(tiny_backbone, tmp_path):
-    ds = FolderDataset(make_folder(tmp_path / "data"))
+    ds = FolderDataset(make_folder(tmp_path / "data", size=40))
     bank = FeatureBank.encode(ds, tiny_backbone, batch_size=4, cache=False, progress=False)
     assert len(bank) == 6 and bank.global_.shape == (6, 16)
     assert bank.patches.shape == (6, 16, 16) and bank.patches.dtype == torch.float16
@@ -54,7 +32,7 @@ def test_encode_shapes_dtypes_and_labels(tiny_backbone, tmp_path):
 
 
 def test_second_encode_loads_from_cache_without_calling_the_model(tiny_backbone, tmp_path):
-    ds = FolderDataset(make_folder(tmp_path / "data"))
+    ds = FolderDataset(make_folder(tmp_path / "data", size=40))
     counting = CountingBackbone(tiny_backbone)
     first = FeatureBank.encode(ds, counting, batch_size=4, cache=tmp_path / "cache", progress=False)
     calls = counting.calls
@@ -67,7 +45,7 @@ def test_second_encode_loads_from_cache_without_calling_the_model(tiny_backbone,
 
 
 def test_truncated_cache_is_reported_and_rebuilt(tiny_backbone, tmp_path):
-    ds = FolderDataset(make_folder(tmp_path / "data"))
+    ds = FolderDataset(make_folder(tmp_path / "data", size=40))
     bank = FeatureBank.encode(ds, tiny_backbone, cache=tmp_path / "cache", progress=False)
     path = Path(bank.meta["cache_path"])
     (path / "patches.bin").write_bytes((path / "patches.bin").read_bytes()[:300])
@@ -80,7 +58,7 @@ def test_truncated_cache_is_reported_and_rebuilt(tiny_backbone, tmp_path):
 
 
 def test_changing_one_image_changes_the_key(tiny_backbone, tmp_path):
-    root = make_folder(tmp_path / "data")
+    root = make_folder(tmp_path / "data", size=40)
     key = cache_key(FolderDataset(root), tiny_backbone, True, torch.float16)
     Image.fromarray(np.zeros((50, 50, 3), dtype=np.uint8)).save(root / "dog" / "1.png")
     assert cache_key(FolderDataset(root), tiny_backbone, True, torch.float16) != key
@@ -89,7 +67,7 @@ def test_changing_one_image_changes_the_key(tiny_backbone, tmp_path):
 
 
 def test_corrupt_image_is_skipped_with_a_warning_and_counted(tiny_backbone, tmp_path):
-    root = make_folder(tmp_path / "data")
+    root = make_folder(tmp_path / "data", size=40)
     (root / "cat" / "broken.png").write_bytes(b"not a png at all")
     ds = FolderDataset(root)
     with pytest.warns(SkippedImageWarning, match=r"broken\.png"):
@@ -106,7 +84,7 @@ def test_cache_dir_from_environment(tiny_backbone, tmp_path, monkeypatch):
 
 
 def test_subset_and_select_ids(tiny_backbone, tmp_path):
-    ds = FolderDataset(make_folder(tmp_path / "data"))
+    ds = FolderDataset(make_folder(tmp_path / "data", size=40))
     bank = FeatureBank.encode(ds, tiny_backbone, cache=False, progress=False)
     picked = bank.select_ids([bank.ids[4], bank.ids[1]])
     assert picked.ids == [bank.ids[4], bank.ids[1]] and picked.labels.tolist() == [1, 0]

@@ -18,12 +18,13 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from helpers import make_folder
 from PIL import Image
 
 from clipos_lab import cli
 from clipos_lab.clipos.prompts import PromptConfig
 from clipos_lab.data import BenchmarkSpec, DataError, FolderDataset, UnreadableFolderWarning, WorldDataset, load_image
-from clipos_lab.evaluation import runner
+from clipos_lab.evaluation import job, runner
 from clipos_lab.evaluation.runner import OverlapWarning, run_benchmark
 from clipos_lab.evaluation.suite import run_suite
 from clipos_lab.features import FeatureBank
@@ -48,15 +49,6 @@ SPEC = {
 def tiny_args(tiny_files) -> list[str]:
     config, checkpoint = tiny_files
     return ["--config", str(config), "--checkpoint", str(checkpoint), "--no-progress"]
-
-
-def make_folder(root: Path, n: int = 3) -> Path:
-    rng = np.random.default_rng(0)
-    for cls in ("cat", "dog"):
-        (root / cls).mkdir(parents=True)
-        for i in range(n):
-            Image.fromarray(rng.integers(0, 255, (24, 24, 3), dtype=np.uint8)).save(root / cls / f"{i}.png")
-    return root
 
 
 def bench(backbone, tmp_path, out, spec=SPEC, seeds=(1,), **kwargs):
@@ -130,7 +122,7 @@ def test_a_run_killed_midway_leaves_the_earlier_run_untouched(tiny_backbone, tmp
     def killed(*args, **kwargs):  # after manifests and prompts were written, before the tables
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(runner, "write_outputs", killed)
+    monkeypatch.setattr(job, "write_outputs", killed)  # where a run assembles its tables
     with pytest.raises(KeyboardInterrupt):
         bench(tiny_backbone, tmp_path, out, seeds=(5,), overwrite=True)
     assert snapshot(out) == first

@@ -17,9 +17,8 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
+from helpers import make_folder
 
 from clipos_lab import cli
 from clipos_lab.data import FolderDataset, UnreadableFolderWarning
@@ -29,20 +28,11 @@ from clipos_lab.sweep.spec import MAX_CELLS, MAX_SWEEP_BYTES, load_sweep
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def make_folder(root: Path, classes=("a", "b"), n: int = 2) -> Path:
-    rng = np.random.default_rng(0)
-    for cls in classes:
-        (root / cls).mkdir(parents=True)
-        for i in range(n):
-            Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(root / cls / f"{i}.png")
-    return root
-
-
 # ------------------------------------------------------------------------ 11. a folder link back up
 
 
 def test_11_a_link_back_up_lists_no_image_twice_or_under_another_label(tmp_path):
-    root = make_folder(tmp_path / "t")
+    root = make_folder(tmp_path / "t", classes=("a", "b"), n=2, size=16)
     os.symlink("..", root / "a" / "up")  # ln -s .. t/a/up: the dataset root, seen from class a
     with pytest.warns(UnreadableFolderWarning, match="up"):
         ds = FolderDataset(root)
@@ -52,7 +42,7 @@ def test_11_a_link_back_up_lists_no_image_twice_or_under_another_label(tmp_path)
 
 
 def test_11_a_link_into_another_class_is_reported_not_relabelled(tmp_path):
-    root = make_folder(tmp_path / "t")
+    root = make_folder(tmp_path / "t", classes=("a", "b"), n=2, size=16)
     os.symlink(root / "b", root / "a" / "other")
     with pytest.warns(UnreadableFolderWarning, match="another class"):
         ds = FolderDataset(root)

@@ -5,26 +5,12 @@ from __future__ import annotations
 import json
 
 import numpy as np
+from helpers import CountingBackbone
 from PIL import Image
 
 from clipos_lab.clipos.prompts import PromptConfig
 from clipos_lab.data import BenchmarkSpec
 from clipos_lab.evaluation.runner import run_benchmark
-
-
-class CountingBackbone:
-    """Wraps a backbone and counts the images its image encoder sees."""
-
-    def __init__(self, inner):
-        self.inner, self.images = inner, 0
-
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
-
-    def encode_images(self, images, surgery=True):
-        self.images += len(images)
-        return self.inner.encode_images(images, surgery=surgery)
-
 
 SPEC = {
     "name": "pool-world",

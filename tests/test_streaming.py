@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from helpers import make_folder
 
 from clipos_lab.data import FolderDataset
 from clipos_lab.features import CacheWarning, FeatureBank, SkippedImageWarning
@@ -61,15 +61,6 @@ class StubBackbone:
         return StubFeatures(flat[:, :8], patches, patches * 2 if surgery else None, patches + 1, (2, 2))
 
 
-def make_folder(root: Path, n: int = 5) -> Path:
-    rng = np.random.default_rng(0)
-    for cls in ("cat", "dog"):
-        (root / cls).mkdir(parents=True)
-        for i in range(n):
-            Image.fromarray(rng.integers(0, 255, (12, 12, 3), dtype=np.uint8)).save(root / cls / f"{i}.png")
-    return root
-
-
 def _mapped_file(address: int) -> str:
     for line in Path("/proc/self/maps").read_text().splitlines():
         parts = line.split()
@@ -80,7 +71,7 @@ def _mapped_file(address: int) -> str:
 
 
 def test_every_token_kind_is_stored_and_memory_mapped(tmp_path):
-    ds = FolderDataset(make_folder(tmp_path / "data"))
+    ds = FolderDataset(make_folder(tmp_path / "data", n=5, size=12))
     bank = FeatureBank.encode(ds, StubBackbone(), batch_size=3, cache=tmp_path / "c", progress=False)
     assert set(bank.tensors()) == {"global", "patches", "surgery", "local"}
     torch.testing.assert_close(bank.local.float(), bank.patches.float() + 1, atol=1e-2, rtol=1e-2)
@@ -92,7 +83,7 @@ def test_every_token_kind_is_stored_and_memory_mapped(tmp_path):
 
 
 def test_only_requested_rows_are_encoded_and_later_requests_reuse_them(tmp_path):
-    ds = FolderDataset(make_folder(tmp_path / "data"))
+    ds = FolderDataset(make_folder(tmp_path / "data", n=5, size=12))
     stub = StubBackbone()
     part = FeatureBank.encode(ds, stub, batch_size=8, cache=tmp_path / "c", progress=False, indices=[7, 1, 3])
     assert stub.rows == 3 and part.ids == [ds.samples[i].id for i in (7, 1, 3)]
@@ -104,7 +95,7 @@ def test_only_requested_rows_are_encoded_and_later_requests_reuse_them(tmp_path)
 
 
 def test_an_interrupted_encode_resumes_from_what_it_wrote(tmp_path):
-    ds = FolderDataset(make_folder(tmp_path / "data"))
+    ds = FolderDataset(make_folder(tmp_path / "data", n=5, size=12))
     with pytest.raises(KeyboardInterrupt):
         FeatureBank.encode(ds, StubBackbone(stop_after=2), batch_size=3, cache=tmp_path / "c", progress=False)
     resumed = StubBackbone()
@@ -116,7 +107,7 @@ def test_an_interrupted_encode_resumes_from_what_it_wrote(tmp_path):
 
 
 def test_a_corrupted_but_parsable_row_is_detected_and_re_encoded(tmp_path):
-    ds = FolderDataset(make_folder(tmp_path / "data"))
+    ds = FolderDataset(make_folder(tmp_path / "data", n=5, size=12))
     bank = FeatureBank.encode(ds, StubBackbone(), batch_size=4, cache=tmp_path / "c", progress=False)
     expected = bank.patches.clone()
     path = Path(bank.meta["cache_path"]) / "patches.bin"
@@ -133,7 +124,7 @@ def test_a_corrupted_but_parsable_row_is_detected_and_re_encoded(tmp_path):
 
 
 def test_skipped_images_are_recorded_also_when_loaded_from_cache(tmp_path):
-    root = make_folder(tmp_path / "data")
+    root = make_folder(tmp_path / "data", n=5, size=12)
     (root / "cat" / "broken.png").write_bytes(b"not a png")
     ds = FolderDataset(root)
     with pytest.warns(SkippedImageWarning, match="broken"):
@@ -152,7 +143,7 @@ def _encode_in_child(root, cache, log):
 
 
 def test_two_processes_encoding_the_same_data_neither_corrupt_nor_duplicate(tmp_path):
-    root = make_folder(tmp_path / "data")
+    root = make_folder(tmp_path / "data", n=5, size=12)
     log = tmp_path / "rows.log"
     ctx = multiprocessing.get_context("fork")
     procs = [ctx.Process(target=_encode_in_child, args=(root, tmp_path / "c", str(log))) for _ in range(2)]
@@ -169,7 +160,7 @@ def test_two_processes_encoding_the_same_data_neither_corrupt_nor_duplicate(tmp_
 
 
 def test_workers_give_the_same_bank(tmp_path):
-    ds = FolderDataset(make_folder(tmp_path / "data"))
+    ds = FolderDataset(make_folder(tmp_path / "data", n=5, size=12))
     plain = FeatureBank.encode(ds, StubBackbone(), batch_size=3, cache=False, progress=False)
     workers = FeatureBank.encode(ds, StubBackbone(), batch_size=3, cache=False, progress=False, num_workers=2)
     assert workers.ids == plain.ids and torch.equal(workers.patches, plain.patches)
@@ -221,7 +212,7 @@ def test_streaming_encode_does_not_grow_in_memory_with_n(tmp_path):
 
 @pytest.mark.parametrize("value", [2, 255])
 def test_a_corrupted_state_byte_is_re_encoded_or_reported_never_dropped(tmp_path, value):
-    ds = FolderDataset(make_folder(tmp_path / "data"))
+    ds = FolderDataset(make_folder(tmp_path / "data", n=5, size=12))
     bank = FeatureBank.encode(ds, StubBackbone(), batch_size=4, cache=tmp_path / "c", progress=False)
     state = Path(bank.meta["cache_path"]) / "state.u8"
     data = bytearray(state.read_bytes())
@@ -242,7 +233,7 @@ def _crc_of_row(path: Path, row: int, row_bytes: int) -> int:
 
 
 def test_cached_non_finite_features_are_rebuilt_with_a_warning_and_model_nan_stops(tmp_path):
-    ds = FolderDataset(make_folder(tmp_path / "data"))
+    ds = FolderDataset(make_folder(tmp_path / "data", n=5, size=12))
     bank = FeatureBank.encode(ds, StubBackbone(), batch_size=4, cache=tmp_path / "c", progress=False)
     expected = bank.global_.clone()
     folder = Path(bank.meta["cache_path"])
@@ -294,7 +285,7 @@ def _rows_read_by_a_new_process(folder: Path) -> int:
 
 
 def test_opening_an_unchanged_store_reads_no_rows_and_a_changed_one_is_checked_once(tmp_path):
-    ds = FolderDataset(make_folder(tmp_path / "data"))
+    ds = FolderDataset(make_folder(tmp_path / "data", n=5, size=12))
     bank = FeatureBank.encode(ds, StubBackbone(), batch_size=4, cache=tmp_path / "c", progress=False)
     folder = Path(bank.meta["cache_path"])
     assert _rows_read_by_a_new_process(folder) == 0  # rows were checked when written: O(1) to open
@@ -304,7 +295,7 @@ def test_opening_an_unchanged_store_reads_no_rows_and_a_changed_one_is_checked_o
 
 
 def test_a_drawn_bank_reads_a_token_kind_only_when_it_is_used(tmp_path):
-    ds = FolderDataset(make_folder(tmp_path / "data"))
+    ds = FolderDataset(make_folder(tmp_path / "data", n=5, size=12))
     FeatureBank.encode(ds, StubBackbone(), batch_size=4, cache=tmp_path / "c", progress=False)
     drawn = FeatureBank.encode(ds, StubBackbone(), batch_size=4, cache=tmp_path / "c", progress=False,
                                indices=[7, 1, 3])
@@ -320,7 +311,7 @@ def test_anomaly_tokens_live_in_the_checksummed_store(tiny_backbone, tmp_path):
     """Intermediate layers are extra kinds of the one FeatureStore: a negated cached layer is caught and rebuilt."""
     from clipos_lab.anomaly import encode_tokens
 
-    ds = FolderDataset(make_folder(tmp_path / "data", n=2))
+    ds = FolderDataset(make_folder(tmp_path / "data", n=2, size=12))
     first = encode_tokens(ds, tiny_backbone, (1, -1), cache=tmp_path / "c")
     expected = {k: first.tokens(k).clone() for k in (1, 2)}
     torch.testing.assert_close(first.tokens(-1), FeatureBank.encode(ds, tiny_backbone, cache=False,
