@@ -232,12 +232,3 @@ def sha256_file(path: str | os.PathLike) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def __getattr__(name: str):
-    """``from clipos_lab.files import RunFolder`` keeps working: run folders live in :mod:`clipos_lab.runfolder`."""
-    if name in ("RunFolder", "RUN_MANIFEST"):
-        from . import runfolder
-
-        return getattr(runfolder, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -21,7 +21,7 @@ import yaml
 from helpers import make_folder
 from PIL import Image
 
-from clipos_lab import cli
+from clipos_lab import cli, commands
 from clipos_lab.clipos.prompts import PromptConfig
 from clipos_lab.data import BenchmarkSpec, DataError, FolderDataset, UnreadableFolderWarning, WorldDataset, load_image
 from clipos_lab.evaluation import job, runner
@@ -255,7 +255,7 @@ def test_every_oserror_at_the_top_is_one_line_naming_the_path(monkeypatch, capsy
     def fail(args):
         raise PermissionError(13, "Permission denied", "/data/locked.yaml")
 
-    monkeypatch.setattr(cli, "cmd_splits", fail)
+    monkeypatch.setattr(commands, "cmd_splits", fail)
     assert cli.main(["splits"]) == 2
     one_error_line(capsys.readouterr().err, "Permission denied", "/data/locked.yaml")
     assert describe_os_error(OSError(18, "Invalid cross-device link", "/x/a", None, "/y/b")) == \

@@ -20,9 +20,10 @@ from pathlib import Path
 import pytest
 from helpers import make_folder
 
-from clipos_lab import cli
+from clipos_lab import cli, commands
 from clipos_lab.data import FolderDataset, UnreadableFolderWarning
-from clipos_lab.files import RunFolder, write_json
+from clipos_lab.files import write_json
+from clipos_lab.runfolder import RunFolder
 from clipos_lab.sweep.spec import MAX_CELLS, MAX_SWEEP_BYTES, load_sweep
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -89,7 +90,7 @@ def test_13_a_full_disk_at_the_top_names_the_output_folder(monkeypatch, capsys):
     def fail(args):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(cli, "cmd_splits", fail)
+    monkeypatch.setattr(commands, "cmd_splits", fail)
     assert cli.main(["splits", "--out", "somewhere/specs"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and "No space left on device" in err and "somewhere/specs" in err, err

@@ -25,7 +25,8 @@ from ..data import few_shot, write_manifest
 from ..data.errors import DataError, ImageLoadError
 from ..evaluation import tables as T
 from ..evaluation.executor import Cell, LocalExecutor
-from ..files import RunFolder, slug, write_json
+from ..files import slug, write_json
+from ..runfolder import RunFolder
 from . import metrics as AM
 from .base import AnomalyScores
 from .data import AnomalySpec
@@ -74,7 +75,7 @@ def run_anomaly(spec: AnomalySpec | str | os.PathLike, backbone, methods: Sequen
                 overwrite: bool = False, executor=None) -> AnomalyResult:
     """Score every method on every category; write the outputs when ``out_dir`` is given.
 
-    ``out_dir`` is written as a whole (:class:`~clipos_lab.files.RunFolder`: ``run.json`` lists every file, a
+    ``out_dir`` is written as a whole (:class:`~clipos_lab.runfolder.RunFolder`: ``run.json`` lists every file, a
     failed run leaves the folder as it was) and an earlier run there is replaced only with ``overwrite=True``.
     ``executor`` runs the cells (category x method x shots x seed) here, or as Ray tasks (docs/cluster.md).
     """

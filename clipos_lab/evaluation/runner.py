@@ -27,9 +27,10 @@ import numpy as np
 
 from ..clipos.prompts import PromptConfig
 from ..data import BenchmarkSpec
-from ..files import RunFolder, check_name
+from ..files import check_name
 from ..methods import default_methods, kind_of, score_names_of
 from ..methods import methods as registered_methods
+from ..runfolder import RunFolder
 from . import metrics as M
 from .banks import Banks, OverlapWarning, TrainPool, check_banks, encode_banks
 from .executor import LocalExecutor
@@ -53,7 +54,7 @@ def run_benchmark(spec: BenchmarkSpec | str | os.PathLike, backbone, methods: Se
                   scores: Sequence[str] | None = None, executor=None) -> BenchmarkResult:
     """Fit and score every method; write ``results.csv``, ``summary.csv``, ``summary.md``, ``metrics.json``.
 
-    ``out_dir`` is written as a whole (see :class:`~clipos_lab.files.RunFolder`): with ``run.json`` listing every
+    ``out_dir`` is written as a whole (see :class:`~clipos_lab.runfolder.RunFolder`): with ``run.json`` listing every
     file and the run's :class:`RunConfig`, never mixed with an earlier run, and an earlier run there is replaced
     only with ``overwrite=True``. ``scores`` limits the scores computed (e.g. ``["MCM"]`` never reads local
     tokens); a name no selected method gives, or a method that gives none of them, is an error. ``executor``

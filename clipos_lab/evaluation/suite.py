@@ -10,8 +10,9 @@ from datetime import datetime, timezone
 from typing import Sequence
 
 from ..data import BenchmarkSpec
-from ..files import RunFolder, check_name, write_csv, write_text
+from ..files import check_name, write_csv, write_text
 from ..methods import all_score_names
+from ..runfolder import RunFolder
 from . import metrics as M
 from . import tables as T
 from .memory import release_freed_memory
