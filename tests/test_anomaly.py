@@ -19,6 +19,7 @@ from clipos_lab.anomaly.memory import PatchMemory, nearest_distance
 from clipos_lab.anomaly.mutual import MutualScoring, aggregate_neighbours, mutual_scores
 from clipos_lab.anomaly.tokens import TokenBank
 from clipos_lab.data.errors import DataError
+from clipos_lab.pocket import products as P
 from clipos_lab.pocket import world as W
 from clipos_lab.resources import BENCHMARKS
 
@@ -165,10 +166,10 @@ def test_aggregate_neighbours_averages_the_grid_window():
 @pytest.mark.parametrize("shape", ["circle", "star", "cross", "ring"])
 @pytest.mark.parametrize("index", [0, 7])
 def test_defect_masks_are_exactly_the_drawn_pixels(shape, index):
-    normal, empty, _ = W.render_product(5, index, shape)
+    normal, empty, _ = P.render_product(5, index, shape)
     assert not empty.any()
-    for defect in W.DEFECTS:
-        image, mask, product = W.render_product(5, index, shape, defect)
+    for defect in P.DEFECTS:
+        image, mask, product = P.render_product(5, index, shape, defect)
         changed = (image != normal).any(-1)
         assert np.array_equal(changed, mask), (shape, defect)
         assert product.defect_area == mask.sum() > 0

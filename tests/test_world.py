@@ -85,7 +85,8 @@ PICTURE_DIGESTS = {"3": "84e975f4b7fe38a7e942160668018041f5369206392c38ebd6d4227
 def picture_digest() -> str:
     import hashlib
 
-    from clipos_lab.pocket.world import PRODUCT_STYLES, World, render_product
+    from clipos_lab.pocket.products import PRODUCT_STYLES, render_product
+    from clipos_lab.pocket.world import World
 
     digest = hashlib.sha256()
     world = World()

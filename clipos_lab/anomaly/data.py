@@ -3,7 +3,7 @@
 Three sources, one shape (:class:`AnomalyCategory`: ``train`` holds normal images only, ``test`` normal and
 defective ones, labelled ``0 = good`` and ``1..`` per defect type, with a pixel mask per defective image):
 
-* :class:`WorldDefectDataset`: pocket-world products (:func:`clipos_lab.pocket.world.render_product`), masks exact;
+* :class:`WorldDefectDataset`: pocket-world products (:func:`clipos_lab.pocket.products.render_product`), masks exact;
 * :func:`mvtec_category`: an MVTec-AD-style folder ``<root>/<category>/{train/good, test/<type>,
   ground_truth/<type>/<stem>_mask.png}``. Masks are optional: without them only image-level metrics exist;
 * :func:`clipos_lab.anomaly.visa.visa_category`: VisA's folders and split file.
@@ -25,7 +25,7 @@ from PIL import Image
 from ..data.datasets import ID_SHAPES, Sample, image_files, world_version
 from ..data.errors import DataError
 from ..files import expand_path
-from ..pocket import world as W
+from ..pocket import products as P
 from .dataset import GOOD, AnomalyCategory, AnomalyDataset
 from .masks import read_mask, upright_shape
 from .visa import read_split, visa_category
@@ -41,13 +41,13 @@ class WorldDefectDataset(AnomalyDataset):
     ``seed``, so a set never changes when another grows; train and test sets use different offsets.
     """
 
-    def __init__(self, shape: str, n_good: int, n_per_defect: int = 0, defects: Sequence[str] = W.DEFECTS,
+    def __init__(self, shape: str, n_good: int, n_per_defect: int = 0, defects: Sequence[str] = P.DEFECTS,
                  seed: int = 0, image_size: int = 64, offset: int = 0, name: str | None = None):
-        if shape not in W.PRODUCT_STYLES:
-            raise DataError(f"unknown product {shape!r}; the world has {list(W.PRODUCT_STYLES)}")
-        bad = [d for d in defects if d not in W.DEFECTS]
+        if shape not in P.PRODUCT_STYLES:
+            raise DataError(f"unknown product {shape!r}; the world has {list(P.PRODUCT_STYLES)}")
+        bad = [d for d in defects if d not in P.DEFECTS]
         if bad or len(set(defects)) != len(defects):
-            raise DataError(f"bad defects {list(defects)}: give distinct names from {list(W.DEFECTS)}")
+            raise DataError(f"bad defects {list(defects)}: give distinct names from {list(P.DEFECTS)}")
         for key, value in (("n_good", n_good), ("n_per_defect", n_per_defect)):
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < _STRIDE:
                 raise DataError(f"{key}={value!r}: give an integer from 0 to {_STRIDE - 1}")
@@ -67,11 +67,11 @@ class WorldDefectDataset(AnomalyDataset):
 
     def render(self, i: int):
         defect, index = self._render_args[self.samples[i].id]
-        return W.render_product(self.seed, index, self.shape, defect, image_size=self.image_size)
+        return P.render_product(self.seed, index, self.shape, defect, image_size=self.image_size)
 
     def _load_sample(self, sample: Sample) -> Image.Image:
         defect, index = self._render_args[sample.id]
-        return Image.fromarray(W.render_product(self.seed, index, self.shape, defect, self.image_size)[0])
+        return Image.fromarray(P.render_product(self.seed, index, self.shape, defect, self.image_size)[0])
 
     def _fingerprint_sample(self, sample: Sample) -> str:
         defect, index = self._render_args[sample.id]
@@ -89,7 +89,7 @@ class WorldDefectDataset(AnomalyDataset):
 
 
 def world_category(shape: str, n_train: int = 16, n_good: int = 40, n_per_defect: int = 15,
-                   defects: Sequence[str] = W.DEFECTS, seed: int = 0, image_size: int = 64) -> AnomalyCategory:
+                   defects: Sequence[str] = P.DEFECTS, seed: int = 0, image_size: int = 64) -> AnomalyCategory:
     """A pocket-world product: ``n_train`` normal training images and a test set (disjoint render indices)."""
     train = WorldDefectDataset(shape, n_train, 0, defects, seed, image_size, offset=0,
                                name=f"products-{shape}-seed{seed}-train")
@@ -253,10 +253,10 @@ class AnomalySpec:
                 raise DataError(f"anomaly spec '{self.name}': {bad} must be integers")
             if not isinstance(products, list) or not products:
                 raise DataError(f"anomaly spec '{self.name}': `products` must be a list of shapes")
-            if ints.get("n_per_defect", 1) == 0 or not d.get("defects", W.DEFECTS):
+            if ints.get("n_per_defect", 1) == 0 or not d.get("defects", P.DEFECTS):
                 raise DataError(f"anomaly spec '{self.name}': the test sets would hold no defective image "
                                 "(n_per_defect 0 or no defects); every metric needs some")
-            return [world_category(p, defects=d.get("defects", list(W.DEFECTS)), **ints) for p in products]
+            return [world_category(p, defects=d.get("defects", list(P.DEFECTS)), **ints) for p in products]
         root = expand_path(d.get("root", ""))
         root = root if root.is_absolute() else self.base_dir / root
         try:

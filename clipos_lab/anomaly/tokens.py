@@ -17,7 +17,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..data.errors import DataError
+from ..data.errors import DataError, ImageLoadError
 from ..features import FeatureBank, layer_kind
 
 
@@ -91,6 +91,9 @@ def encode_tokens(dataset, backbone, layers: Sequence[int | str] = (-1,), batch_
                               patch_dtype=dtype, layers=middle)
     if bank.skipped:  # anomaly masks are aligned with the dataset: a missing image would shift every row
         first = bank.skipped[0]
+        sample = next((s for s in dataset.samples if s.id == first["id"]), None)
+        if getattr(sample, "path", None):  # the runner leaves such an image out and counts it (encode_readable)
+            raise ImageLoadError(sample.path, first["error"])
         raise DataError(f"{len(bank.skipped)} images of {getattr(dataset, 'name', 'the dataset')!r} could not be "
                         f"read (e.g. {first['id']}: {first['error']}); replace or remove them")
     return token_bank(bank, wanted, backbone)
