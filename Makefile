@@ -16,7 +16,9 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[notebooks,dev]'
+	# (an editable install of a flat layout warns that a folder named like the package may shadow it; the
+	# checkout's clipos_lab/ is that package, so the note is silenced: nothing else is)
+	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip install --quiet -e '.[notebooks,dev]'
 	$(BIN)/nbstripout --install --attributes .gitattributes || true
 	touch $@
 

@@ -28,15 +28,8 @@ from clipos_lab.evaluation import job, runner
 from clipos_lab.evaluation.runner import OverlapWarning, run_benchmark
 from clipos_lab.evaluation.suite import run_suite
 from clipos_lab.features import FeatureBank
-from clipos_lab.files import (
-    RUN_MANIFEST,
-    RunFolder,
-    UnsafeNameError,
-    check_name,
-    describe_os_error,
-    ensure_writable_dir,
-    save_safetensors,
-)
+from clipos_lab.files import UnsafeNameError, check_name, describe_os_error, ensure_writable_dir, save_safetensors
+from clipos_lab.runfolder import RUN_MANIFEST, RunFolder
 
 SPEC = {
     "name": "rel-world",
