@@ -10,8 +10,8 @@ parameters and ``options()`` returns them, scoring before ``fit`` raises
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass, field
 
+from ..registry import Registry
 from .base import AnomalyMethod
 from .memory import PatchMemory
 from .mutual import MuSc, MutualScoring
@@ -21,20 +21,6 @@ from .windows import WinCLIP, WinCLIPPlus
 KINDS = ("zero-shot", "few-shot")
 
 
-@dataclass(frozen=True)
-class Entry:
-    cls: type
-    preset: dict = field(default_factory=dict)
-    default: bool = False
-
-    @property
-    def kind(self) -> str:
-        return self.cls.kind
-
-
-REGISTRY: dict[str, Entry] = {}
-
-
 def option_names(cls: type) -> list[str]:
     """Every ``__init__`` option of ``cls`` and its bases (subclasses may pass options on with ``**options``)."""
     return list(dict.fromkeys(p.name for c in cls.__mro__ if "__init__" in vars(c)
@@ -42,22 +28,16 @@ def option_names(cls: type) -> list[str]:
                               if p.name != "self" and p.kind == p.POSITIONAL_OR_KEYWORD))
 
 
+REGISTRY = Registry("anomaly method", AnomalyMethod, KINDS, option_names)
+
+
 def register(name: str, cls: type, default: bool = False, **preset) -> None:
     """Make ``name`` buildable by :func:`build_anomaly_method`; ``default=True`` puts it in runs naming none."""
-    if name in REGISTRY:
-        raise ValueError(f"anomaly method {name!r} is already registered")
-    if not (isinstance(cls, type) and issubclass(cls, AnomalyMethod)):
-        raise TypeError(f"register({name!r}, ...): {cls!r} is not an AnomalyMethod subclass")
-    if cls.kind not in KINDS:
-        raise ValueError(f"register({name!r}, ...): {cls.__name__}.kind={cls.kind!r}; choose one of {KINDS}")
-    unknown = sorted(set(preset) - set(option_names(cls)))
-    if unknown:
-        raise ValueError(f"register({name!r}, ...): {cls.__name__} has no options {unknown}")
-    REGISTRY[name] = Entry(cls, dict(preset), bool(default))
+    REGISTRY.register(name, cls, default, **preset)
 
 
 def unregister(name: str) -> None:
-    REGISTRY.pop(name, None)
+    REGISTRY.unregister(name)
 
 
 register("patch-memory", PatchMemory, default=True)
@@ -69,18 +49,16 @@ register("winclip+", WinCLIPPlus)
 
 
 def methods(kind: str | None = None) -> list[str]:
-    return [n for n, e in REGISTRY.items() if kind is None or e.kind == kind]
+    return REGISTRY.names(kind)
 
 
 def default_methods() -> list[str]:
-    return [n for n, e in REGISTRY.items() if e.default]
+    return REGISTRY.defaults()
 
 
 def build_anomaly_method(name: str, **options) -> AnomalyMethod:
     """A fresh, unfitted anomaly method by its registry name; ``options`` override its preset and defaults."""
-    if name not in REGISTRY:
-        raise ValueError(f"unknown anomaly method {name!r}; choose from {methods()}")
-    entry = REGISTRY[name]
+    entry = REGISTRY.entry(name)
     known = option_names(entry.cls)
     unknown = sorted(set(options) - set(known))
     if unknown:

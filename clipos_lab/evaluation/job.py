@@ -102,8 +102,12 @@ class BenchmarkJob:
                 todo.append(Cell(run_cell, (self.context, i, n_shots, seed), label))
         return todo
 
-    def finish(self, outcomes: list["CellOutcome"]) -> BenchmarkResult:
+    def release(self) -> None:
+        """Forget this job's in-process backbone and banks (done by :meth:`finish`, or by a failed run)."""
         _LIVE.pop(self.context.key, None)
+
+    def finish(self, outcomes: list["CellOutcome"]) -> BenchmarkResult:
+        self.release()
         result = BenchmarkResult([], [], fpr95_rule=self.config.fpr95_rule, config=self.config)
         fit_seconds: dict[str, float] = {}
         for outcome in outcomes:

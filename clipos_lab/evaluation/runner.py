@@ -177,4 +177,9 @@ def _run(config: RunConfig, spec, backbone, out, cache, progress, save_prompts, 
          num_workers, executor=None) -> BenchmarkResult:
     job = BenchmarkJob(config, spec, backbone, out, cache, progress, save_prompts, banks, keep_fitted, num_workers,
                        executor)
-    return job.finish((executor or LocalExecutor()).run(job.cells(), progress=progress, desc="fit + score"))
+    try:
+        outcomes = (executor or LocalExecutor()).run(job.cells(), progress=progress, desc="fit + score")
+    except BaseException:
+        job.release()  # a failed run keeps no backbone or banks alive (its finished cells stay on disk)
+        raise
+    return job.finish(outcomes)

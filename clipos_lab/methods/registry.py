@@ -8,9 +8,8 @@ suite tables and the public API. A new method is its own module plus one :func:`
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from ..clipos.prompts import PromptConfig
+from ..registry import Entry, Registry
 from .adaneg import AdaNeg
 from .base import KINDS, Method
 from .clipn import CLIPN
@@ -21,21 +20,7 @@ from .neglabel import NegLabel
 from .prompt import CLIPOS, CoOp, LoCoOp
 from .zeroshot import GLMCM, MCM
 
-
-@dataclass(frozen=True)
-class Entry:
-    """One registered method: its class, the options its name stands for, and whether default runs include it."""
-
-    cls: type
-    preset: dict = field(default_factory=dict)
-    default: bool = False
-
-    @property
-    def kind(self) -> str:
-        return self.cls.kind
-
-
-REGISTRY: dict[str, Entry] = {}
+REGISTRY = Registry("method", Method, KINDS, lambda cls: cls.option_names())
 
 
 def register(name: str, cls: type, default: bool = False, **preset) -> None:
@@ -44,22 +29,12 @@ def register(name: str, cls: type, default: bool = False, **preset) -> None:
     ``cls`` follows the contract of :class:`~clipos_lab.methods.base.Method`; ``preset`` are options of its
     ``__init__`` (checked here, so a typo fails at import, not in the middle of a run).
     """
-    if name in REGISTRY:
-        raise ValueError(f"method {name!r} is already registered")
-    if not (isinstance(cls, type) and issubclass(cls, Method)):
-        raise TypeError(f"register({name!r}, ...): {cls!r} is not a Method subclass")
-    if cls.kind not in KINDS:
-        raise ValueError(f"register({name!r}, ...): {cls.__name__}.kind={cls.kind!r}; choose one of {KINDS}")
-    unknown = sorted(set(preset) - set(cls.option_names()))
-    if unknown:
-        raise ValueError(f"register({name!r}, ...): {cls.__name__} has no options {unknown}; it takes "
-                         f"{cls.option_names()}")
-    REGISTRY[name] = Entry(cls, dict(preset), bool(default))
+    REGISTRY.register(name, cls, default, **preset)
 
 
 def unregister(name: str) -> None:
     """Remove ``name`` (tests and notebooks that register a method of their own clean up with it)."""
-    REGISTRY.pop(name, None)
+    REGISTRY.unregister(name)
 
 
 register("MCM", MCM, default=True)
@@ -84,18 +59,16 @@ register("GalLoP", GalLoP)
 
 def methods(kind: str | None = None) -> list[str]:
     """Every registered name (of ``kind``, if given), in registration order."""
-    return [n for n, e in REGISTRY.items() if kind is None or e.kind == kind]
+    return REGISTRY.names(kind)
 
 
 def default_methods(kind: str | None = None) -> list[str]:
     """The methods a run uses when it names none (of ``kind``, if given)."""
-    return [n for n in methods(kind) if REGISTRY[n].default]
+    return REGISTRY.defaults(kind)
 
 
 def entry(name: str) -> Entry:
-    if name not in REGISTRY:
-        raise ValueError(f"unknown method {name!r}; choose from {methods()}")
-    return REGISTRY[name]
+    return REGISTRY.entry(name)
 
 
 def kind_of(name: str) -> str:
@@ -104,11 +77,6 @@ def kind_of(name: str) -> str:
 
 def is_few_shot(name: str) -> bool:
     return name in REGISTRY and REGISTRY[name].kind == "few-shot"
-
-
-def learns(name: str) -> bool:
-    """Whether the method trains on shots (a fit per shots x seed)."""
-    return is_few_shot(name)
 
 
 def score_names_of(name: str, **options) -> tuple[str, ...]:
