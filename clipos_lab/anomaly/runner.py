@@ -11,6 +11,8 @@ std over seeds; outputs mirror the OOD runner's: ``results.csv``, ``summary.csv`
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import time
 import warnings
@@ -24,7 +26,7 @@ import pandas as pd
 from ..data import few_shot, write_manifest
 from ..data.errors import DataError, ImageLoadError
 from ..evaluation import tables as T
-from ..evaluation.executor import Cell, LocalExecutor
+from ..evaluation.executor import Cell, LocalExecutor, portable_cache, worker_backbone
 from ..files import slug, write_json
 from ..runfolder import RunFolder
 from . import metrics as AM
@@ -124,7 +126,7 @@ def _run(spec, backbone, methods, shots, seeds, method_options, built, few, zero
     categories = spec.categories()
     result = AnomalyResult([], [], categories={c.name: c for c in categories})
     seconds = {"encode_s": 0.0, "score_s": {m: 0.0 for m in methods}, "images_scored": {m: 0 for m in methods}}
-    context = AnomalyContext(spec, getattr(backbone, "load_args", None), tuple(layers), _cache_arg(cache),
+    context = AnomalyContext(spec, getattr(backbone, "load_args", None), tuple(layers), portable_cache(cache),
                              batch_size, method_options, keep_scores)
     in_process = executor is None or executor.in_process
     if not in_process and not context.load_args:
@@ -192,9 +194,6 @@ class AnomalyContext:
 
     @property
     def key(self) -> str:
-        import hashlib
-        import json
-
         return hashlib.sha1(json.dumps([repr(self.spec), self.load_args, list(self.layers), str(self.cache)],
                                        default=str).encode()).hexdigest()
 
@@ -230,9 +229,7 @@ def anomaly_cell(context: AnomalyContext, category_name: str, name: str, n_shots
     """Fit one method (on its drawn normal shots, for a few-shot method) and score one category's test set."""
     prepared = _PREPARED.get(context.key)
     if prepared is None:  # a Ray worker: load the backbone, read the category's tokens from the shared cache
-        from ..backbone import Backbone
-
-        prepared = _PREPARED[context.key] = {"backbone": Backbone.load(**context.load_args, device="auto")}
+        prepared = _PREPARED[context.key] = {"backbone": worker_backbone(context.load_args)}
     backbone = prepared["backbone"]
     if category_name not in prepared:
         category = next(c for c in context.spec.categories() if c.name == category_name)
@@ -256,10 +253,6 @@ def anomaly_cell(context: AnomalyContext, category_name: str, name: str, n_shots
             for row in evaluate_scores(category, scores, ready.masks)]
     return {"method": name, "rows": rows, "seconds": elapsed, "images": len(ready.test_bank),
             "key": (name, n_shots, seed, category.name), "scores": scores if context.keep_scores else None}
-
-
-def _cache_arg(cache):
-    return str(cache) if isinstance(cache, (str, os.PathLike)) else cache
 
 
 class SkippedImageWarning(UserWarning):

@@ -149,21 +149,13 @@ def shard_cells(spec: BenchmarkSpec, load_args: dict, cache, batch_size: int = 6
             for name, ds in sets.items() for start in range(0, len(ds), rows_per_cell)]
 
 
-_BACKBONES: dict[str, object] = {}  # per worker process: each backbone is loaded once
-
-
 def encode_shard(content: dict, base_dir: str, set_name: str, start: int, stop: int, load_args: dict, cache,
                  batch_size: int) -> int:
     """Encode rows ``start:stop`` of one set of a spec into the cache; returns how many rows the bank has."""
-    import json
+    from .executor import worker_backbone
 
-    from ..backbone import Backbone
-
-    key = json.dumps(load_args, sort_keys=True)
-    if key not in _BACKBONES:
-        _BACKBONES[key] = Backbone.load(**load_args, device="auto")
     spec = BenchmarkSpec.from_dict({k: v for k, v in content.items() if v is not None}, base_dir=base_dir)
     ds = spec.id_dataset() if set_name == "id" else spec.ood_datasets()[set_name.split("/", 1)[1]]
-    bank = FeatureBank.encode(ds, _BACKBONES[key], indices=list(range(start, stop)), batch_size=batch_size,
-                              cache=cache, progress=False)
+    bank = FeatureBank.encode(ds, worker_backbone(load_args), indices=list(range(start, stop)),
+                              batch_size=batch_size, cache=cache, progress=False)
     return len(bank)

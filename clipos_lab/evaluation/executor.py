@@ -15,7 +15,9 @@ for the feature cache and the output folder).
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -107,6 +109,25 @@ class RayExecutor:
 
 def _call(fn: Callable, args: tuple):
     return fn(*args)
+
+
+def portable_cache(cache):
+    """The ``cache`` argument as a task can carry it: a folder as a string, or True / False as given."""
+    return str(cache) if isinstance(cache, (str, os.PathLike)) else cache
+
+
+_BACKBONES: dict[tuple, object] = {}  # per process: each backbone a worker needs, loaded once for all its cells
+
+
+def worker_backbone(load_args: dict, device: str = "auto"):
+    """The backbone ``Backbone.load(**load_args)`` made, loaded once per worker process (benchmark, encoding and
+    anomaly cells of one run share it)."""
+    from ..backbone import Backbone
+
+    key = (json.dumps(load_args, sort_keys=True, default=str), device)
+    if key not in _BACKBONES:
+        _BACKBONES[key] = Backbone.load(**load_args, device=device)
+    return _BACKBONES[key]
 
 
 def make_executor(name: str = "local", address: str | None = None, task_cpus: float = 1.0,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ from ..methods import kind_of
 from . import metrics as M
 from . import tables as T
 from .banks import Banks, encode_banks, shard_cells
-from .executor import Cell
+from .executor import Cell, portable_cache, worker_backbone
 from .record import RunConfig
 from .resume import cell_folder, cell_path, forget, load_outcome, readable, save_outcome
 from .spread import spread_markdown
@@ -61,23 +60,22 @@ class BenchmarkJob:
     def __init__(self, config: RunConfig, spec, backbone, out, cache, progress, save_prompts, banks, keep_fitted,
                  num_workers, executor=None):
         self.config, self.spec, self.backbone, self.out = config, spec, backbone, out
-        self.progress, self.save_prompts, self.keep_fitted = progress, save_prompts, keep_fitted
         self.t0 = time.perf_counter()
         in_process = executor is None or executor.in_process
         if keep_fitted and not in_process:
             raise ValueError("keep_fitted needs the local executor (fitted methods stay in the Ray workers)")
         load_args = config.backbone.get("load_args")
         if banks is None and not in_process and cache is not False and load_args:  # workers encode, side by side
-            executor.run(shard_cells(spec, load_args, _cache_arg(cache), config.batch_size), progress=progress,
+            executor.run(shard_cells(spec, load_args, portable_cache(cache), config.batch_size), progress=progress,
                          desc=f"encode {spec.name}")
         self.banks = banks or encode_banks(spec, backbone, batch_size=config.batch_size, cache=cache,
                                            progress=progress, num_workers=num_workers)
         resumable = cache is not False and not keep_fitted
         self.cell_dir = str(cell_folder(_cache_root(cache), config.to_dict())) if resumable else None
-        self.context = CellContext(config.to_dict(), _cache_arg(cache), str(backbone.device), num_workers,
+        self.context = CellContext(config.to_dict(), portable_cache(cache), str(backbone.device), num_workers,
                                    save_prompts and out is not None, keep_fitted, self.cell_dir)
         if in_process:  # cells in this process use these objects instead of loading them again
-            _LIVE[self.context.key] = _Live(backbone, self.banks)
+            _LIVE[self.context.key] = _Live(config, backbone, self.banks)
 
     def cells(self) -> list[Cell]:
         """One cell per zero-shot method, test-time method x seed and few-shot method x shots x seed, in the
@@ -174,6 +172,7 @@ class CellOutcome:
 
 @dataclass
 class _Live:
+    config: RunConfig
     backbone: object
     banks: Banks
     draws: dict = field(default_factory=dict)   # (shots, seed) -> (bank, manifest): one draw per shots x seed
@@ -187,17 +186,18 @@ def _live(context: CellContext) -> _Live:
     live = _LIVE.get(context.key)
     if live is None:  # a Ray worker: load the backbone and read the banks from the (shared) feature cache
         config = RunConfig.from_dict(context.config)
-        backbone = config.load_backbone("auto" if context.device.startswith("cuda") else context.device)
+        device = "auto" if context.device.startswith("cuda") else context.device
+        backbone = config.check_backbone(worker_backbone(config.load_args(), device))
         banks = encode_banks(config.benchmark_spec(), backbone, batch_size=config.batch_size, cache=context.cache,
                              progress=False, num_workers=context.num_workers)
-        live = _LIVE[context.key] = _Live(backbone, banks)
+        live = _LIVE[context.key] = _Live(config, backbone, banks)
     return live
 
 
 def run_cell(context: CellContext, method_index: int, n_shots: int, seed: int) -> CellOutcome:
     """Fit one method (on its draw, for a few-shot method) and score every set: one cell of a benchmark."""
     live = _live(context)
-    config = RunConfig.from_dict(context.config)
+    config = live.config
     choice = config.methods[method_index]
     banks, backbone = live.banks, live.backbone
     outcome = CellOutcome(method_index, n_shots, seed, {}, np.empty(0), 0.0)
@@ -239,10 +239,6 @@ def _cache_root(cache) -> Path:
     from ..features import default_cache_dir
 
     return default_cache_dir() if cache is True else Path(cache)
-
-
-def _cache_arg(cache):
-    return str(cache) if isinstance(cache, (str, os.PathLike)) else cache
 
 
 def add_rows(result: BenchmarkResult, spec, name, n_shots, seed, per_set, predicted, banks) -> None:

@@ -88,15 +88,23 @@ class RunConfig:
         spec.path = None if self.spec_path is None else Path(self.spec_path)
         return spec
 
-    def load_backbone(self, device: str = "auto"):
-        """The backbone this run used, loaded again (its weights must be the same: checked by their id)."""
-        from ..backbone import Backbone
-
+    def load_args(self) -> dict:
+        """How the run's backbone was loaded (``Backbone.load`` keyword arguments)."""
         args = self.backbone.get("load_args")
         if not args:
             raise ValueError("this run record has no backbone load arguments (the backbone was built by hand, not "
                              "by Backbone.load): load it yourself and pass it to run_config")
-        backbone = Backbone.load(**args, device=device)
+        return args
+
+    def load_backbone(self, device: str = "auto"):
+        """The backbone this run used, loaded again (its weights must be the same: :meth:`check_backbone`)."""
+        from ..backbone import Backbone
+
+        return self.check_backbone(Backbone.load(**self.load_args(), device=device))
+
+    def check_backbone(self, backbone):
+        """``backbone`` if its weights are the ones this run used (weights id, checkpoint sha256), else an error."""
+        args = self.load_args()
         if backbone.weights_id != self.backbone.get("weights_id") and args.get("checkpoint") is None:
             raise ValueError(f"the backbone loads as {backbone.weights_id}, but the run used "
                              f"{self.backbone.get('weights_id')}: the weights changed since")
