@@ -68,7 +68,7 @@ COLOUR_WORDS = frozenset(
 class PackRule:
     """Every choice that turns the SVG tree into a pack; fixed before training and stored in the manifest."""
 
-    min_drawings: int = 8  # a class noun needs this many drawings (titles and final assignment)
+    min_drawings: int = 7  # a class noun needs this many drawings (titles and final assignment)
     min_keyword_drawings: int = 3  # ... and must be a keyword of this many drawings
     max_per_class: int = 40  # drawings kept per class (seeded choice): no class dominates, the pack stays small
     eval_fraction: float = 0.35  # of each seen class's drawings held out of pre-training, by file
