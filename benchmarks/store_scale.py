@@ -261,8 +261,15 @@ def child_suite(folder: str, n_specs: str, trim: str, *extra: str) -> dict:
     except ImportError:  # code from before the runner was split
         from clipos_lab.evaluation import runner
 
-    if trim == "off" and hasattr(runner, "release_freed_memory"):
+    if "trim" not in trim and hasattr(runner, "release_freed_memory"):
         runner.release_freed_memory = lambda: False
+    if "dynamic" in trim:  # glibc's own threshold, as before evaluation/memory.py fixed it
+        from clipos_lab.evaluation import job
+        from clipos_lab.evaluation import runner as single
+
+        for module in (job, single):
+            if hasattr(module, "map_large_blocks"):
+                module.map_large_blocks = lambda: False
 
     specs = sorted(Path(folder).glob("*.yaml"), key=lambda p: int("".join(c for c in p.stem if c.isdigit()) or 0))
     specs = specs[: int(n_specs)]
@@ -291,14 +298,18 @@ def cmd_suite(args) -> None:
     print("the cache is filled by a first run, then each code runs warm in a fresh process (peak RSS: ru_maxrss);")
     print("after each spec: [RSS, heap bytes in use, heap bytes free but held] in MB (glibc mallinfo2, after "
           "gc.collect(), before the suite's malloc_trim)")
+    print("modes: glibc's dynamic mmap threshold or the 4 MiB fixed one (evaluation/memory.py map_large_blocks), "
+          "with or without malloc_trim after each spec; fixed+trim is what the package does")
     with tempfile.TemporaryDirectory() as tmp:
         cache = args.cache or tmp
         os.environ["CLIPOS_CACHE_DIR"] = cache
         _child(Path(args.code[0]), "suite", str(folder), str(args.specs), "on", args.options)  # cold: fills the cache
         for code in args.code:
-            for trim in ("off", "on") if (Path(code) / "clipos_lab" / "evaluation" / "memory.py").exists() else ("-",):
-                r = _child(Path(code), "suite", str(folder), str(args.specs), trim, args.options)
-                print(f"{str(code)[-24:]:24s} trim {trim:3s} {r['specs']} specs, {r['seconds']:.0f} s, peak RSS "
+            memory = (Path(code) / "clipos_lab" / "evaluation" / "memory.py")
+            modes = ("dynamic", "dynamic+trim", "fixed", "fixed+trim") if memory.exists() else ("-",)
+            for mode in modes:
+                r = _child(Path(code), "suite", str(folder), str(args.specs), mode, args.options)
+                print(f"{str(code)[-24:]:24s} {mode:12s} {r['specs']} specs, {r['seconds']:.0f} s, peak RSS "
                       f"{r['peak_rss_mb']:.0f} MB; after each spec: {r['after_each']}")
 
 

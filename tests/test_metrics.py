@@ -246,3 +246,25 @@ def test_fpr95_rule_is_checked_and_named_in_the_convention():
     assert m["FPR95"] == M.fpr95([0.9, 0.8], [0.1, 0.85], rule="closest")
     text = M.convention("closest")
     assert "rule 'closest'" in text and "ID positive" in text and "OOD positive" in text
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_one_curve_gives_what_sklearn_gives_metric_by_metric(seed):
+    """ood_metrics reads one ROC pass (and its flip for OOD positive); each number equals scikit-learn's own
+    function on the stacked (or negated) scores, ties included, and the FPR95 rules equal a second roc_curve."""
+    from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
+
+    rng = np.random.default_rng(seed)
+    i = np.round(rng.normal(0.5, 1.0, 37 + seed), 1)  # rounded: many ties, within and across the two sets
+    o = np.round(rng.normal(0.0, 1.0, 20 + 3 * seed), 1)
+    y, s = np.r_[np.ones(i.size), np.zeros(o.size)], np.r_[i, o]
+    for rule in M.FPR95_RULES:
+        got = M.ood_metrics(i, o, rule)
+        assert got["AUROC"] == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+        assert got["AUPR_IN"] == pytest.approx(average_precision_score(y, s), abs=1e-12)
+        assert got["AUPR_OUT"] == pytest.approx(average_precision_score(1 - y, -s), abs=1e-12)
+        flipped_fpr, flipped_tpr, _ = roc_curve(1 - y, -s, drop_intermediate=False)
+        curve = M.Curve.of(i, o).flipped()
+        np.testing.assert_array_equal(curve.fp / curve.n_neg, flipped_fpr)
+        np.testing.assert_array_equal(curve.tp / curve.n_pos, flipped_tpr)
+        assert got["FPR95"] == M.fpr95(i, o, rule) and got["FPR95_OOD_POS"] == M.fpr95_ood_positive(i, o, rule)

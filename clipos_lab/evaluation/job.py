@@ -24,6 +24,7 @@ from . import metrics as M
 from . import tables as T
 from .banks import Banks, encode_banks, shard_cells
 from .executor import Cell, portable_cache, worker_backbone
+from .memory import map_large_blocks
 from .record import RunConfig
 from .resume import cell_folder, cell_path, forget, load_outcome, readable, save_outcome
 from .spread import spread_markdown
@@ -196,6 +197,7 @@ def _live(context: CellContext) -> _Live:
 
 def run_cell(context: CellContext, method_index: int, n_shots: int, seed: int) -> CellOutcome:
     """Fit one method (on its draw, for a few-shot method) and score every set: one cell of a benchmark."""
+    map_large_blocks()  # in whichever process runs the cell: see evaluation/memory.py
     live = _live(context)
     config = live.config
     choice = config.methods[method_index]

@@ -27,7 +27,7 @@ Conventions
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
+from sklearn.metrics import roc_curve
 
 FPR95_RULES = {
     "first": "first threshold with recall >= 0.95 (ours)",
@@ -78,48 +78,71 @@ def _labelled(id_scores, ood_scores):
     return y, np.concatenate([i, o])
 
 
-def _fpr_at_tpr(y: np.ndarray, s: np.ndarray, tpr: float, rule: str = DEFAULT_FPR95_RULE) -> float:
-    if not 0.0 < tpr <= 1.0:
-        raise ValueError(f"tpr must be in (0, 1], got {tpr}")
-    check_fpr95_rule(rule)
-    if not (y == 1).any() or not (y == 0).any():
-        raise ValueError("FPR needs at least one positive and one negative sample")
-    # drop_intermediate=False: sklearn otherwise drops collinear points,
-    # which can remove exactly the first point reaching the target TPR.
-    # Point 0 is sklearn's (0, 0) start above the highest score; the others are the distinct thresholds.
-    fprs, tprs, _ = roc_curve(y, s, drop_intermediate=False)
-    first = int(np.argmax(tprs >= tpr))  # tprs[-1] == 1, so found; first >= 1 since tprs[0] == 0
-    if rule == "first":
-        return float(fprs[first])
-    if rule == "interpolate":
-        exact = np.flatnonzero(tprs == tpr)
-        if exact.size:  # a flat stretch at exactly tpr: linear interpolation (np.interp) reads its last point
-            return float(fprs[exact[-1]])
-        lo = first - 1  # tprs[lo] < tpr < tprs[first]: a straight line between the two points
-        frac = (tpr - tprs[lo]) / (tprs[first] - tprs[lo])
-        return float(fprs[lo] + frac * (fprs[first] - fprs[lo]))
-    # "closest": recall computed as a ratio of counts (as the reference does, so float ties are the same),
-    # over the thresholds down to the first that reaches full recall; the last (lowest) threshold among
-    # equally close points wins, i.e. the one with the most false positives.
-    n_pos, n_neg = int((y == 1).sum()), int((y == 0).sum())
-    tps = np.rint(tprs[1:] * n_pos).astype(np.int64)
-    fps = np.rint(fprs[1:] * n_neg).astype(np.int64)
-    stop = int(np.argmax(tps == n_pos)) + 1
-    distance = np.abs(tps[:stop] / n_pos - tpr)
-    pick = stop - 1 - int(np.argmin(distance[::-1]))
-    return float(fps[pick] / n_neg)
+class Curve:
+    """The ROC of one (ID, OOD) pair as counts: ``tp[k]`` / ``fp[k]`` positives / negatives scored at or above
+    the k-th highest distinct score (``k = 0``: none). Every metric below reads it, so scikit-learn's
+    ``roc_curve`` (and its input checks) runs once per pair instead of once per metric; the OOD-positive view
+    of the same scores is the curve read backwards (:meth:`flipped`), with no second pass over them."""
+
+    def __init__(self, tp: np.ndarray, fp: np.ndarray):
+        self.tp, self.fp = tp, fp
+        self.n_pos, self.n_neg = int(tp[-1]), int(fp[-1])
+
+    @classmethod
+    def of(cls, id_scores, ood_scores) -> "Curve":
+        y, s = _labelled(id_scores, ood_scores)
+        # drop_intermediate=False: sklearn otherwise drops collinear points, which can remove exactly the first
+        # point reaching a target recall. Point 0 is sklearn's (0, 0) start above the highest score.
+        fprs, tprs, _ = roc_curve(y, s, drop_intermediate=False)
+        n_pos, n_neg = int(y.sum()), int(y.size - y.sum())
+        return cls(np.rint(tprs * n_pos).astype(np.int64), np.rint(fprs * n_neg).astype(np.int64))
+
+    def flipped(self) -> "Curve":
+        """OOD positive on negated scores: a score at or below a threshold is the complement of one above the
+        next higher threshold, so the points are the same counts, complemented and in reverse order."""
+        return Curve(self.n_neg - self.fp[::-1], self.n_pos - self.tp[::-1])
+
+    def auroc(self) -> float:
+        return float(np.trapezoid(self.tp / self.n_pos, self.fp / self.n_neg))
+
+    def average_precision(self) -> float:
+        """Sum of precision x recall steps over the thresholds (scikit-learn's ``average_precision_score``)."""
+        tp, fp = self.tp[1:], self.fp[1:]
+        return _unit(np.sum(np.diff(self.tp / self.n_pos) * (tp / (tp + fp))))
+
+    def fpr_at_tpr(self, tpr: float, rule: str = DEFAULT_FPR95_RULE) -> float:
+        if not 0.0 < tpr <= 1.0:
+            raise ValueError(f"tpr must be in (0, 1], got {tpr}")
+        check_fpr95_rule(rule)
+        fprs, tprs = self.fp / self.n_neg, self.tp / self.n_pos  # the same divisions as sklearn's roc_curve
+        first = int(np.argmax(tprs >= tpr))  # tprs[-1] == 1, so found; first >= 1 since tprs[0] == 0
+        if rule == "first":
+            return float(fprs[first])
+        if rule == "interpolate":
+            exact = np.flatnonzero(tprs == tpr)
+            if exact.size:  # a flat stretch at exactly tpr: linear interpolation (np.interp) reads its last point
+                return float(fprs[exact[-1]])
+            lo = first - 1  # tprs[lo] < tpr < tprs[first]: a straight line between the two points
+            frac = (tpr - tprs[lo]) / (tprs[first] - tprs[lo])
+            return float(fprs[lo] + frac * (fprs[first] - fprs[lo]))
+        # "closest": recall as a ratio of counts (as the reference computes it, so float ties are the same), over
+        # the thresholds down to the first that reaches full recall; the last (lowest) threshold among equally
+        # close points wins, i.e. the one with the most false positives.
+        tps, fps = self.tp[1:], self.fp[1:]
+        stop = int(np.argmax(tps == self.n_pos)) + 1
+        distance = np.abs(tps[:stop] / self.n_pos - tpr)
+        pick = stop - 1 - int(np.argmin(distance[::-1]))
+        return float(fps[pick] / self.n_neg)
 
 
 def auroc(id_scores, ood_scores) -> float:
     """Area under ROC with ID positive (0.5 = chance, ties count 1/2)."""
-    y, s = _labelled(id_scores, ood_scores)
-    return float(roc_auc_score(y, s))
+    return Curve.of(id_scores, ood_scores).auroc()
 
 
 def fpr_at_tpr(id_scores, ood_scores, tpr: float = 0.95, rule: str = DEFAULT_FPR95_RULE) -> float:
     """Fraction of OOD accepted (score >= t) at the ROC point of recall ``tpr`` of ID chosen by ``rule``."""
-    y, s = _labelled(id_scores, ood_scores)
-    return _fpr_at_tpr(y, s, tpr, rule)
+    return Curve.of(id_scores, ood_scores).fpr_at_tpr(tpr, rule)
 
 
 def fpr95(id_scores, ood_scores, rule: str = DEFAULT_FPR95_RULE) -> float:
@@ -130,24 +153,21 @@ def fpr95(id_scores, ood_scores, rule: str = DEFAULT_FPR95_RULE) -> float:
 def fpr95_ood_positive(id_scores, ood_scores, rule: str = DEFAULT_FPR95_RULE) -> float:
     """FPR at 95% TPR, OOD positive on negated scores (OpenOOD / pytorch-ood):
     fraction of ID flagged OOD at the threshold catching 95% of OOD."""
-    y, s = _labelled(id_scores, ood_scores)
-    return _fpr_at_tpr(1 - y, -s, 0.95, rule)
+    return Curve.of(id_scores, ood_scores).flipped().fpr_at_tpr(0.95, rule)
 
 
 def aupr_in(id_scores, ood_scores) -> float:
     """Average precision with ID positive, score as is."""
-    y, s = _labelled(id_scores, ood_scores)
-    return _unit(average_precision_score(y, s))
+    return Curve.of(id_scores, ood_scores).average_precision()
 
 
 def aupr_out(id_scores, ood_scores) -> float:
     """Average precision with OOD positive, negated score."""
-    y, s = _labelled(id_scores, ood_scores)
-    return _unit(average_precision_score(1 - y, -s))
+    return Curve.of(id_scores, ood_scores).flipped().average_precision()
 
 
 def _unit(value) -> float:
-    """sklearn sums precision x recall steps, which can land a hair above 1 (1.0000000000000002)."""
+    """Summed precision x recall steps can land a hair above 1 (1.0000000000000002)."""
     return float(min(1.0, max(0.0, value)))
 
 
@@ -161,15 +181,15 @@ def id_accuracy(predictions, labels) -> float:
 
 
 def ood_metrics(id_scores, ood_scores, fpr95_rule: str = DEFAULT_FPR95_RULE) -> dict:
-    """All OOD metrics for one (ID, OOD) pair, values in [0, 1]; FPR95s by ``fpr95_rule``."""
-    i = _as_1d(id_scores, "id_scores")
-    o = _as_1d(ood_scores, "ood_scores")
+    """All OOD metrics for one (ID, OOD) pair, values in [0, 1]; FPR95s by ``fpr95_rule``. One ROC pass."""
+    curve = Curve.of(id_scores, ood_scores)
+    flipped = curve.flipped()
     return {
-        "AUROC": auroc(i, o),
-        "FPR95": fpr95(i, o, fpr95_rule),
-        "FPR95_OOD_POS": fpr95_ood_positive(i, o, fpr95_rule),
-        "AUPR_IN": aupr_in(i, o),
-        "AUPR_OUT": aupr_out(i, o),
+        "AUROC": curve.auroc(),
+        "FPR95": curve.fpr_at_tpr(0.95, fpr95_rule),
+        "FPR95_OOD_POS": flipped.fpr_at_tpr(0.95, fpr95_rule),
+        "AUPR_IN": curve.average_precision(),
+        "AUPR_OUT": flipped.average_precision(),
     }
 
 

@@ -35,6 +35,7 @@ from . import metrics as M
 from .banks import Banks, OverlapWarning, TrainPool, check_banks, encode_banks
 from .executor import LocalExecutor
 from .job import METRICS, BenchmarkJob, BenchmarkResult, write_outputs
+from .memory import map_large_blocks
 from .record import RunConfig
 
 __all__ = ["BENCHMARK_OUTPUTS", "Banks", "BenchmarkJob", "BenchmarkResult", "DEFAULT_METHODS", "METRICS",
@@ -78,6 +79,7 @@ def run_config(config: RunConfig, backbone, out_dir: str | os.PathLike | None = 
                executor=None) -> BenchmarkResult:
     """Run ``config`` with ``backbone``; the other arguments change where things go, where cells run and what
     is kept, never a number. ``run.json`` in ``out_dir`` stores ``config`` (see :func:`rerun`)."""
+    map_large_blocks()  # multi-MB tensors returned when freed, not left in fragmented arenas (evaluation/memory.py)
     spec = spec or config.benchmark_spec()
     if out_dir is None:
         return _run(config, spec, backbone, None, cache, progress, save_prompts, banks, keep_fitted, num_workers,
