@@ -187,6 +187,10 @@ def test_notebook_runs_with_ci_params(path, tmp_path, kernel_env):
         d = metrics["distance_to_ood"]
         assert set(d["nn_cos"]) == {"outliers", "id", "relevant"}
         assert all(-1.0 <= v <= 1.0 for v in d["nn_cos"].values())
+        compared = metrics["compared_draws"]  # the failing-vs-good draw, with the old options and the defaults
+        assert len(compared) == 2 and all([r["seed"] for r in rows] == [119, 118] for rows in compared.values())
+        assert all(-1.0 <= r["gain_unknown"] <= 1.0 and 0.0 <= r["acc"] <= 1.0 for rows in compared.values()
+                   for r in rows)
     if path.stem == "04_prompt_learning_and_scores":
         assert {"CoOp", "LoCoOp", "CLIP-OS"} <= set(metrics["methods"])
         assert "1-p(unknown)" in metrics["methods"]["CLIP-OS"]["scores"]
@@ -215,7 +219,7 @@ def test_benchmark_notebook_runs_with_ci_params(tmp_path, kernel_env):
     bad = [r for r in metrics["summary"] if not 0.0 <= r["mean"] <= 1.0]
     assert not bad, bad[:3]
     assert metrics["reference"] is None  # the world spec is not a paper protocol
-    for name in ("results.csv", "summary.csv", "summary.md"):
+    for name in ("results.csv", "summary.csv", "summary.md", "draw_gains.png"):
         assert (out / name).is_file()
     with open(out / "results.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))

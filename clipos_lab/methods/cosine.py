@@ -53,6 +53,12 @@ class CosineMethod(Method):
     def score_scale_(self) -> float:
         return self.scale_
 
+    @property
+    def unknown_text_(self) -> torch.Tensor:
+        """The class embeddings 1 - p(unknown) reads (the unknown class last): ``text_`` unless a method keeps
+        the (K + 1)-way classifier its unknown class was trained in apart from its scoring text."""
+        return self.text_
+
     def logits(self, features: torch.Tensor, scale: float | None = None) -> torch.Tensor:
         self._check_fitted()
         features = features.to(self.text_.device, non_blocking=True)
@@ -70,8 +76,11 @@ class CosineMethod(Method):
 
     def score_signature(self) -> tuple:
         self._check_fitted()
-        text = self.text_.detach().float().cpu().contiguous().numpy()
-        return (hashlib.sha1(text.tobytes()).hexdigest(), text.shape, float(self.scale_), float(self.score_scale_),
+        digest = hashlib.sha1()
+        for tensor in (self.text_, self.unknown_text_):
+            digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+        text = self.text_
+        return (digest.hexdigest(), tuple(text.shape), float(self.scale_), float(self.score_scale_),
                 float(self.gl_lambda), int(self.n_id_), self.local_tokens, tuple(self.score_names),
                 type(self).score.__qualname__)
 
@@ -101,7 +110,9 @@ class CosineMethod(Method):
                 patch = S.patch_logits_chunked(tokens, self.text_, self.score_scale_, local)
                 parts["GL-MCM"].append(mcm + self.gl_lambda * patch)
             if "1-p(unknown)" in parts:
-                parts["1-p(unknown)"].append(S.unknown_score(self.logits(bank.global_[rows])))
+                features = bank.global_[rows].to(self.text_.device, non_blocking=True)
+                parts["1-p(unknown)"].append(S.unknown_score(S.cosine_logits(features, self.unknown_text_,
+                                                                             self.scale_)))
         return {name: torch.cat(v).cpu().numpy() for name, v in parts.items()}
 
     @threaded(lambda self, bank, *args, **kwargs: scoring_work(self, bank))

@@ -78,8 +78,9 @@ class PromptMethod(CosineMethod):
                  score_temperature: float | None = 1.0, patch_tokens: str = "patches", local_tokens: str = "local",
                  surgery_weighting: str = R.DEFAULT_SURGERY_WEIGHTING, selection: str = "zero-shot",
                  warmup_epochs: int | None = None, schedule: str | None = None,
-                 anchor_weight: float = 0.0, seed: int = 0):
+                 anchor_weight: float = 0.0, zero_shot_blend: float = 0.0, seed: int = 0):
         self.prompt = prompt
+        self.zero_shot_blend = zero_shot_blend
         self.schedule = schedule  # None: the PromptConfig's
         self.anchor_weight = anchor_weight
         self.patch_tokens, self.local_tokens = patch_tokens, local_tokens
@@ -141,6 +142,10 @@ class PromptMethod(CosineMethod):
         if self.score_temperature is not None and not self.score_temperature > 0:
             raise ValueError(f"score_temperature={self.score_temperature} must be positive, or None for the logit "
                              "scale")
+        if isinstance(self.zero_shot_blend, bool) or not isinstance(self.zero_shot_blend, (int, float)) \
+                or not 0 <= self.zero_shot_blend <= 1:
+            raise ValueError(f"zero_shot_blend={self.zero_shot_blend!r} must be a number in [0, 1] (0: the learned "
+                             "class prompts alone, 1: the hand-written ones)")
         if isinstance(self.anchor_weight, bool) or not isinstance(self.anchor_weight, (int, float)) \
                 or not self.anchor_weight >= 0:
             raise ValueError(f"anchor_weight={self.anchor_weight!r} must be a number >= 0 (0 switches the anchor "
@@ -171,7 +176,8 @@ class PromptMethod(CosineMethod):
             cfg = replace(cfg, schedule=self.schedule)
         per_step = self.gamma > 0 and self.rule == "topk" and self.selection == "per-step"
         needs_patches = self.synthesis or (self.gamma > 0 and not per_step)
-        zero_shot_text = class_embeddings(backbone, train.classnames, DEFAULT_TEMPLATES) if needs_patches else None
+        zero_shot_text = class_embeddings(backbone, train.classnames, DEFAULT_TEMPLATES) \
+            if needs_patches or self.zero_shot_blend else None
         rel = self._relevance(zero_shot_text, train) if needs_patches else None
         self.relevance_ = rel
         irrelevant = None
@@ -200,10 +206,34 @@ class PromptMethod(CosineMethod):
                                       seed=self.seed)
         self.history_ = train_prompts(self.learner_, data, cfg, beta=self.beta if self.unknown else 0.0,
                                       gamma=gamma, anchor_weight=self.anchor_weight)
-        with torch.no_grad():
-            self.text_ = self.learner_()
+        self.text_ = self._scoring_text(zero_shot_text)
         self.scale_ = backbone.logit_scale
         return self
+
+    @property
+    def unknown_text_(self) -> torch.Tensor:
+        """1 - p(unknown) reads the learned (K + 1)-way classifier: the unknown prompt was trained against the
+        learned class prompts, and a blended ID column would move its boundary (measured: docs/robustness.md)."""
+        return self.learned_text_ if self.zero_shot_blend else self.text_
+
+    def _scoring_text(self, zero_shot_text: torch.Tensor | None) -> torch.Tensor:
+        """The class embeddings scores and predictions use: the learned ones, or with ``zero_shot_blend = w``
+        each ID class's ``normalise((1 - w) x learned + w x hand-written)`` ("a photo of a {}.", zero-shot
+        MCM's); an unknown class keeps its learned embedding (it has no hand-written counterpart).
+
+        Why (ours, docs/robustness.md): a few shots can pull the class prompts away from hand-written ones that
+        were already right, which is how every prompt learner loses to zero-shot MCM on some draws; interpolating
+        between the two, as WiSE-FT (Wortsman et al., CVPR 2022) does for fine-tuned weights, keeps part of
+        the zero-shot classifier's behaviour. Training is unchanged; only the scoring text moves."""
+        with torch.no_grad():
+            learned = self.learned_text_ = self.learner_()
+            w = float(self.zero_shot_blend)
+            if not w:
+                return learned
+            n_id = len(self.classnames_)
+            zs = torch.nn.functional.normalize(zero_shot_text.to(learned.device, learned.dtype), dim=-1)
+            mixed = torch.nn.functional.normalize((1 - w) * learned[:n_id] + w * zs, dim=-1)
+            return torch.cat([mixed, learned[n_id:]])
 
     def save(self, path) -> None:
         """Save the learned prompts (safetensors) with this method's class and every option; :meth:`load`
@@ -229,8 +259,9 @@ class PromptMethod(CosineMethod):
             params["unknown"] = learner.has_unknown
         method = saved(**params)
         method.learner_, method.classnames_ = learner, learner.classnames
-        with torch.no_grad():
-            method.text_ = learner()
+        blend = method.zero_shot_blend
+        method.text_ = method._scoring_text(
+            class_embeddings(backbone, learner.classnames, DEFAULT_TEMPLATES) if blend else None)
         method.scale_ = backbone.logit_scale
         return method
 
@@ -282,7 +313,7 @@ class CLIPOS(PromptMethod):
                  rho_max: float = 0.9, align_outliers: bool = True, default_score: str = "MCM",
                  score_temperature: float | None = 1.0, patch_tokens: str = "local", local_tokens: str = "local",
                  surgery_weighting: str = R.DEFAULT_SURGERY_WEIGHTING, anchor_weight: float = 0.0,
-                 seed: int = 0):
+                 zero_shot_blend: float = 0.0, seed: int = 0):
         # anchor_weight (the anchor term, docs/robustness.md) stays off by default, chosen on 480 validation draws
         # (benchmarks/draw_spread.py): 0.1 raised 1 - p(unknown) by +0.27 AUROC on average and ended its
         # absorption of ID classes, but cost the default MCM score 0.17 on average and 0.3 at the 5th percentile.
@@ -294,7 +325,7 @@ class CLIPOS(PromptMethod):
                          align_outliers=align_outliers, default_score=default_score,
                          score_temperature=score_temperature, patch_tokens=patch_tokens,
                          local_tokens=local_tokens, surgery_weighting=surgery_weighting,
-                         anchor_weight=anchor_weight, seed=seed)
+                         anchor_weight=anchor_weight, zero_shot_blend=zero_shot_blend, seed=seed)
 
 
 def _subclasses(cls: type) -> list[type]:

@@ -27,6 +27,7 @@ from .embedding import (
                        project,
                        provenance_labels,
 )
+from .spread import gain_strips
 from .static import (
                        embedding_scatter,
                        image_grid,
@@ -46,7 +47,8 @@ from .static import (
 )
 
 __all__ = ["PROJECTIONS", "distance_to_ood", "embedding_scatter", "format_distance", "format_threshold_stats",
-           "image_grid", "loss_curves", "map_grid", "mask_iou", "mask_localisation", "mmd_rbf", "nearest_cosine",
+           "gain_strips", "image_grid", "loss_curves", "map_grid", "mask_iou", "mask_localisation", "mmd_rbf",
+           "nearest_cosine",
            "overlay", "patch_box_cover", "project", "provenance_labels", "relevance_panel", "roc_curves", "save",
            "score_histogram_grid", "score_histograms", "small_multiples", "summary_dots", "threshold_at_tpr",
            "threshold_figure", "threshold_stats", "upsample", "value_histogram", "worst_mistakes"]
