@@ -214,3 +214,44 @@ def test_the_kernel_imports_this_checkout(monkeypatch):
     with E._package_on_kernel_path():
         assert os.environ["PYTHONPATH"] == os.pathsep.join([root, "/elsewhere"])
     assert os.environ["PYTHONPATH"] == "/elsewhere"
+
+
+def _results_csv(folder: Path, mcm: float, clipos: dict[int, float]) -> None:
+    """A benchmark results.csv with zero-shot MCM and CLIP-OS draws (seed -> OOD-average AUROC)."""
+    folder.mkdir(parents=True)
+    rows = [dict(method="MCM", score="MCM", shots=0, seed=0, ood="Average", metric="AUROC", value=mcm)]
+    rows += [dict(method="CLIP-OS", score="MCM", shots=1, seed=s, ood="Average", metric="AUROC", value=v)
+             for s, v in clipos.items()]
+    with open(folder / "results.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def test_sweep_report_shows_the_spread_over_draws_per_grid_value(tmp_path):
+    """Benchmarks (SPEC) and draws are pooled, other axes (EPOCHS) kept apart; each run's gain is against its
+    own zero-shot MCM; a run without results.csv (another notebook) or that failed adds nothing."""
+    from types import SimpleNamespace
+
+    from clipos_lab.sweep.record import RunRecord
+    from clipos_lab.sweep.report import SweepResult, draw_spread
+
+    runs = []
+    values = {("a", 2): (0.90, {1: 0.92, 2: 0.89}), ("b", 2): (0.80, {1: 0.83, 2: 0.84}),
+              ("a", 9): (0.90, {1: 0.95, 2: 0.96}), ("b", 9): (0.80, {1: 0.70, 2: 0.85})}
+    for (spec, epochs), (mcm, draws) in values.items():
+        folder = tmp_path / f"{spec}-{epochs}"
+        _results_csv(folder, mcm, draws)
+        runs.append(RunRecord(folder.name, folder, {"SPEC": spec, "EPOCHS": epochs}, status="ok"))
+    runs.append(RunRecord("failed", tmp_path / "nothing", {"SPEC": "c", "EPOCHS": 2}, status="failed"))
+    result = SweepResult(SimpleNamespace(grid_names=["SPEC", "EPOCHS"]), runs)
+    summary, text = draw_spread(result)
+    by_epochs = summary.set_index("EPOCHS")
+    assert list(summary["n_draws"]) == [4, 4]
+    assert by_epochs.loc["2", "worst"] == pytest.approx(-0.01)
+    assert by_epochs.loc["9", "worst"] == pytest.approx(-0.10)
+    assert by_epochs.loc["9", "beats_baseline"] == pytest.approx(0.75)
+    assert "EPOCHS" in text and "+1.50" in text  # the mean gain at 9 epochs: (5 + 6 - 10 + 5) / 4 points
+
+    empty, text = draw_spread(SweepResult(SimpleNamespace(grid_names=["SPEC"]), runs[-1:]))
+    assert empty.empty and text == ""

@@ -10,6 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
+from ..evaluation import spread as SP
 from ..evaluation import tables as T
 from ..evaluation.tables import average_cells
 from ..files import atomic_path
@@ -214,6 +217,31 @@ def _write_index(result: SweepResult, path: Path) -> None:
         tmp.write_text("\n".join(out) + "\n", encoding="utf-8")
 
 
+POOLED = ("SPEC", "SEEDS", "SEED")  # grid axes whose cells are pooled in the spread: benchmarks and draws
+
+
+def draw_spread(result: SweepResult) -> tuple[pd.DataFrame, str]:
+    """The spread over few-shot draws of every ok run that wrote a benchmark ``results.csv`` (notebook 05):
+    per draw the gain over the same run's zero-shot MCM, summarised per method, score and shots (and per value of
+    every grid axis but the benchmark and the seeds, which are pooled). Empty when no run has draws and MCM."""
+    frames = []
+    for rec in result.runs:
+        path = rec.folder / "results.csv"
+        if rec.ok and path.is_file():
+            frames.append(pd.read_csv(path).assign(spec=rec.slug))
+    rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    if rows.empty or not SP.spread_markdown(rows):  # no draws, or no zero-shot MCM to compare with
+        return pd.DataFrame(), ""
+    axes = [n for n in result.sweep.grid_names if n not in POOLED]
+    cells = {rec.slug: {n: _cell_text(rec.cell.get(n)) for n in axes} for rec in result.runs}
+    gains = SP.draw_gains(rows)
+    gains = gains.assign(**{n: [cells[s][n] for s in gains["spec"]] for n in axes})
+    summary = SP.spread_summary(gains, by=("method", "score", "shots", *axes))
+    caption = SP.SPREAD_CAPTION.format(metric="AUROC", n_specs=gains["spec"].nunique()).replace(
+        "benchmark(s)", "run(s) pooled" + (f" per {', '.join(axes)}" if axes else ""))
+    return summary, T.to_markdown(SP.spread_table(summary), caption, numparse=False)
+
+
 def aggregate(sweep: Sweep, runs: list[RunRecord]) -> SweepResult:
     """Gather the ok runs' metrics into rows and write sweep.csv, sweep.md and index.html."""
     result = SweepResult(sweep, runs)
@@ -222,8 +250,11 @@ def aggregate(sweep: Sweep, runs: list[RunRecord]) -> SweepResult:
             result.rows.extend(_rows_for(rec, sweep.grid_names))
     sweep.output.mkdir(parents=True, exist_ok=True)
     _write_csv(result, sweep.output / "sweep.csv")
+    spread, spread_text = draw_spread(result)
+    if not spread.empty:
+        T.write_csv(spread, sweep.output / "sweep_spread.csv")
     with atomic_path(sweep.output / "sweep.md") as tmp:
-        tmp.write_text(result.markdown + "\n")
+        tmp.write_text(result.markdown + "\n" + (f"\n{spread_text}\n" if spread_text else ""))
     _write_index(result, sweep.output / "index.html")
     return result
 
