@@ -123,8 +123,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=C.cmd_sweep)
 
     p = sub.add_parser("splits", help="write benchmark specs of random ID/OOD class splits of the pocket world")
-    p.add_argument("--out", default="outputs/world-splits",
-                   help="folder for world-split<k>.yaml (the shipped ones are in assets/benchmarks/world-splits)")
+    p.add_argument("--world", type=int, choices=(1, 2), default=1,
+                   help="1: the shapes world (world-split<k>.yaml); 2: the drawings (drawings-*.yaml: ID, near-OOD "
+                        "siblings, far-OOD, unseen concepts, textures; --n-id does not apply)")
+    p.add_argument("--validation", action="store_true",
+                   help="--world 2: the validation versions (val drawings, other scenes), for choosing defaults")
+    p.add_argument("--out", default=None,
+                   help="folder for the specs (default outputs/world-splits or outputs/drawings-splits; the shipped "
+                        "ones are in assets/benchmarks/)")
     p.add_argument("--n", type=whole_number("--n"), default=None,
                    help="number of splits (default: the 10 shipped ones)")
     p.add_argument("--n-id", type=whole_number("--n-id"), default=6, help="ID shapes per split (the rest are near-OOD)")

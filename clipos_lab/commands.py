@@ -141,10 +141,16 @@ def cmd_sweep(args) -> int:
 
 def cmd_splits(args) -> int:
     from .pocket.splits import N_SPLITS, write_split_specs
+    from .pocket.splits2 import write_drawings_specs
 
     n = N_SPLITS if args.n is None else args.n
-    for path in write_split_specs(args.out, n_splits=n, n_id=args.n_id, seed=args.seed,
-                                  overwrite=args.overwrite):
+    if args.world == 2:
+        paths = write_drawings_specs(args.out or "outputs/drawings-splits", n_splits=n, validation=args.validation,
+                                     overwrite=args.overwrite)
+    else:
+        paths = write_split_specs(args.out or "outputs/world-splits", n_splits=n, n_id=args.n_id, seed=args.seed,
+                                  overwrite=args.overwrite)
+    for path in paths:
         print(path)
     return 0
 

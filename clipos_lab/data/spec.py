@@ -14,6 +14,7 @@ import yaml
 
 from ..files import UnsafeNameError, check_name
 from ..files import expand_path as _expand
+from ..pocket.pack import DRAWINGS_DIR
 from ..resources import ASSETS
 from .datasets import (
     ID_SHAPES,
@@ -23,20 +24,24 @@ from .datasets import (
     TorchvisionDataset,
     WorldDataset,
 )
+from .drawings_set import DrawingsDataset, pack_classes
 from .errors import DataError
 
 # what a spec may ask the runner to report (FPR95_OOD_POS: OpenOOD's convention, OOD positive)
 SPEC_METRICS = ("AUROC", "FPR95", "FPR95_OOD_POS", "AUPR_IN", "AUPR_OUT")
-DATASET_TYPES = ("folder", "torchvision", "world", "list")
+DATASET_TYPES = ("folder", "torchvision", "world", "list", "drawings")
 _ENTRY_KEYS = {
     "folder": {"type", "root", "classnames_file", "name"},
     "torchvision": {"type", "name", "root", "split", "classnames_file"},
     "list": {"type", "root", "list", "classnames_file", "name"},
     "world": {"type", "kind", "shapes", "n_per_class", "n", "seed", "image_size", "name"},
+    "drawings": {"type", "kind", "classes", "superclasses", "split", "n_per_class", "seed", "image_size", "pack",
+                 "name"},
 }
 for _keys in _ENTRY_KEYS.values():
     _keys.add("get")  # optional: how to obtain the data, appended to "not found" errors
-_REQUIRED_KEYS = {"folder": ("root",), "torchvision": ("name", "root"), "world": (), "list": ("root", "list")}
+_REQUIRED_KEYS = {"folder": ("root",), "torchvision": ("name", "root"), "world": (), "list": ("root", "list"),
+                  "drawings": ()}
 
 
 def build_dataset(entry: dict, base_dir: str | os.PathLike = ".", name: str | None = None) -> ImageDataset:
@@ -75,6 +80,8 @@ def _build(entry: dict, kind: str, base_dir: Path, name: str | None) -> ImageDat
     if kind == "list":
         return ListDataset(_resolve(entry["root"], base_dir), _resolve(entry["list"], base_dir),
                            name=entry.get("name", name), classnames_file=names_file)
+    if kind == "drawings":
+        return _drawings(entry, base_dir, name)
     world_kind = entry.get("kind", "object")
     if "n" in entry and (world_kind == "object" or "n_per_class" in entry):
         raise DataError("world entry: `n` (total images) is for kinds background and clutter, and cannot be "
@@ -83,6 +90,25 @@ def _build(entry: dict, kind: str, base_dir: Path, name: str | None) -> ImageDat
     return WorldDataset(world_kind, shapes=entry.get("shapes", ID_SHAPES), n_per_class=n,
                         seed=_int(entry, "seed", 0), image_size=_int(entry, "image_size", 64),
                         name=entry.get("name", name))
+
+
+def _drawings(entry: dict, base_dir: Path, name: str | None) -> DrawingsDataset:
+    """A drawings entry: ``classes`` (nouns of the pack) or ``superclasses`` (category folders: every class under
+    them with drawings in ``split``); ``kind: background`` needs neither."""
+    split = entry.get("split", "eval")
+    pack = _resolve(entry["pack"], base_dir) if "pack" in entry else DRAWINGS_DIR
+    classes = entry.get("classes")
+    if entry.get("kind", "object") == "object" and classes is None:
+        supers = entry.get("superclasses")
+        if not supers:
+            raise DataError("drawings entry of kind object needs `classes` (class nouns of the pack) or "
+                            "`superclasses` (category folders such as food/fruit)")
+        classes = pack_classes(split, [supers] if isinstance(supers, str) else supers, pack)
+        if not classes:
+            raise DataError(f"drawings entry: no class under superclasses {supers!r} has drawings in split {split!r}")
+    return DrawingsDataset(entry.get("kind", "object"), classes or (), split=split,
+                           n_per_class=_int(entry, "n_per_class", 20), seed=_int(entry, "seed", 0),
+                           image_size=_int(entry, "image_size", 112), pack=pack, name=entry.get("name", name))
 
 
 def _int(entry: dict, key: str, default):
@@ -122,7 +148,9 @@ class BenchmarkSpec:
     """One ID set, its few-shot training pool and named OOD sets, as dataset entries (see :func:`build_dataset`).
 
     Without ``id_train``, few-shot images come from the ID entry itself with a disjoint source: world entries
-    use ``seed + 1000``, torchvision entries split ``train``; folder entries must name ``id_train``.
+    use ``seed + 1000``, torchvision entries split ``train``, drawings entries the ``val`` drawings for an ``eval``
+    ID set (other drawings of the same classes; for a ``val`` or ``unseen`` ID set the same split's drawings in
+    other scenes, ``seed + 1000``); folder entries must name ``id_train``.
     """
 
     name: str
@@ -234,6 +262,10 @@ class BenchmarkSpec:
             return {**entry, "seed": _int(entry, "seed", 0) + 1000}
         if kind == "torchvision":
             return {**self.id, "split": "train"}
+        if kind == "drawings":  # shots from other drawings than the test images: val for an eval ID set
+            entry = {k: v for k, v in self.id.items() if k != "name"}
+            split = entry.get("split", "eval")
+            return {**entry, "split": "val" if split == "eval" else split, "seed": _int(entry, "seed", 0) + 1000}
         raise DataError(f"the ID set is a {kind} dataset, so few-shot images need an explicit `id_train` entry "
                         f"(e.g. a folder of training images with the same class folders)")
 

@@ -249,7 +249,9 @@ class DrawingsPack:
         if not path.exists():
             raise FileNotFoundError(f"no drawings pack at {self.folder} (manifest.json missing): build it with "
                                     "`python -m clipos_lab pocket pack --out <folder>`")
-        self.manifest = json.loads(path.read_text())
+        raw = path.read_bytes()
+        self.manifest_sha256 = hashlib.sha256(raw).hexdigest()  # pins every sprite (the manifest holds their sha256)
+        self.manifest = json.loads(raw)
         if self.manifest.get("format") != PACK_FORMAT:
             raise ValueError(f"{path} is pack format {self.manifest.get('format')}; this code reads {PACK_FORMAT}")
         self.drawings: list[dict] = self.manifest["drawings"]

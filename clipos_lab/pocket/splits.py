@@ -97,8 +97,15 @@ def write_split_specs(folder: str | os.PathLike, overwrite: bool = False, **kwar
     Existing spec files are never replaced unless ``overwrite=True`` (the shipped specs are what the split
     benchmark reads; rewriting them with another seed would silently change every later result).
     """
+    header = ("# A random class split of the pocket world (clipos_lab.splits; regenerate with\n"
+              "# `python -m clipos_lab splits`). Drawn by a seeded permutation, not chosen by results.\n")
+    return write_specs(split_specs(**kwargs), folder, header, overwrite)
+
+
+def write_specs(specs: Sequence[dict], folder: str | os.PathLike, header: str, overwrite: bool = False) -> list[Path]:
+    """Write specs as ``<folder>/<name>.yaml`` (atomically), each under ``header``; never replaces an existing
+    file unless ``overwrite=True``."""
     folder = Path(folder)
-    specs = split_specs(**kwargs)
     existing = [folder / f"{spec['name']}.yaml" for spec in specs if (folder / f"{spec['name']}.yaml").exists()]
     if existing and not overwrite:
         names = ", ".join(p.name for p in existing)
@@ -109,8 +116,6 @@ def write_split_specs(folder: str | os.PathLike, overwrite: bool = False, **kwar
     paths = []
     for spec in specs:
         path = folder / f"{spec['name']}.yaml"
-        header = ("# A random class split of the pocket world (clipos_lab.splits; regenerate with\n"
-                  "# `python -m clipos_lab splits`). Drawn by a seeded permutation, not chosen by results.\n")
         with atomic_path(path) as tmp:
             Path(tmp).write_text(header + yaml.safe_dump(spec, sort_keys=False, default_flow_style=None))
         paths.append(path)

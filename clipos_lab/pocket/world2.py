@@ -29,6 +29,7 @@ TINTS = ("red", "green", "blue", "yellow", "orange", "purple", "black")  # v1 co
 STATES = ("stained", "scratched", "torn", "punctured")  # defects of single-object scenes
 PACK_BACKGROUND_WORDS = {"special/patterns": "patterned", "special/gradients": "gradient"}
 STREAM = 19_002  # rng tag of v2 scenes (v1 uses 0-2 and 7_001+)
+WORLD2_VERSION = "1"  # bump when a scene's pictures change: cached features of v2 images are keyed by it
 
 
 @dataclass(frozen=True)
