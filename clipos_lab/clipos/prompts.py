@@ -205,6 +205,8 @@ class TrainingData:
     local_entropy: Callable[[torch.Tensor, torch.Tensor, float], tuple[torch.Tensor, int]] | None = None
     # (A, D) ID features that must not be *unknown* (the shots' ID-relevant features where the outliers live)
     anchors: torch.Tensor | None = None
+    # the learner's (C, D) class embeddings -> those the loss uses (e.g. ID rows blended with hand-written ones)
+    text_transform: Callable[[torch.Tensor], torch.Tensor] | None = None
 
 
 def locoop_entropy(local_features: torch.Tensor, labels: torch.Tensor, top_k: int, eps: float = 1e-5):
@@ -297,7 +299,7 @@ def train_prompts(learner: PromptLearner, data: TrainingData, cfg: PromptConfig,
             outliers = outliers.to(device)
         for step in range(steps_per_epoch):
             idx = torch.as_tensor(order[step * cfg.batch_size: (step + 1) * cfg.batch_size], device=device)
-            text = learner()
+            text = learner() if data.text_transform is None else data.text_transform(learner())
             logits = scale * feats[idx] @ text.T
             loss_id = F.cross_entropy(logits, labels[idx])
             loss = loss_id

@@ -78,9 +78,10 @@ class PromptMethod(CosineMethod):
                  score_temperature: float | None = 1.0, patch_tokens: str = "patches", local_tokens: str = "local",
                  surgery_weighting: str = R.DEFAULT_SURGERY_WEIGHTING, selection: str = "zero-shot",
                  warmup_epochs: int | None = None, schedule: str | None = None,
-                 anchor_weight: float = 0.0, zero_shot_blend: float = 0.0, seed: int = 0):
+                 anchor_weight: float = 0.0, zero_shot_blend: float = 0.0, blend_in_training: bool = False,
+                 seed: int = 0):
         self.prompt = prompt
-        self.zero_shot_blend = zero_shot_blend
+        self.zero_shot_blend, self.blend_in_training = zero_shot_blend, blend_in_training
         self.schedule = schedule  # None: the PromptConfig's
         self.anchor_weight = anchor_weight
         self.patch_tokens, self.local_tokens = patch_tokens, local_tokens
@@ -194,9 +195,10 @@ class PromptMethod(CosineMethod):
             top_k = R.default_top_k(len(self.classnames_)) if self.top_k is None else int(self.top_k)
             local_entropy = locoop_entropy(tokens, train.labels, top_k)
         anchors = self._anchors(train, rel) if (self.anchor_weight > 0 and self.synthesis and self.unknown) else None
+        blend = (lambda text: self._blended(text, zero_shot_text)) if self.blend_in_training else None
         data = TrainingData(train.global_, train.labels, anchors=anchors,
                             outliers=None if entropy_on_outliers else outliers_fn,
-                            irrelevant_patches=irrelevant, local_entropy=local_entropy)
+                            irrelevant_patches=irrelevant, local_entropy=local_entropy, text_transform=blend)
         gamma = self.gamma
         if entropy_on_outliers:  # no unknown class: outliers should be uncertain among the ID classes
             first = self.outliers_.features
@@ -214,7 +216,7 @@ class PromptMethod(CosineMethod):
     def unknown_text_(self) -> torch.Tensor:
         """1 - p(unknown) reads the learned (K + 1)-way classifier: the unknown prompt was trained against the
         learned class prompts, and a blended ID column would move its boundary (measured: docs/robustness.md)."""
-        return self.learned_text_ if self.zero_shot_blend else self.text_
+        return self.learned_text_ if self.zero_shot_blend and not self.blend_in_training else self.text_
 
     def _scoring_text(self, zero_shot_text: torch.Tensor | None) -> torch.Tensor:
         """The class embeddings scores and predictions use: the learned ones, or with ``zero_shot_blend = w``
@@ -227,13 +229,16 @@ class PromptMethod(CosineMethod):
         the zero-shot classifier's behaviour. Training is unchanged; only the scoring text moves."""
         with torch.no_grad():
             learned = self.learned_text_ = self.learner_()
-            w = float(self.zero_shot_blend)
-            if not w:
-                return learned
-            n_id = len(self.classnames_)
-            zs = torch.nn.functional.normalize(zero_shot_text.to(learned.device, learned.dtype), dim=-1)
-            mixed = torch.nn.functional.normalize((1 - w) * learned[:n_id] + w * zs, dim=-1)
-            return torch.cat([mixed, learned[n_id:]])
+            return self._blended(learned, zero_shot_text)
+
+    def _blended(self, learned: torch.Tensor, zero_shot_text: torch.Tensor | None) -> torch.Tensor:
+        w = float(self.zero_shot_blend)
+        if not w:
+            return learned
+        n_id = len(self.classnames_)
+        zs = torch.nn.functional.normalize(zero_shot_text.to(learned.device, learned.dtype), dim=-1)
+        mixed = torch.nn.functional.normalize((1 - w) * learned[:n_id] + w * zs, dim=-1)
+        return torch.cat([mixed, learned[n_id:]])
 
     def save(self, path) -> None:
         """Save the learned prompts (safetensors) with this method's class and every option; :meth:`load`
@@ -313,7 +318,7 @@ class CLIPOS(PromptMethod):
                  rho_max: float = 0.9, align_outliers: bool = True, default_score: str = "MCM",
                  score_temperature: float | None = 1.0, patch_tokens: str = "local", local_tokens: str = "local",
                  surgery_weighting: str = R.DEFAULT_SURGERY_WEIGHTING, anchor_weight: float = 0.0,
-                 zero_shot_blend: float = 0.0, seed: int = 0):
+                 zero_shot_blend: float = 0.0, blend_in_training: bool = False, seed: int = 0):
         # anchor_weight (the anchor term, docs/robustness.md) stays off by default, chosen on 480 validation draws
         # (benchmarks/draw_spread.py): 0.1 raised 1 - p(unknown) by +0.27 AUROC on average and ended its
         # absorption of ID classes, but cost the default MCM score 0.17 on average and 0.3 at the 5th percentile.
@@ -325,7 +330,8 @@ class CLIPOS(PromptMethod):
                          align_outliers=align_outliers, default_score=default_score,
                          score_temperature=score_temperature, patch_tokens=patch_tokens,
                          local_tokens=local_tokens, surgery_weighting=surgery_weighting,
-                         anchor_weight=anchor_weight, zero_shot_blend=zero_shot_blend, seed=seed)
+                         anchor_weight=anchor_weight, zero_shot_blend=zero_shot_blend,
+                         blend_in_training=blend_in_training, seed=seed)
 
 
 def _subclasses(cls: type) -> list[type]:
