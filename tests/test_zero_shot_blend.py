@@ -66,3 +66,18 @@ def test_unknown_score_reads_the_learned_classifier_not_the_blend(tiny_backbone)
     np.testing.assert_array_equal(a["1-p(unknown)"], b["1-p(unknown)"])
     assert not np.allclose(a["MCM"], b["MCM"])
     assert plain.score_signature() != half.score_signature()  # the runner's score memo must tell them apart
+
+
+def test_blend_in_training_trains_against_the_blended_classifier(tiny_backbone):
+    """With blend_in_training the loss sees the blended ID prompts (so training differs), and 1 - p(unknown) then
+    reads the same blended classifier that the unknown class was trained against."""
+    after = build_method("CLIP-OS", seed=1, prompt=PROMPT, zero_shot_blend=0.5).fit(tiny_backbone, _bank())
+    during = build_method("CLIP-OS", seed=1, prompt=PROMPT, zero_shot_blend=0.5,
+                          blend_in_training=True).fit(tiny_backbone, _bank())
+    assert not torch.allclose(during.learner_(), after.learner_())
+    torch.testing.assert_close(during.unknown_text_, during.text_)
+    zs = F.normalize(class_embeddings(tiny_backbone, CLASSES, DEFAULT_TEMPLATES), dim=-1)
+    torch.testing.assert_close(during.text_[:3], F.normalize(during.learner_()[:3] + zs, dim=-1), rtol=1e-5,
+                               atol=1e-6)
+    test = _bank(seed=8)
+    assert not np.allclose(during.score(test)["1-p(unknown)"], after.score(test)["1-p(unknown)"])
