@@ -139,17 +139,19 @@ def cmd_sweep(args) -> int:
     return 1 if result.failed else 0
 
 
+SPLITS_OUT = {1: "outputs/world-splits", 2: "outputs/drawings-splits"}  # never the shipped folders in assets/
+
+
 def cmd_splits(args) -> int:
     from .pocket.splits import N_SPLITS, write_split_specs
     from .pocket.splits2 import write_drawings_specs
 
     n = N_SPLITS if args.n is None else args.n
+    out = args.out or SPLITS_OUT[args.world]
     if args.world == 2:
-        paths = write_drawings_specs(args.out or "outputs/drawings-splits", n_splits=n, validation=args.validation,
-                                     overwrite=args.overwrite)
+        paths = write_drawings_specs(out, n_splits=n, validation=args.validation, overwrite=args.overwrite)
     else:
-        paths = write_split_specs(args.out or "outputs/world-splits", n_splits=n, n_id=args.n_id, seed=args.seed,
-                                  overwrite=args.overwrite)
+        paths = write_split_specs(out, n_splits=n, n_id=args.n_id, seed=args.seed, overwrite=args.overwrite)
     for path in paths:
         print(path)
     return 0

@@ -83,7 +83,7 @@ def test_unfitted_and_bad_options():
 def test_registry_presets_are_parameters_not_renamed_instances():
     ablation = build_method("CLIP-OS w/o PUC", seed=3)
     assert type(ablation).__name__ == "CLIPOS" and ablation.puc_k == 1 and ablation.seed == 3
-    assert ablation.beta == 0.1 and build_method("CLIP-OS").puc_k == 3  # the preset touches only its switch
+    assert ablation.beta == build_method("CLIP-OS").beta and build_method("CLIP-OS").puc_k == 3  # only its switch
     assert build_method("CLIP-OS w/o PUC", puc_k=5).puc_k == 5  # options win over the preset
     assert build_method("GL-MCM", lam=0.25).gl_lambda == 0.25
 

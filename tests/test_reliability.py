@@ -69,9 +69,13 @@ def test_splits_never_rewrite_the_shipped_specs(tmp_path, monkeypatch, capsys):
 
     repo = Path(cli.__file__).resolve().parents[1]
     monkeypatch.chdir(repo)
-    default_out = (repo / cli.build_parser().parse_args(["splits"]).out).resolve()
-    assert not default_out.is_relative_to(ASSETS.resolve())
-    assert not default_out.is_relative_to((repo / "assets").resolve())
+    from clipos_lab.commands import SPLITS_OUT
+
+    assert cli.build_parser().parse_args(["splits"]).out is None  # each world's default below
+    for folder in SPLITS_OUT.values():
+        default_out = (repo / folder).resolve()
+        assert not default_out.is_relative_to(ASSETS.resolve())
+        assert not default_out.is_relative_to((repo / "assets").resolve())
     out = tmp_path / "splits"
     assert cli.main(["splits", "--out", str(out), "--n", "2", "--seed", "7"]) == 0
     before = snapshot(out)

@@ -14,6 +14,7 @@ from clipos_lab.methods.text import DEFAULT_TEMPLATES, class_embeddings
 
 CLASSES = ["circle", "star", "heart"]
 PROMPT = PromptConfig(n_ctx=4, epochs=3, lr=0.5, progress=False)
+OLD = {"zero_shot_blend": 0.0, "blend_in_training": False}  # CLIP-OS's class prompts before issue 21: learned
 
 
 def _bank(n=9, seed=5):
@@ -33,8 +34,9 @@ def test_full_blend_scores_like_zero_shot_mcm(tiny_backbone):
 
 
 def test_blend_interpolates_id_prompts_and_keeps_the_unknown_one(tiny_backbone):
-    plain = build_method("CLIP-OS", seed=1, prompt=PROMPT).fit(tiny_backbone, _bank())
-    half = build_method("CLIP-OS", seed=1, prompt=PROMPT, zero_shot_blend=0.5).fit(tiny_backbone, _bank())
+    plain = build_method("CLIP-OS", seed=1, prompt=PROMPT, **OLD).fit(tiny_backbone, _bank())
+    half = build_method("CLIP-OS", seed=1, prompt=PROMPT, **{**OLD, "zero_shot_blend": 0.5}).fit(tiny_backbone,
+                                                                                               _bank())
     zs = F.normalize(class_embeddings(tiny_backbone, CLASSES, DEFAULT_TEMPLATES), dim=-1)
     torch.testing.assert_close(half.learner_(), plain.learner_())  # training is the same
     expected = F.normalize(plain.text_[:3] + zs, dim=-1)  # equal weights: the normalised sum
@@ -60,8 +62,9 @@ def test_blend_outside_the_unit_interval_is_a_clear_error(tiny_backbone, bad):
 def test_unknown_score_reads_the_learned_classifier_not_the_blend(tiny_backbone):
     """1 - p(unknown) is the (K + 1)-way classifier the unknown class was trained in: blending moves MCM only."""
     test = _bank(seed=7)
-    plain = build_method("CLIP-OS", seed=1, prompt=PROMPT).fit(tiny_backbone, _bank())
-    half = build_method("CLIP-OS", seed=1, prompt=PROMPT, zero_shot_blend=0.5).fit(tiny_backbone, _bank())
+    plain = build_method("CLIP-OS", seed=1, prompt=PROMPT, **OLD).fit(tiny_backbone, _bank())
+    half = build_method("CLIP-OS", seed=1, prompt=PROMPT, **{**OLD, "zero_shot_blend": 0.5}).fit(tiny_backbone,
+                                                                                               _bank())
     a, b = plain.score(test), half.score(test)
     np.testing.assert_array_equal(a["1-p(unknown)"], b["1-p(unknown)"])
     assert not np.allclose(a["MCM"], b["MCM"])
@@ -71,7 +74,8 @@ def test_unknown_score_reads_the_learned_classifier_not_the_blend(tiny_backbone)
 def test_blend_in_training_trains_against_the_blended_classifier(tiny_backbone):
     """With blend_in_training the loss sees the blended ID prompts (so training differs), and 1 - p(unknown) then
     reads the same blended classifier that the unknown class was trained against."""
-    after = build_method("CLIP-OS", seed=1, prompt=PROMPT, zero_shot_blend=0.5).fit(tiny_backbone, _bank())
+    after = build_method("CLIP-OS", seed=1, prompt=PROMPT, zero_shot_blend=0.5,
+                         blend_in_training=False).fit(tiny_backbone, _bank())
     during = build_method("CLIP-OS", seed=1, prompt=PROMPT, zero_shot_blend=0.5,
                           blend_in_training=True).fit(tiny_backbone, _bank())
     assert not torch.allclose(during.learner_(), after.learner_())
@@ -81,3 +85,12 @@ def test_blend_in_training_trains_against_the_blended_classifier(tiny_backbone):
                                atol=1e-6)
     test = _bank(seed=8)
     assert not np.allclose(during.score(test)["1-p(unknown)"], after.score(test)["1-p(unknown)"])
+
+
+def test_clipos_defaults_keep_the_hand_written_class_prompts(tiny_backbone):
+    """Issue 21's defaults: the ID columns are zero-shot MCM's prompts, only the unknown prompt is learned."""
+    fitted = build_method("CLIP-OS", seed=1, prompt=PROMPT).fit(tiny_backbone, _bank())
+    zs = F.normalize(class_embeddings(tiny_backbone, CLASSES, DEFAULT_TEMPLATES), dim=-1)
+    torch.testing.assert_close(fitted.text_[:3], zs)
+    assert fitted.zero_shot_blend == 1.0 and fitted.blend_in_training and fitted.beta == 0.02
+    assert fitted.unknown_text_ is fitted.text_
