@@ -26,7 +26,9 @@ from ..data.datasets import ID_SHAPES, Sample, image_files, world_version
 from ..data.errors import DataError
 from ..files import expand_path
 from ..pocket import products as P
+from ..pocket.world2 import STATES
 from .dataset import GOOD, AnomalyCategory, AnomalyDataset
+from .drawn import drawn_category
 from .masks import read_mask, upright_shape
 from .visa import read_split, visa_category
 
@@ -172,7 +174,8 @@ def mvtec_category(root: str | os.PathLike, category: str) -> AnomalyCategory:
 
 
 # ------------------------------------------------------------------------------------------------------ specs
-SHIPPED_SPECS = ("world-anomaly", "world-anomaly-validation", "paper-mvtec", "paper-visa")
+SHIPPED_SPECS = ("world-anomaly", "world-anomaly-validation", "drawings-anomaly", "drawings-anomaly-validation",
+                 "paper-mvtec", "paper-visa")
 
 
 def shipped_spec(name: str) -> Path | None:
@@ -184,6 +187,7 @@ def shipped_spec(name: str) -> Path | None:
 
 _SPEC_KEYS = {
     "world": {"type", "products", "defects", "n_train", "n_good", "n_per_defect", "seed", "image_size"},
+    "drawings": {"type", "products", "defects", "n_train", "n_good", "n_per_defect", "seed", "image_size", "split"},
     "mvtec": {"type", "root", "categories", "get"},
     "visa": {"type", "root", "categories", "split_csv", "get"},
 }
@@ -224,7 +228,8 @@ class AnomalySpec:
     def _check_keys(self) -> None:
         kind = self.data.get("type")
         if kind not in _SPEC_KEYS:
-            raise DataError(f"anomaly spec '{self.name}': data type {kind!r} is unknown; use world, mvtec or visa")
+            raise DataError(f"anomaly spec '{self.name}': data type {kind!r} is unknown; use world, drawings, mvtec "
+                            "or visa")
         unknown = sorted(set(self.data) - _SPEC_KEYS[kind])
         if unknown:
             raise DataError(f"anomaly spec '{self.name}': unknown keys {unknown}; allowed {sorted(_SPEC_KEYS[kind])}")
@@ -234,8 +239,8 @@ class AnomalySpec:
         """A copy with only ``categories`` and (world specs) other test / pool sizes; 0 keeps the spec's."""
         data = dict(self.data)
         if categories:
-            data["products" if data.get("type") == "world" else "categories"] = list(categories)
-        if data.get("type") == "world":
+            data["products" if data.get("type") in ("world", "drawings") else "categories"] = list(categories)
+        if data.get("type") in ("world", "drawings"):
             for key, value in (("n_good", n_good), ("n_per_defect", n_per_defect), ("n_train", n_train)):
                 if value:
                     data[key] = int(value)
@@ -245,18 +250,22 @@ class AnomalySpec:
         """Build every category now (a missing folder fails before anything is encoded)."""
         self._check_keys()
         d = self.data
-        if d["type"] == "world":
-            products = d.get("products", list(ID_SHAPES))
+        if d["type"] in ("world", "drawings"):
+            products = d.get("products", list(ID_SHAPES) if d["type"] == "world" else None)
             ints = {k: d[k] for k in ("n_train", "n_good", "n_per_defect", "seed", "image_size") if k in d}
             bad = [k for k, v in ints.items() if isinstance(v, bool) or not isinstance(v, int)]
             if bad:
                 raise DataError(f"anomaly spec '{self.name}': {bad} must be integers")
+            what = "shapes" if d["type"] == "world" else "class nouns of the drawings pack"
             if not isinstance(products, list) or not products:
-                raise DataError(f"anomaly spec '{self.name}': `products` must be a list of shapes")
-            if ints.get("n_per_defect", 1) == 0 or not d.get("defects", P.DEFECTS):
+                raise DataError(f"anomaly spec '{self.name}': `products` must be a list of {what}")
+            defects = d.get("defects", list(P.DEFECTS if d["type"] == "world" else STATES))
+            if ints.get("n_per_defect", 1) == 0 or not defects:
                 raise DataError(f"anomaly spec '{self.name}': the test sets would hold no defective image "
                                 "(n_per_defect 0 or no defects); every metric needs some")
-            return [world_category(p, defects=d.get("defects", list(P.DEFECTS)), **ints) for p in products]
+            if d["type"] == "drawings":
+                return [drawn_category(p, defects=defects, split=d.get("split", "eval"), **ints) for p in products]
+            return [world_category(p, defects=defects, **ints) for p in products]
         root = expand_path(d.get("root", ""))
         root = root if root.is_absolute() else self.base_dir / root
         try:
