@@ -147,6 +147,12 @@ def cmd_splits(args) -> int:
     from .pocket.splits2 import write_drawings_specs
 
     n = N_SPLITS if args.n is None else args.n
+    if args.world == 2 and (args.seed != 0 or args.n_id != 6):
+        raise ValueError("--seed and --n-id are for --world 1: the drawings splits follow their seeded rule "
+                         "(clipos_lab/pocket/splits2.py), split k from seed k")
+    if args.world == 1 and args.validation:
+        raise ValueError("--validation is for --world 2; the shapes world's validation splits come from "
+                         "clipos_lab.pocket.splits.split_specs(validation=True)")
     out = args.out or SPLITS_OUT[args.world]
     if args.world == 2:
         paths = write_drawings_specs(out, n_splits=n, validation=args.validation, overwrite=args.overwrite)

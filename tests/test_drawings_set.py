@@ -111,3 +111,16 @@ def test_shipped_drawings_splits_are_the_seeded_rule_and_honest(tmp_path):
     assert [p.name for p in written] == ["drawings-default-validation.yaml", "drawings-split1-validation.yaml"]
     with pytest.raises(FileExistsError, match="--overwrite"):
         write_drawings_specs(tmp_path, n_splits=2, validation=True)
+
+
+def test_splits_command_writes_drawings_specs_and_refuses_options_of_the_other_world(tmp_path, capsys):
+    from clipos_lab import cli
+
+    assert cli.main(["splits", "--world", "2", "--validation", "--n", "2", "--out", str(tmp_path / "v")]) == 0
+    assert sorted(p.name for p in (tmp_path / "v").iterdir()) == ["drawings-default-validation.yaml",
+                                                                  "drawings-split1-validation.yaml"]
+    assert cli.main(["splits", "--world", "2", "--seed", "3", "--out", str(tmp_path / "s")]) == 2
+    assert "--seed and --n-id are for --world 1" in capsys.readouterr().err
+    assert cli.main(["splits", "--validation", "--out", str(tmp_path / "w")]) == 2
+    assert "--validation is for --world 2" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists() and not (tmp_path / "w").exists()
