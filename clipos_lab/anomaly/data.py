@@ -20,28 +20,23 @@ from typing import Sequence
 
 import numpy as np
 import yaml
-from PIL import Image
 
 from ..data.datasets import ID_SHAPES, Sample, image_files, world_version
 from ..data.errors import DataError
 from ..files import expand_path
 from ..pocket import products as P
 from ..pocket.world2 import STATES
-from .dataset import GOOD, AnomalyCategory, AnomalyDataset
+from .dataset import GOOD, AnomalyCategory, AnomalyDataset, RenderedDefects
 from .drawn import drawn_category
 from .masks import read_mask, upright_shape
 from .visa import read_split, visa_category
 
 # ---------------------------------------------------------------------------------------------- pocket world
-_STRIDE = 100_000
 
 
-class WorldDefectDataset(AnomalyDataset):
-    """Pocket-world pictures of one product: ``n_good`` normal ones and ``n_per_defect`` of each defect.
-
-    Image ``j`` of group ``g`` (0 = good, then the defects in order) is render index ``offset + g * 1e5 + j`` of
-    ``seed``, so a set never changes when another grows; train and test sets use different offsets.
-    """
+class WorldDefectDataset(RenderedDefects):
+    """Pocket-world pictures of one product (:func:`clipos_lab.pocket.products.render_product`): ``n_good`` normal
+    ones and ``n_per_defect`` of each defect (render indices: :class:`~.dataset.RenderedDefects`)."""
 
     def __init__(self, shape: str, n_good: int, n_per_defect: int = 0, defects: Sequence[str] = P.DEFECTS,
                  seed: int = 0, image_size: int = 64, offset: int = 0, name: str | None = None):
@@ -50,44 +45,17 @@ class WorldDefectDataset(AnomalyDataset):
         bad = [d for d in defects if d not in P.DEFECTS]
         if bad or len(set(defects)) != len(defects):
             raise DataError(f"bad defects {list(defects)}: give distinct names from {list(P.DEFECTS)}")
-        for key, value in (("n_good", n_good), ("n_per_defect", n_per_defect)):
-            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < _STRIDE:
-                raise DataError(f"{key}={value!r}: give an integer from 0 to {_STRIDE - 1}")
         if image_size < 32:
             raise DataError(f"image_size={image_size}: products need 32 px or more")
-        self.shape, self.seed, self.image_size, self.offset = shape, int(seed), int(image_size), int(offset)
-        self.category = shape
-        defects = list(defects) if n_per_defect else []
-        self._render_args: dict[str, tuple[str | None, int]] = {}
-        samples = []
-        for g, (defect, n) in enumerate([(None, n_good)] + [(d, n_per_defect) for d in defects]):
-            for j in range(n):
-                sid = f"{defect or GOOD}/{offset + j:06d}"
-                self._render_args[sid] = (defect, offset + g * _STRIDE + j)
-                samples.append(Sample(sid, g))
-        super().__init__(name or f"products-{shape}-seed{seed}", [GOOD, *defects], samples)
+        self.shape = shape
+        super().__init__(shape, n_good, n_per_defect, defects, seed, image_size, offset,
+                         name or f"products-{shape}-seed{seed}")
 
-    def render(self, i: int):
-        defect, index = self._render_args[self.samples[i].id]
+    def _draw(self, defect: str | None, index: int):
         return P.render_product(self.seed, index, self.shape, defect, image_size=self.image_size)
 
-    def _load_sample(self, sample: Sample) -> Image.Image:
-        defect, index = self._render_args[sample.id]
-        return Image.fromarray(P.render_product(self.seed, index, self.shape, defect, self.image_size)[0])
-
-    def _fingerprint_sample(self, sample: Sample) -> str:
-        defect, index = self._render_args[sample.id]
-        return (f"{sample.id}|world-{world_version()}|product={self.shape}|defect={defect}|seed={self.seed}"
-                f"|size={self.image_size}|index={index}")
-
-    def _has_mask(self, sample: Sample) -> bool:
-        return True
-
-    def _load_mask(self, i: int) -> np.ndarray:
-        return self.render(i)[1]
-
-    def _image_shape(self, i: int) -> tuple[int, int]:
-        return (self.image_size, self.image_size)
+    def _fingerprint_parts(self) -> str:
+        return f"world-{world_version()}|product={self.shape}"
 
 
 def world_category(shape: str, n_train: int = 16, n_good: int = 40, n_per_defect: int = 15,

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
+from PIL import Image
 
 from ..data.datasets import ImageDataset, Sample
+from ..data.errors import DataError
 from .masks import fit_mask
 
 GOOD = "good"
@@ -79,6 +82,60 @@ class AnomalyDataset(ImageDataset):
 
     def _image_shape(self, i: int) -> tuple[int, int]:
         raise NotImplementedError
+
+
+RENDER_STRIDE = 100_000
+
+
+class RenderedDefects(AnomalyDataset):
+    """Generated pictures of one product: ``n_good`` normal ones and ``n_per_defect`` of each defect, each a pure
+    function of ``(seed, index)``, with its exact mask. Image ``j`` of group ``g`` (0 = good, then the defects in
+    order) is render index ``offset + g * 1e5 + j``, so a set never changes when another grows; train and test
+    sets use different offsets. Subclasses draw (:meth:`_draw`) and say what a picture depends on
+    (:meth:`_fingerprint_parts`)."""
+
+    def __init__(self, category: str, n_good: int, n_per_defect: int, defects: Sequence[str], seed: int,
+                 image_size: int, offset: int, name: str):
+        for key, value in (("n_good", n_good), ("n_per_defect", n_per_defect)):
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < RENDER_STRIDE:
+                raise DataError(f"{key}={value!r}: give an integer from 0 to {RENDER_STRIDE - 1}")
+        self.category, self.seed, self.image_size, self.offset = category, int(seed), int(image_size), int(offset)
+        defects = list(defects) if n_per_defect else []
+        self._render_args: dict[str, tuple[str | None, int]] = {}
+        samples = []
+        for g, (defect, n) in enumerate([(None, n_good)] + [(d, n_per_defect) for d in defects]):
+            for j in range(n):
+                sid = f"{defect or GOOD}/{offset + j:06d}"
+                self._render_args[sid] = (defect, offset + g * RENDER_STRIDE + j)
+                samples.append(Sample(sid, g))
+        super().__init__(name, [GOOD, *defects], samples)
+
+    def render(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Image ``i`` as ``(image (S, S, 3) uint8, defect mask (S, S) bool)``."""
+        return self._draw(*self._render_args[self.samples[i].id])
+
+    def _draw(self, defect: str | None, index: int) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def _fingerprint_parts(self) -> str:
+        raise NotImplementedError
+
+    def _load_sample(self, sample: Sample) -> Image.Image:
+        return Image.fromarray(self._draw(*self._render_args[sample.id])[0])
+
+    def _fingerprint_sample(self, sample: Sample) -> str:
+        defect, index = self._render_args[sample.id]
+        return (f"{sample.id}|{self._fingerprint_parts()}|defect={defect}|seed={self.seed}|size={self.image_size}"
+                f"|index={index}")
+
+    def _has_mask(self, sample: Sample) -> bool:
+        return True
+
+    def _load_mask(self, i: int) -> np.ndarray:
+        return self.render(i)[1]
+
+    def _image_shape(self, i: int) -> tuple[int, int]:
+        return (self.image_size, self.image_size)
 
 
 @dataclass
