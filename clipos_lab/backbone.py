@@ -12,6 +12,8 @@ Sources of weights, tried in this order and never mixed:
 
 * ``checkpoint=path``: a local file (``.safetensors``, ``.pt``, ``.bin``); no hub access at all;
 * ``model="pocket"`` (the default): the pocket model shipped in ``assets/pocket``, checked against its sha256;
+  ``model="pocket2"``: pocket v2 (14 x 14 patches, trained on the drawings) from ``assets/pocket2`` once exported
+  there (``python -m clipos_lab pocket export2``), else a clear error;
 * ``pretrained=tag``: an open_clip tag (e.g. ``"openai"``), from the hub cache or downloaded when online;
 * ``random_weights=True``: seeded random weights, for tests and speed benchmarks only.
 
@@ -32,10 +34,20 @@ import torch.nn.functional as F
 
 from .attention import block_with_value_value, value_path
 from .errors import BackboneError, WeightsNotFoundError
-from .resources import POCKET_CONFIG, POCKET_NAME, POCKET_WEIGHTS, verify_pocket_weights
+from .resources import (
+    POCKET2_CONFIG,
+    POCKET2_NAME,
+    POCKET2_WEIGHTS,
+    POCKET_CONFIG,
+    POCKET_NAME,
+    POCKET_WEIGHTS,
+    verify_checksum,
+    verify_pocket_weights,
+)
 from .threads import matmul_weights, threaded
 
 POCKET_ALIASES = ("pocket", "pocket-vit")
+POCKET2_ALIASES = ("pocket2", "pocket2-vit")
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -174,6 +186,16 @@ class Backbone:
             model = _register_config(POCKET_CONFIG)
             if checkpoint is None and not random_weights:
                 checkpoint, weights_id = POCKET_WEIGHTS, f"{POCKET_NAME}:sha256:{verify_pocket_weights()}"
+        elif model in POCKET2_ALIASES:
+            model = _register_config(POCKET2_CONFIG)
+            if checkpoint is None and not random_weights:
+                if not POCKET2_WEIGHTS.is_file():
+                    raise WeightsNotFoundError(
+                        f"pocket v2 has no weights yet ({POCKET2_WEIGHTS} is missing): it is being trained "
+                        "(assets/pocket2/README.md). Use model='pocket' (v1), or train it with `python -m "
+                        "clipos_lab pocket train2` and `python -m clipos_lab pocket export2`")
+                digest = verify_checksum(POCKET2_WEIGHTS, "pocket v2 weights")
+                checkpoint, weights_id = POCKET2_WEIGHTS, f"{POCKET2_NAME}:sha256:{digest}"
         if open_clip.get_model_config(model) is None:
             raise BackboneError(f"unknown model {model!r}: use an open_clip name (open_clip.list_models()), "
                                 "'pocket', or config=path/to/model.json")

@@ -99,14 +99,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=C.cmd_clipn)
 
     p = sub.add_parser("pocket", help="train, export or check the pocket model; build the drawings pack; train v2")
-    p.add_argument("action", choices=["train", "export", "check", "pack", "train2"])
+    p.add_argument("action", choices=["train", "export", "check", "pack", "train2", "export2"])
     p.add_argument("--out", default=None, help="training folder (checkpoint.pt, training_log.csv; default "
-                   "runs/pocket, train2: runs/pocket2) or, for pack, the pack folder (default assets/drawings)")
+                   "runs/pocket, train2 / export2: runs/pocket2) or, for pack, the pack folder (default "
+                   "assets/drawings)")
     p.add_argument("--source", default="/usr/share/openclipart/svg",
                    help="pack: the Open Clip Art SVG tree (Debian's openclipart-svg)")
     p.add_argument("--subset", type=whole_number("--subset"), default=None,
                    help="pack: keep only the first N drawings and backgrounds (quick checks)")
-    p.add_argument("--overwrite", action="store_true", help="pack: replace the pack in --out")
+    p.add_argument("--overwrite", action="store_true", help="pack: replace the pack in --out; export2: replace "
+                   "pocket v2's shipped weights")
     p.add_argument("--reuse", default=None, help="pack: an earlier pack whose sprites are copied where the source "
                    "file and renderer are unchanged (same bytes as rendering again, in seconds)")
     p.add_argument("--options", default=None, help='JSON of TrainConfig fields, e.g. \'{"steps": 3600}\'')

@@ -3,6 +3,7 @@ parser and runs them)."""
 
 from __future__ import annotations
 
+import errno
 import json
 import re
 from pathlib import Path
@@ -119,6 +120,14 @@ def cmd_pocket(args) -> int:
                      max_steps_this_sitting=args.max_steps)
         print(json.dumps(row, indent=1))
         return 0
+    if args.action == "export2":  # a v2 training folder -> assets/pocket2 (weights, sha256, thinned log)
+        from .resources import POCKET2_WEIGHTS
+
+        if POCKET2_WEIGHTS.exists() and not args.overwrite:
+            raise FileExistsError(errno.EEXIST, "pocket v2 weights exist; pass --overwrite to replace them",
+                                  str(POCKET2_WEIGHTS))
+        print(pocket.export(args.out or "runs/pocket2", POCKET2_WEIGHTS))
+        return 0
     args.out = args.out or "runs/pocket"
     if args.action == "train":
         cfg = pocket.TrainConfig.from_dict(json_option(args.options, "--options")) if args.options else None
@@ -126,6 +135,7 @@ def cmd_pocket(args) -> int:
         print(json.dumps(row, indent=1))
     elif args.action == "export":
         print(pocket.export(args.out))
+
     elif args.action == "check":
         print(pocket.verify_pocket_weights())
     return 0

@@ -27,6 +27,10 @@ POCKET_DIR = ASSETS / "pocket"
 POCKET_NAME = "pocket-vit"
 POCKET_CONFIG = POCKET_DIR / f"{POCKET_NAME}.json"
 POCKET_WEIGHTS = POCKET_DIR / f"{POCKET_NAME}.safetensors"
+POCKET2_DIR = ASSETS / "pocket2"  # pocket v2 (issue 19): 14 x 14 patches, trained on the drawings
+POCKET2_NAME = "pocket2-vit"
+POCKET2_CONFIG = POCKET2_DIR / f"{POCKET2_NAME}.json"
+POCKET2_WEIGHTS = POCKET2_DIR / f"{POCKET2_NAME}.safetensors"
 
 
 sha256_of = sha256_file  # the name the training commands use

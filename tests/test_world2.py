@@ -174,7 +174,7 @@ TINY2 = {"embed_dim": 32, "vision_cfg": {"image_size": 112, "layers": 1, "width"
          "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
 
 
-def test_train2_uses_the_shared_loop_and_resumes_to_the_step(fake_pack, tmp_path):
+def test_train2_uses_the_shared_loop_and_resumes_to_the_step(fake_pack, tmp_path, monkeypatch):
     import torch
 
     from clipos_lab.pocket.train2 import train2
@@ -200,6 +200,19 @@ def test_train2_uses_the_shared_loop_and_resumes_to_the_step(fake_pack, tmp_path
     assert split["step"] == 2 and split["config"]["pack"] == str(fake_pack.folder)
     for name, value in whole["model"].items():
         assert torch.allclose(value, split["model"][name], atol=1e-6), name
+
+    # export2 writes the run's weights where model="pocket2" finds them, and never replaces them unasked
+    from clipos_lab import cli, resources
+    from clipos_lab.backbone import Backbone
+
+    target = tmp_path / "assets" / "pocket2-vit.safetensors"
+    target.parent.mkdir()
+    monkeypatch.setattr(resources, "POCKET2_WEIGHTS", target)
+    assert cli.main(["pocket", "export2", "--out", str(tmp_path / "split")]) == 0
+    assert target.is_file() and target.with_name(target.name + ".sha256").is_file()
+    assert cli.main(["pocket", "export2", "--out", str(tmp_path / "split")]) == 2  # exists: refused
+    loaded = Backbone.load(config=config, checkpoint=target)
+    assert loaded.grid == (14, 14)
 
 
 def test_train2_labels_are_distinct_even_where_a_class_is_also_a_v1_shape(fake_pack):
@@ -230,3 +243,12 @@ def test_contrastive_loss_stays_finite_when_a_caption_has_no_positive():
     positives = torch.tensor([[1, 0, 0], [0, 1, 0], [1, 0, 0], [0, 1, 0]], dtype=torch.bool)  # text 2: none
     loss = multi_positive_loss(emb, emb[:3], positives, torch.tensor(10.0))
     assert torch.isfinite(loss)
+
+
+def test_pocket2_without_weights_says_it_is_being_trained(monkeypatch, tmp_path):
+    from clipos_lab import backbone as B
+    from clipos_lab.errors import WeightsNotFoundError
+
+    monkeypatch.setattr(B, "POCKET2_WEIGHTS", tmp_path / "missing.safetensors")
+    with pytest.raises(WeightsNotFoundError, match="pocket v2 has no weights yet"):
+        B.Backbone.load("pocket2")

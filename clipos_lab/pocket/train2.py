@@ -21,14 +21,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..resources import ASSETS
+from ..resources import POCKET2_CONFIG
 from . import world as W
 from . import world2 as W2
 from .captions2 import caption
 from .pack import DRAWINGS_DIR, DrawingsPack
 from .train import TRAIN_STREAM, VAL_STREAM, TrainConfig, images_to_tensor, train
-
-POCKET2_CONFIG = ASSETS / "pocket2" / "pocket2-vit.json"
 
 
 @dataclass
