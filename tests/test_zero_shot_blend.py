@@ -1,6 +1,8 @@
 """``zero_shot_blend``: prompt methods score with their learned class prompts interpolated towards the
 hand-written ones (docs/robustness.md); training is unchanged and the unknown class keeps its learned prompt."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -94,3 +96,23 @@ def test_clipos_defaults_keep_the_hand_written_class_prompts(tiny_backbone):
     torch.testing.assert_close(fitted.text_[:3], zs)
     assert fitted.zero_shot_blend == 1.0 and fitted.blend_in_training and fitted.beta == 0.02
     assert fitted.unknown_text_ is fitted.text_
+
+
+def test_prompts_saved_before_the_blend_options_load_as_they_scored(tiny_backbone, tmp_path):
+    """A file whose recorded options predate zero_shot_blend scored with its learned prompts: loading it must not
+    pick up CLIP-OS's new default (hand-written prompts)."""
+    from safetensors import safe_open
+
+    from clipos_lab.files import save_safetensors
+
+    old = build_method("CLIP-OS", seed=1, prompt=PROMPT, **OLD).fit(tiny_backbone, _bank())
+    old.save(tmp_path / "new.safetensors")
+    with safe_open(str(tmp_path / "new.safetensors"), "pt") as fh:
+        tensors, meta = {k: fh.get_tensor(k) for k in fh.keys()}, fh.metadata()
+    extra = json.loads(meta["extra"])
+    for key in ("zero_shot_blend", "blend_in_training"):
+        del extra["options"][key]
+    save_safetensors(tensors, tmp_path / "old.safetensors", metadata={**meta, "extra": json.dumps(extra)})
+    loaded = PromptMethod.load(tmp_path / "old.safetensors", tiny_backbone)
+    assert loaded.zero_shot_blend == 0.0 and not loaded.blend_in_training
+    torch.testing.assert_close(loaded.text_, old.text_)

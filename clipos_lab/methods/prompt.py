@@ -233,7 +233,7 @@ class PromptMethod(CosineMethod):
         Why (ours, docs/robustness.md): a few shots can pull the class prompts away from hand-written ones that
         were already right, which is how every prompt learner loses to zero-shot MCM on some draws; interpolating
         between the two, as WiSE-FT (Wortsman et al., CVPR 2022) does for fine-tuned weights, keeps part of
-        the zero-shot classifier's behaviour. Training is unchanged; only the scoring text moves."""
+        the zero-shot classifier's behaviour. With ``blend_in_training`` the loss saw the same text."""
         with torch.no_grad():
             learned = self.learned_text_ = self.learner_()
             return self._blended(learned, zero_shot_text)
@@ -266,6 +266,8 @@ class PromptMethod(CosineMethod):
             "default_score": learner.extra.get("default_score", "MCM"),
             "score_temperature": learner.extra.get("score_temperature", 1.0),
             "local_tokens": learner.extra.get("local_tokens", "local")}
+        # a file written before the blend options existed scored with its learned class prompts
+        params = {"zero_shot_blend": 0.0, "blend_in_training": False, **params}
         params = {k: v for k, v in params.items() if k in saved.option_names()}
         if saved is PromptMethod:
             params["unknown"] = learner.has_unknown
