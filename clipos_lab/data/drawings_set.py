@@ -1,8 +1,9 @@
 """World v2 scenes of held-out drawings as a benchmark dataset (pocket v2's yardstick, issue 19).
 
 Every image shows one drawing of the pack that pre-training never saw (``split``: ``val`` for choices, ``eval`` for
-reported numbers, ``unseen`` for concepts no pre-training caption names), placed on a pattern background that
-pre-training never saw either, with v2's pose, scale and colour jitter. Images are pure functions of
+reported numbers, ``unseen`` for concepts no pre-training caption names), with v2's pose, scale and colour jitter,
+on a background: one of the pack's held-out pattern drawings (about a third of the images) or one of v1's
+procedural textures (which pre-training saw behind other drawings). Images are pure functions of
 ``(seed, index)``: image ``j`` of a class is stream index ``rank * 1e6 + j`` (``rank``: the class's place among
 all the pack's classes), so it does not change when other classes or ``n_per_class`` do; the drawings of a class
 are used in turn (image ``j`` shows drawing ``j mod n``).
@@ -46,7 +47,7 @@ def pack_classes(split: str, superclasses: Sequence[str] = (), pack: str | Path 
 
 class DrawingsDataset(ImageDataset):
     """``kind="object"``: ``n_per_class`` scenes of each class in ``classes`` (labelled by position), drawn from
-    its drawings in ``split``; ``kind="background"``: ``n_per_class`` scenes of a held-out pattern background
+    its drawings in ``split``; ``kind="background"``: ``n_per_class`` scenes of a background
     alone (a texture OOD set, one class named ``background``)."""
 
     def __init__(self, kind: str = "object", classes: Sequence[str] = (), split: str = "eval",

@@ -12,9 +12,9 @@ The trim returns what has piled up *between* specs; the peak *within* a spec cam
 glibc's dynamic threshold, tensors of 4-32 MB (relevance maps, patch-logit chunks, training batches) are carved
 from arenas instead of being mapped, and the arenas fragment. :func:`map_large_blocks` fixes the threshold at
 4 MiB, so every block that large is mapped and unmapped on its own (measured on a warm ten-split run of the
-default methods: peak RSS 1,252 MB with the dynamic threshold, 1,024 MB with it fixed; ``benchmarks/
-store_scale.py suite``). Blocks that large cost a page fault per 4 KiB when first touched, which is small beside
-the work done on them.
+default methods, both with the trim: peak RSS 1,171 MB with the dynamic threshold, 1,033 MB with it fixed;
+``benchmarks/store_scale.py suite``, ``benchmarks/results/store-suite-threshold.txt``). Blocks that large
+cost a page fault per 4 KiB when first touched, which is small beside the work done on them.
 """
 
 from __future__ import annotations
@@ -41,7 +41,6 @@ def release_freed_memory() -> bool:
         return False
     libc.malloc_trim(0)
     return True
-
 
 
 M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number (malloc.h)

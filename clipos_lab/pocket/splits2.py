@@ -5,8 +5,9 @@ The rule, per split: the *families* are the top-level categories with at least `
 people, recreation, ...); in each family a seeded half of its seen classes (rounded down, at least one) are ID and
 the others are **near-OOD** (siblings of ID classes under the same category); the seen classes of every other
 category are **far-OOD**; the pack's held-out concepts (classes no pre-training caption names) are **unseen**;
-held-out pattern backgrounds alone are **textures**. (The pack's two-level folders, e.g. ``food/fruit``, hold one
-to three classes each, too few for siblings, so near and far are decided at the top level.)
+backgrounds alone (held-out pattern drawings or v1's textures) are **textures**. (The pack's two-level
+folders, e.g. ``food/fruit``, hold one to three classes each, too few for siblings, so near and far are decided
+at the top level.)
 
 Test specs read the ``eval`` drawings (shots: the ``val`` drawings, see :class:`~clipos_lab.data.BenchmarkSpec`);
 validation specs read the ``val`` drawings for ID, shots and OOD, with other scene seeds, and are what defaults
