@@ -54,10 +54,9 @@ def load(args) -> tuple[Backbone, str]:
     return Backbone.load(config=args.config, checkpoint=tmp / "pocket2.safetensors"), f"checkpoint step {step}"
 
 
-def zero_shot(backbone, dataset) -> tuple[np.ndarray, np.ndarray]:
-    """Per image: rank of the true class among all classes (0 = top-1), and the true label."""
-    bank = FeatureBank.encode(dataset, backbone, progress=False)
-    text = class_embeddings(backbone, dataset.classnames, DEFAULT_TEMPLATES)
+def zero_shot(backbone, bank) -> tuple[np.ndarray, np.ndarray]:
+    """Per image of an encoded bank: rank of the true class among all classes (0 = top-1), and the true label."""
+    text = class_embeddings(backbone, bank.classnames, DEFAULT_TEMPLATES)
     logits = torch.nn.functional.normalize(bank.global_.float(), dim=-1) @ text.T.float()
     labels = bank.labels.long()
     true = logits.gather(1, labels[:, None])
@@ -92,7 +91,8 @@ def main() -> None:
     print(f"# pocket v2 quality, {source}; eval drawings, scene seed {TEST_SEED}, {args.per_class} scenes per class")
 
     drawings = DrawingsDataset(classes=seen, split="eval", n_per_class=args.per_class, seed=TEST_SEED)
-    rank, labels = zero_shot(backbone, drawings)
+    bank = FeatureBank.encode(drawings, backbone, progress=False)  # items 1 and 2 read the same features
+    rank, labels = zero_shot(backbone, bank)
     top = [pack.classes[c]["superclass"].split("/")[0] for c in seen]
     per = pd.DataFrame({"category": [top[y] for y in labels], "top1": rank == 0, "top5": rank < 5})
     table = per.groupby("category").agg(classes=("category", lambda s: len({seen[y] for y in labels[s.index]})),
@@ -103,11 +103,10 @@ def main() -> None:
           f"{100 * (rank < 5).mean():.1f} % (bar: top-1 >= 40 %)")
     print((100 * table[["top1", "top5"]]).round(1).assign(classes=table["classes"]).to_string())
     shapes = WorldDataset("object", shapes=W.SHAPES, n_per_class=args.per_class, seed=TEST_SEED, image_size=112)
-    shape_rank, _ = zero_shot(backbone, shapes)
+    shape_rank, _ = zero_shot(backbone, FeatureBank.encode(shapes, backbone, progress=False))
     report["v1_shapes_top1"] = float((shape_rank == 0).mean())
     print(f"   v1's {len(W.SHAPES)} shapes: top-1 {100 * (shape_rank == 0).mean():.1f} % (bar: >= 95 %)")
 
-    bank = FeatureBank.encode(drawings, backbone, progress=False)
     text = class_embeddings(backbone, drawings.classnames, DEFAULT_TEMPLATES)
     rel = R.relevance(bank, text, rule="discrepancy", tokens="local", k=3)
     on_object = patch_on_object(drawings, int(bank.grid[0]))

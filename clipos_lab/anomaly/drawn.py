@@ -9,19 +9,13 @@ from) and the test set use disjoint render indices of the same stream.
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Sequence
 
 from ..data.errors import DataError
 from ..pocket import products2 as P2
-from ..pocket.pack import DRAWINGS_DIR, DrawingsPack
+from ..pocket.pack import DRAWINGS_DIR, DrawingsPack, load_pack
 from ..pocket.world2 import STATES, WORLD2_VERSION
 from .dataset import AnomalyCategory, RenderedDefects
-
-
-@lru_cache(maxsize=2)
-def _pack(folder: str) -> DrawingsPack:
-    return DrawingsPack(folder)
 
 
 def product_drawing(pack: DrawingsPack, noun: str, split: str = "eval", defects: Sequence[str] = STATES) -> dict:
@@ -64,7 +58,7 @@ def drawn_category(noun: str, n_train: int = 16, n_good: int = 40, n_per_defect:
     bad = [d for d in defects if d not in STATES]
     if bad or len(set(defects)) != len(defects) or not defects:
         raise DataError(f"bad defects {list(defects)}: give distinct names from {list(STATES)}")
-    p = _pack(pack)
+    p = load_pack(pack)
     record = product_drawing(p, noun, split, defects)
     train = DrawnProductDataset(noun, record, p, n_train, 0, defects, seed, image_size, offset=0,
                                 name=f"drawn-{noun}-seed{seed}-train")

@@ -11,14 +11,13 @@ are used in turn (image ``j`` shows drawing ``j mod n``).
 
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
 
 from PIL import Image
 
 from ..pocket import world2 as W2
-from ..pocket.pack import DRAWINGS_DIR, DrawingsPack
+from ..pocket.pack import DRAWINGS_DIR, DrawingsPack, load_pack
 from .errors import DataError
 from .samples import ImageDataset, Sample
 
@@ -27,10 +26,9 @@ KINDS = ("object", "background")
 _STRIDE = 1_000_000
 
 
-@lru_cache(maxsize=4)
 def _pack(folder: str) -> DrawingsPack:
     try:
-        return DrawingsPack(folder)
+        return load_pack(folder)
     except (FileNotFoundError, ValueError) as err:
         raise DataError(str(err)) from None
 

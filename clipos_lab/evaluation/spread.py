@@ -111,21 +111,25 @@ SPREAD_CAPTION = ("Gain of the OOD-average {metric} over zero-shot MCM per few-s
                   "better); {n_specs} benchmark(s); 'beats MCM' = draws with a positive gain.")
 
 
+def has_draws(rows: pd.DataFrame) -> bool:
+    """Whether tidy result rows hold few-shot draws and a zero-shot MCM to compare them with."""
+    if rows.empty:
+        return False
+    return bool(((rows["method"] == BASELINE[0]) & (rows["shots"] == 0)).any() and (rows["shots"] > 0).any())
+
+
 def spread_markdown(result, metric: str = "AUROC") -> str:
     """The spread table as Markdown, or "" when the run has no few-shot draws or no zero-shot MCM to compare with
     (what ``make benchmark`` prints under the summary)."""
     from .tables import to_markdown
 
     rows = result_rows(result)
-    if rows.empty:
-        return ""
-    has_baseline = ((rows["method"] == BASELINE[0]) & (rows["shots"] == 0)).any()
-    if not has_baseline or not (rows["shots"] > 0).any():
+    if not has_draws(rows):
         return ""
     n_specs = rows["spec"].nunique() if "spec" in rows.columns else 1
     return to_markdown(spread_table(spread(rows, metric)), SPREAD_CAPTION.format(metric=metric, n_specs=n_specs),
                        numparse=False)
 
 
-__all__ = ["BASELINE", "SPREAD_CAPTION", "SPREAD_COLUMNS", "draw_gains", "result_rows", "spread", "spread_markdown",
-           "spread_summary", "spread_table"]
+__all__ = ["BASELINE", "SPREAD_CAPTION", "SPREAD_COLUMNS", "draw_gains", "has_draws", "result_rows", "spread",
+           "spread_markdown", "spread_summary", "spread_table"]

@@ -38,6 +38,16 @@ def local_tokens_of(bank, kind: str):
     return getattr(bank, check_local_tokens(kind), None)
 
 
+def wanted_local_scores(method, bank, scores) -> list[str]:
+    """MCM, and GL-MCM where ``bank`` has the method's ``local_tokens``, limited to ``scores``; asking for
+    GL-MCM on a bank without them is an error (for methods scoring with their own prompts, e.g. FA, GalLoP)."""
+    asked = method.check_scores(scores)
+    available = ["MCM"] + (["GL-MCM"] if local_tokens_of(bank, method.local_tokens) is not None else [])
+    if scores is not None and "GL-MCM" in asked and "GL-MCM" not in available:
+        raise ValueError(f"{method.name} cannot give GL-MCM on this bank: it has no {method.local_tokens!r} tokens")
+    return [s for s in available if s in asked]
+
+
 class CosineMethod(Method):
     """Subclasses set ``text_`` (class embeddings, C x D, an unknown class last if any) and ``scale_`` in ``fit``."""
 
@@ -77,7 +87,8 @@ class CosineMethod(Method):
     def score_signature(self) -> tuple:
         self._check_fitted()
         digest = hashlib.sha1()
-        for tensor in (self.text_, self.unknown_text_):
+        unknown = self.unknown_text_
+        for tensor in (self.text_,) if unknown is self.text_ else (self.text_, unknown):
             digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
         text = self.text_
         return (digest.hexdigest(), tuple(text.shape), float(self.scale_), float(self.score_scale_),

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from ..clipos.prompts import PromptConfig, PromptLearner
 from ..learners import fa as L
 from .base import Method
-from .cosine import SCORE_CHUNK, check_local_tokens, local_tokens_of
+from .cosine import SCORE_CHUNK, check_local_tokens, local_tokens_of, wanted_local_scores
 
 
 class FA(Method):
@@ -61,14 +61,11 @@ class FA(Method):
 
     def available_scores(self, bank) -> list[str]:
         self._check_fitted()
-        return ["MCM"] + (["GL-MCM"] if local_tokens_of(bank, self.local_tokens) is not None else [])
+        return wanted_local_scores(self, bank, None)
 
     def score(self, bank, scores=None, chunk: int = SCORE_CHUNK) -> dict[str, np.ndarray]:
-        asked = self.check_scores(scores)
-        available = self.available_scores(bank)
-        if scores is not None and "GL-MCM" in asked and "GL-MCM" not in available:
-            raise ValueError(f"{self.name} cannot give GL-MCM on this bank: it has no {self.local_tokens!r} tokens")
-        wanted = [s for s in available if s in asked]
+        self._check_fitted()
+        wanted = wanted_local_scores(self, bank, scores)
         parts = {s: [] for s in wanted}
         mcm = lambda f: L.forced_mcm(f.to(self.text_.device), self.text_, self.frozen_, self.k,  # noqa: E731
                                      self.temperature)

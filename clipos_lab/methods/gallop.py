@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from ..clipos.prompts import PromptConfig
 from ..learners import gallop as L
 from .base import Method
-from .cosine import SCORE_CHUNK, check_local_tokens, local_tokens_of
+from .cosine import SCORE_CHUNK, check_local_tokens, local_tokens_of, wanted_local_scores
 
 
 class GalLoP(Method):
@@ -71,7 +71,7 @@ class GalLoP(Method):
 
     def available_scores(self, bank) -> list[str]:
         self._check_fitted()
-        return ["MCM"] + (["GL-MCM"] if local_tokens_of(bank, self.local_tokens) is not None else [])
+        return wanted_local_scores(self, bank, None)
 
     def logits(self, features, scale=None, local=None):
         """Cosines ``(B, C, n)`` and ``(B, P, C, m)`` (``scale`` is not used: GalLoP scores cosines)."""
@@ -81,11 +81,8 @@ class GalLoP(Method):
                                         None if local is None else local.to(self.text_.device), text)
 
     def score(self, bank, scores=None, chunk: int = SCORE_CHUNK) -> dict[str, np.ndarray]:
-        asked = self.check_scores(scores)
-        available = self.available_scores(bank)
-        if scores is not None and "GL-MCM" in asked and "GL-MCM" not in available:
-            raise ValueError(f"{self.name} cannot give GL-MCM on this bank: it has no {self.local_tokens!r} tokens")
-        wanted = [s for s in available if s in asked]
+        self._check_fitted()
+        wanted = wanted_local_scores(self, bank, scores)
         parts = {s: [] for s in wanted}
         tokens = local_tokens_of(bank, self.local_tokens) if "GL-MCM" in wanted else None
         for s in range(0, len(bank), chunk):

@@ -268,6 +268,12 @@ class DrawingsPack:
         return _read_sprite(str(self.folder / record["sprite"]), record["sprite_sha256"])
 
 
+@lru_cache(maxsize=4)
+def load_pack(folder: str | Path = DRAWINGS_DIR) -> DrawingsPack:
+    """The pack in ``folder``, read once per process (training, benchmark datasets and the defect world share it)."""
+    return DrawingsPack(folder)
+
+
 @lru_cache(maxsize=4096)
 def _read_sprite(path: str, sha256: str) -> np.ndarray:
     data = Path(path).read_bytes()

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 import torch
@@ -25,7 +24,7 @@ from ..resources import POCKET2_CONFIG
 from . import world as W
 from . import world2 as W2
 from .captions2 import caption
-from .pack import DRAWINGS_DIR, DrawingsPack
+from .pack import DRAWINGS_DIR, DrawingsPack, load_pack
 from .train import TRAIN_STREAM, VAL_STREAM, TrainConfig, images_to_tensor, train
 
 
@@ -50,11 +49,6 @@ class Train2Config(TrainConfig):
     eval_every: int = 500
     eval_images: int = 300
     checkpoint_every: int = 50
-
-
-@lru_cache(maxsize=4)
-def load_pack(folder: str) -> DrawingsPack:
-    return DrawingsPack(folder)
 
 
 def vocabulary(pack: DrawingsPack) -> dict[str, list[str]]:

@@ -230,7 +230,7 @@ def draw_spread(result: SweepResult) -> tuple[pd.DataFrame, str]:
         if rec.ok and path.is_file():
             frames.append(pd.read_csv(path).assign(spec=rec.slug))
     rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    if rows.empty or not SP.spread_markdown(rows):  # no draws, or no zero-shot MCM to compare with
+    if not SP.has_draws(rows):  # no draws, or no zero-shot MCM to compare with
         return pd.DataFrame(), ""
     axes = [n for n in result.sweep.grid_names if n not in POOLED]
     cells = {rec.slug: {n: _cell_text(rec.cell.get(n)) for n in axes} for rec in result.runs}
