@@ -344,18 +344,31 @@ class Backbone:
 
     @torch.no_grad()
     @threaded(lambda self, texts, *args, **kwargs: self.forward_work("text", min(len(texts), 256)))
-    def encode_text(self, texts: Sequence[str], normalize: bool = True, batch_size: int = 256) -> torch.Tensor:
-        """Text features ``(T, D)`` of plain strings, with the model's own tokenizer; cached per string."""
+    def encode_text(self, texts: Sequence[str], normalize: bool = True, batch_size: int = 256,
+                    cached: bool = True) -> torch.Tensor:
+        """Text features ``(T, D)`` of plain strings, with the model's own tokenizer; cached per string.
+
+        A string's last bits depend on the batch it was first encoded in (docs/cluster.md); ``cached=False``
+        encodes ``texts`` as given, in batches of ``batch_size``, so the same list gives the same bits in any
+        process, whatever it encoded before (for features a loss reads continuously)."""
         texts = list(texts)
+        if not cached:
+            with self.autocast():
+                encoded = [self.model.encode_text(self.tokenize(texts[s: s + batch_size])).float().cpu()
+                           for s in range(0, len(texts), batch_size)]
+            return self._finish_text(encoded, normalize)
         todo = list(dict.fromkeys(t for t in texts if t not in self._text_cache))
         for start in range(0, len(todo), batch_size):
             chunk = todo[start: start + batch_size]
             with self.autocast():
                 encoded = self.model.encode_text(self.tokenize(chunk)).float().cpu()
             self._text_cache.update(zip(chunk, encoded))
-        if not texts:
+        return self._finish_text([self._text_cache[t][None] for t in texts], normalize)
+
+    def _finish_text(self, rows: list[torch.Tensor], normalize: bool) -> torch.Tensor:
+        if not rows:
             return torch.empty(0, self.embed_dim, device=self.device)
-        features = torch.stack([self._text_cache[t] for t in texts]).to(self.device)
+        features = torch.cat(rows).to(self.device)
         return F.normalize(features, dim=-1) if normalize else features
 
 

@@ -184,8 +184,11 @@ class PromptMethod(CosineMethod):
             cfg = replace(cfg, schedule=self.schedule)
         per_step = self.gamma > 0 and self.rule == "topk" and self.selection == "per-step"
         needs_patches = self.synthesis or (self.gamma > 0 and not per_step)
-        zero_shot_text = class_embeddings(backbone, train.classnames, DEFAULT_TEMPLATES) \
-            if needs_patches or self.zero_shot_blend else None
+        zero_shot_text = class_embeddings(backbone, train.classnames, DEFAULT_TEMPLATES) if needs_patches else None
+        # the blend enters the loss and the scores continuously: encoded afresh, so that every process (a Ray
+        # worker, a long-lived kernel) gets the same bits (docs/cluster.md)
+        blend_text = class_embeddings(backbone, train.classnames, DEFAULT_TEMPLATES, cached=False) \
+            if self.zero_shot_blend else None
         rel = self._relevance(zero_shot_text, train) if needs_patches else None
         self.relevance_ = rel
         irrelevant = None
@@ -202,7 +205,7 @@ class PromptMethod(CosineMethod):
             top_k = R.default_top_k(len(self.classnames_)) if self.top_k is None else int(self.top_k)
             local_entropy = locoop_entropy(tokens, train.labels, top_k)
         anchors = self._anchors(train, rel) if (self.anchor_weight > 0 and self.synthesis and self.unknown) else None
-        blend = (lambda text: self._blended(text, zero_shot_text)) if self.blend_in_training else None
+        blend = (lambda text: self._blended(text, blend_text)) if self.blend_in_training else None
         data = TrainingData(train.global_, train.labels, anchors=anchors,
                             outliers=None if entropy_on_outliers else outliers_fn,
                             irrelevant_patches=irrelevant, local_entropy=local_entropy, text_transform=blend)
@@ -215,7 +218,7 @@ class PromptMethod(CosineMethod):
                                       seed=self.seed)
         self.history_ = train_prompts(self.learner_, data, cfg, beta=self.beta if self.unknown else 0.0,
                                       gamma=gamma, anchor_weight=self.anchor_weight)
-        self.text_ = self._scoring_text(zero_shot_text)
+        self.text_ = self._scoring_text(blend_text)
         self.scale_ = backbone.logit_scale
         return self
 
@@ -275,7 +278,7 @@ class PromptMethod(CosineMethod):
         method.learner_, method.classnames_ = learner, learner.classnames
         blend = method.zero_shot_blend
         method.text_ = method._scoring_text(
-            class_embeddings(backbone, learner.classnames, DEFAULT_TEMPLATES) if blend else None)
+            class_embeddings(backbone, learner.classnames, DEFAULT_TEMPLATES, cached=False) if blend else None)
         method.scale_ = backbone.logit_scale
         return method
 

@@ -16,8 +16,11 @@ def check_templates(templates) -> tuple[str, ...]:
     return tuple(templates)
 
 
-def class_embeddings(backbone, classnames: Sequence[str], templates: Sequence[str] = DEFAULT_TEMPLATES):
-    """Normalised class embeddings ``(K, D)``, averaged over templates (a prompt ensemble)."""
+def class_embeddings(backbone, classnames: Sequence[str], templates: Sequence[str] = DEFAULT_TEMPLATES,
+                     cached: bool = True):
+    """Normalised class embeddings ``(K, D)``, averaged over templates (a prompt ensemble); ``cached=False``
+    encodes these prompts afresh as one list (:meth:`Backbone.encode_text`), bit-identical in any process."""
     texts = [t.format(c) for c in classnames for t in templates]
-    emb = backbone.encode_text(texts).reshape(len(classnames), len(templates), -1).mean(1)
+    encoded = backbone.encode_text(texts) if cached else backbone.encode_text(texts, cached=False)
+    emb = encoded.reshape(len(classnames), len(templates), -1).mean(1)
     return F.normalize(emb, dim=-1)
