@@ -48,8 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
         defaults = default_methods("zero-shot") if name == "evaluate" else default_methods()
         p = sub.add_parser(name, help=helptext)
         p.add_argument("spec", nargs="?", default="default",
-                       help="benchmark YAML, a folder of them (a suite), 'default' (the pocket world) or "
-                            "'splits' (its ten random class splits, a suite)")
+                       help="benchmark YAML, a folder of them (a suite), 'default' (the pocket world), "
+                            "'splits' (its ten random class splits, a suite) or 'drawings' (pocket v2's ten class "
+                            "splits of the drawings, a suite; the model defaults to pocket2)")
         p.add_argument("--methods", default=None,
                        help=f"comma-separated, from: {', '.join(methods())} (default: {', '.join(defaults)})")
         p.add_argument("--shots", type=number_list("--shots", 1), default=[1, 2],

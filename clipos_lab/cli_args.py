@@ -11,7 +11,9 @@ from pathlib import Path
 
 def add_backbone_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("backbone")
-    g.add_argument("--model", default="pocket", help="open_clip model name, or 'pocket' (default, offline)")
+    g.add_argument("--model", default=None,
+                   help="open_clip model name, 'pocket' or 'pocket2' (default: the pocket model the spec's world was "
+                        "drawn for: pocket2 for the drawings, else pocket; both offline)")
     g.add_argument("--pretrained", default=None, help="open_clip pretrained tag, e.g. openai (needs the hub cache)")
     g.add_argument("--checkpoint", default=None, help="local weights file (no hub access)")
     g.add_argument("--config", default=None, help="open_clip model config JSON")
@@ -29,10 +31,12 @@ def add_backbone_args(p: argparse.ArgumentParser) -> None:
                         "work, every core for large work such as ViT-B/16 batches)")
 
 
-def backbone_from(args):
+def backbone_from(args, spec: str | Path | None = None):
+    """The backbone the command line asks for; without ``--model``, the pocket model ``spec`` was drawn for."""
     from .backbone import Backbone
 
-    return Backbone.load(args.model, pretrained=args.pretrained, checkpoint=args.checkpoint, config=args.config,
+    model = args.model or (pocket_model_for(spec) if spec is not None else "pocket")
+    return Backbone.load(model, pretrained=args.pretrained, checkpoint=args.checkpoint, config=args.config,
                          random_weights=args.random_weights, surgery_blocks=args.surgery_blocks, device=args.device,
                          precision=args.precision)
 
@@ -136,12 +140,36 @@ def json_option(text: str, option: str) -> dict:
     return value
 
 
+SUITES = {"splits": "world-splits", "drawings": "drawings-splits"}  # shipped suites by their short names
+
+
 def spec_path(value: str | None) -> str:
     from .data import default_benchmark_path
 
-    if value == "splits":
-        return str(default_benchmark_path().parent / "world-splits")
+    if value in SUITES:
+        return str(default_benchmark_path().parent / SUITES[value])
     return str(default_benchmark_path()) if value in (None, "default") else value
+
+
+def pocket_model_for(spec: str | Path) -> str:
+    """"pocket2" when a spec (or the first spec of a suite folder) draws the drawings world, else "pocket": world
+    v2's images are what pocket v2 was trained for, and v1's model has never seen a drawing."""
+    import yaml
+
+    path = Path(spec)
+    if path.is_dir():
+        path = next(iter(sorted(path.glob("*.yaml"))), path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return "pocket"  # the spec's own loader reports what is wrong with it
+
+    def draws_drawings(node) -> bool:
+        if isinstance(node, dict):
+            return node.get("type") == "drawings" or any(draws_drawings(v) for v in node.values())
+        return isinstance(node, list) and any(draws_drawings(v) for v in node)
+
+    return "pocket2" if draws_drawings(data) else "pocket"
 
 
 def anomaly_spec_path(value: str) -> Path:

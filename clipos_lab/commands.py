@@ -15,9 +15,10 @@ def cmd_encode(args) -> int:
     from .data import BenchmarkSpec, FolderDataset
     from .features import FeatureBank
 
-    backbone = backbone_from(args)
     target = Path(args.source)
-    if target.suffix in (".yaml", ".yml") or args.source == "default":
+    is_spec = target.suffix in (".yaml", ".yml") or args.source == "default"
+    backbone = backbone_from(args, spec_path(args.source) if is_spec else None)
+    if is_spec:
         spec = BenchmarkSpec.from_yaml(spec_path(args.source))
         spec.validate()
         datasets = {"id": spec.id_dataset(), "id_train": spec.id_train_dataset(), **spec.ood_datasets()}
@@ -39,7 +40,8 @@ def cmd_benchmark(args, zero_shot_only: bool = False) -> int:
     from .evaluation.suite import run_suite
     from .methods import default_methods
 
-    backbone = backbone_from(args)
+    spec = Path(spec_path(args.spec))
+    backbone = backbone_from(args, spec)
     methods = ([m.strip() for m in args.methods.split(",") if m.strip()] if args.methods
                else default_methods("zero-shot") if zero_shot_only else None)
     kwargs = {"methods": methods} if methods else {}
@@ -53,7 +55,6 @@ def cmd_benchmark(args, zero_shot_only: bool = False) -> int:
         kwargs["method_options"] = json_option(args.options, "--options")
     if zero_shot_only:
         kwargs.update(shots=(), seeds=())  # zero-shot: no shots are drawn, so no training image is encoded
-    spec = Path(spec_path(args.spec))
     if spec.is_dir():  # a suite: every YAML spec in the folder
         specs = sorted(spec.glob("*.yaml"), key=lambda p: [int(t) if t.isdigit() else t  # split2 before split10
                                                             for t in re.split(r"(\d+)", p.name)])
@@ -177,13 +178,14 @@ def cmd_anomaly(args) -> int:
     from .anomaly.data import AnomalySpec
     from .anomaly.runner import DEFAULT_METHODS, run_anomaly
 
-    spec = AnomalySpec.from_yaml(anomaly_spec_path(args.spec))
+    spec_file = anomaly_spec_path(args.spec)
+    spec = AnomalySpec.from_yaml(spec_file)
     spec.categories()  # a missing folder fails here, before the backbone loads
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else list(DEFAULT_METHODS)
     options = json_option(args.options, "--options") if args.options else None  # {"method": {"option": value}}
     if options is not None and not all(isinstance(v, dict) for v in options.values()):
         raise ValueError('--options must be a JSON object {"method": {"option": value}}, got ' + repr(args.options))
-    result = run_anomaly(spec, backbone_from(args), methods=methods, shots=args.shots, seeds=args.seeds,
+    result = run_anomaly(spec, backbone_from(args, spec_file), methods=methods, shots=args.shots, seeds=args.seeds,
                          method_options=options, out_dir=args.out, cache=args.cache_dir or True,
                          progress=not args.no_progress, overwrite=args.overwrite, executor=executor_from(args))
     print(result.summary_markdown())

@@ -59,3 +59,25 @@ def test_a_folder_of_specs_runs_as_a_suite(tmp_path, monkeypatch, capsys):
     assert "| MCM | 0 |" in _squash((tmp_path / "out" / "suite_summary.md").read_text())
     assert main(["evaluate", str(tmp_path / "out" / "s1"), "--no-progress"]) == 2  # a folder without specs
     assert "no *.yaml specs" in capsys.readouterr().err
+
+
+def test_without_model_a_drawings_spec_loads_pocket2_and_others_pocket(tmp_path, monkeypatch):
+    from clipos_lab import cli_args
+    from clipos_lab.backbone import Backbone
+    from clipos_lab.resources import ASSETS
+
+    asked = []
+    monkeypatch.setattr(Backbone, "load", classmethod(lambda cls, model, **kw: asked.append(model)))
+    args = cli_args.argparse.Namespace(model=None, pretrained=None, checkpoint=None, config=None,
+                                       random_weights=False, surgery_blocks=None, device="cpu", precision="fp32")
+    for spec in ("drawings", "splits", "default"):
+        cli_args.backbone_from(args, cli_args.spec_path(spec))
+    cli_args.backbone_from(args, ASSETS / "benchmarks" / "drawings-anomaly.yaml")
+    cli_args.backbone_from(args, ASSETS / "benchmarks" / "world-anomaly.yaml")
+    cli_args.backbone_from(args)  # commands without a spec
+    assert asked == ["pocket2", "pocket", "pocket", "pocket2", "pocket", "pocket"]
+    args.model = "ViT-B-16"  # an explicit choice always wins
+    cli_args.backbone_from(args, cli_args.spec_path("drawings"))
+    assert asked[-1] == "ViT-B-16"
+    (tmp_path / "broken.yaml").write_text("id: [unclosed")
+    assert cli_args.pocket_model_for(tmp_path / "broken.yaml") == "pocket"  # the spec loader reports the error

@@ -1,6 +1,7 @@
 import json
 import re
 
+import pandas as pd
 import pytest
 
 from clipos_lab.clipos.prompts import PromptConfig
@@ -123,8 +124,14 @@ def test_suite_runs_every_spec_and_writes_the_summary(pocket_backbone, tmp_path)
                       seeds=(1,), prompt=PromptConfig(epochs=2, progress=False), cache=tmp_path / "cache",
                       progress=False)
     assert list(suite.per_spec) == ["tiny-0", "tiny-1"]
-    for name in ("tiny-0/summary.md", "tiny-1/results.csv", "suite_summary.csv", "suite_summary.md"):
+    for name in ("tiny-0/summary.md", "tiny-1/results.csv", "suite_summary.csv", "suite_summary.md",
+                 "suite_ranking.csv", "suite_pairs.csv"):
         assert (tmp_path / "suite" / name).exists(), name
+    pairs = pd.read_csv(tmp_path / "suite" / "suite_pairs.csv")
+    coop_mcm = pairs[(pairs[["a_method", "b_method"]].apply(set, axis=1) == {"CoOp", "MCM"})
+                     & (pairs["a_score"] == "MCM") & (pairs["b_score"] == "MCM")]
+    assert len(coop_mcm) == 1 and coop_mcm[["wins", "losses", "ties"]].sum(axis=1).item() == 2
+    assert "Ranking by each method's reported score" in (tmp_path / "suite" / "suite_summary.md").read_text()
     per_spec = [next(r["mean"] for r in result.summary if (r["method"], r["score"], r["ood"], r["metric"]) ==
                      ("CoOp", "MCM", "Average", "AUROC")) for result in suite.per_spec.values()]
     row = next(r for r in suite.summary if (r["method"], r["score"], r["metric"]) == ("CoOp", "MCM", "AUROC"))

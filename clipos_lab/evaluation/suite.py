@@ -1,6 +1,6 @@
 """A suite: several benchmark specs run the same way (e.g. the random class splits of the pocket world), then a
 summary over specs: the mean of each spec's seed-averaged metric ± the std across specs, and per-spec win counts
-against the baselines (:data:`SUITE_RIVALS`)."""
+against the baselines (:data:`SUITE_RIVALS`), and the ranking with a sign test for every pair (:mod:`.ranking`)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Sequence
+
+import pandas as pd
 
 from ..data import BenchmarkSpec
 from ..files import check_name, write_csv, write_text
@@ -26,9 +28,11 @@ from .runner import (
     run_benchmark,
     run_info,
 )
-from .spread import spread_markdown
+from .ranking import benchmark_means, pairwise, ranking, ranking_markdown
+from .spread import result_rows, spread_markdown
 
 SUITE_RIVALS = ("MCM", "CoOp", "LoCoOp")
+SUITE_OUTPUTS = ["suite_summary.csv", "suite_summary.md", "suite_ranking.csv", "suite_pairs.csv"]
 
 
 @dataclass
@@ -43,7 +47,14 @@ class SuiteResult:
         order = [s for s in all_score_names() if s in present] + sorted(present - set(all_score_names()))
         tables = [suite_markdown(self.summary, score, len(self.per_spec), self.fpr95_rule)
                   for score in (order if scores is None else scores) if score in present]
-        return "\n\n".join(tables + [t for t in [spread_markdown(self)] if t])
+        extra = [spread_markdown(self), ranking_markdown(result_rows(self))]
+        return "\n\n".join(tables + [t for t in extra if t])
+
+    def ranking_tables(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Every (method, score, shots) entry ranked across specs, and every pair's wins / losses / sign test
+        (what ``suite_ranking.csv`` and ``suite_pairs.csv`` hold; :mod:`.ranking`)."""
+        wide = benchmark_means(result_rows(self))
+        return ranking(wide), pairwise(wide)
 
 
 def run_suite(specs: Sequence[BenchmarkSpec | str | os.PathLike], backbone, out_dir: str | os.PathLike | None = None,
@@ -61,7 +72,7 @@ def run_suite(specs: Sequence[BenchmarkSpec | str | os.PathLike], backbone, out_
     check_run_arguments(kwargs.get("methods", DEFAULT_METHODS), kwargs.get("shots", (1, 2)),
                         kwargs.get("seeds", (1, 2, 3)), kwargs.get("batch_size", 64), kwargs.get("scores"),
                         kwargs.get("method_options"))
-    run = None if out_dir is None else RunFolder(out_dir, [*names, "suite_summary.csv", "suite_summary.md"],
+    run = None if out_dir is None else RunFolder(out_dir, [*names, *SUITE_OUTPUTS],
                                                  overwrite=overwrite)
     out = None if run is None else run.path
     try:
@@ -78,6 +89,10 @@ def run_suite(specs: Sequence[BenchmarkSpec | str | os.PathLike], backbone, out_
         if out is not None:
             write_csv(result.summary, out / "suite_summary.csv")
             write_text(result.summary_markdown(), out / "suite_summary.md")
+            if len(specs) > 1:
+                ranked, pairs = result.ranking_tables()
+                write_csv(ranked, out / "suite_ranking.csv")
+                write_csv(pairs, out / "suite_pairs.csv")
             run.commit({"suite": names, "runs": [f"{n}/run.json" for n in names], "model": backbone.name,
                         "weights": backbone.weights_id,
                         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")})
