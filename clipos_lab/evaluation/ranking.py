@@ -40,7 +40,8 @@ def benchmark_means(rows, metric: str = "AUROC") -> pd.DataFrame:
 def reported_scores(methods) -> dict[str, str]:
     """Each method's reported score (its ``default_score`` as registered), for the methods the registry knows."""
     from ..methods import main_score
-    from ..methods.registry import build_method, methods as registered
+    from ..methods.registry import build_method
+    from ..methods.registry import methods as registered
 
     known = set(registered())
     return {m: main_score(build_method(m), build_method(m).score_names) for m in methods if m in known}

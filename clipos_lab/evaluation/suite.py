@@ -18,6 +18,7 @@ from ..runfolder import RunFolder
 from . import metrics as M
 from . import tables as T
 from .memory import release_freed_memory
+from .ranking import benchmark_means, pairwise, ranking, ranking_markdown
 from .record import RunConfig
 from .runner import (
     BENCHMARK_OUTPUTS,
@@ -28,7 +29,6 @@ from .runner import (
     run_benchmark,
     run_info,
 )
-from .ranking import benchmark_means, pairwise, ranking, ranking_markdown
 from .spread import result_rows, spread_markdown
 
 SUITE_RIVALS = ("MCM", "CoOp", "LoCoOp")
