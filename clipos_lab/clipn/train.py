@@ -41,7 +41,8 @@ from .encoder import NoTextEncoder
 from .losses import exact_targets, itbo_loss, own_caption_targets, tso_loss, yes_no_margin
 from .worlds import WORLDS, DrawingsPool, ShapesPool, pool_world, resolve_world
 
-POOL_FIRST_STEP = 1_000_000  # pool batches come from pocket training steps far past any pocket run (<= 12,000)
+POOL_FIRST_STEP = 1_000_000  # pool batches come from pocket training steps far past any pocket run (<= 12,000;
+# world v2 turns a step into scene indices step * 1000 and up, far past pocket v2's: clipn/worlds.py)
 VAL_FIRST_STEP = 2_000_000  # held-out pool images for the pair-accuracy check, disjoint from the training pool
 POOL_CHUNK = 250
 

@@ -140,7 +140,7 @@ class DrawingsPool:
             for family, name, sup, title, keywords, file, colour, size, position, box, state in objects))
 
 
-def pool_world(backbone, world: str, background_fraction: float = 0.1, clutter_fraction: float = 0.05,
+def pool_world(backbone, world: str, background_fraction: float, clutter_fraction: float,
                pack: str = "") -> ShapesPool | DrawingsPool:
     """The pool world for ``backbone``: ``world`` is resolved by :func:`resolve_world`; the fractions are v1's
     pool mix, ``pack`` v2's drawings pack ("" = the shipped one)."""
