@@ -4,7 +4,7 @@
     evaluate   the zero-shot methods on a benchmark spec (no training image is encoded)
     benchmark  methods x shots x seeds on a benchmark spec (few-shot and test-time included)
     rerun      a benchmark again from its run.json
-    clipn      train / export the pocket model's CLIPN no-text tower
+    clipn      train / export a pocket model's CLIPN no-text tower (v1, or v2 with --model pocket2)
     pocket     train / export / check the shipped pocket model
     sweep      run a notebook through papermill over a parameter grid, then aggregate
     splits     write the benchmark specs of random ID/OOD class splits of the pocket world
@@ -88,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=C.cmd_rerun)
 
-    p = sub.add_parser("clipn", help="train or export the pocket model's CLIPN no-text tower (docs/clipn.md)")
+    p = sub.add_parser("clipn", help="train or export a pocket model's CLIPN no-text tower (docs/clipn.md; "
+                       "--model pocket2: pocket v2's, on world v2)")
     p.add_argument("action", choices=["train", "export"])
     p.add_argument("--out", default="runs/clipn", help="training folder (checkpoint.pt, training_log.csv)")
     p.add_argument("--options", default=None, help='JSON of ClipnConfig fields, e.g. \'{"steps": 3000}\'')
@@ -97,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", default=None, help="export: the safetensors file to write")
     p.add_argument("--overwrite", action="store_true", help="export: replace an existing file")
     p.add_argument("--no-progress", action="store_true")
+    add_backbone_args(p)
     p.set_defaults(func=C.cmd_clipn)
 
     p = sub.add_parser("pocket", help="train, export or check the pocket model; build the drawings pack; train v2")

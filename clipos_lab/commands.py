@@ -86,10 +86,9 @@ def cmd_rerun(args) -> int:
 
 
 def cmd_clipn(args) -> int:
-    from .backbone import Backbone
     from .clipn import train as clipn
 
-    backbone = Backbone.load()
+    backbone = backbone_from(args)  # the shipped v1 pocket model unless --model / --config / --checkpoint say
     if args.action == "train":
         cfg = clipn.ClipnConfig.from_dict(json_option(args.options, "--options")) if args.options else None
         encoder = clipn.train(backbone, args.out, cfg, progress=not args.no_progress,

@@ -4,6 +4,7 @@ encoder   the no tower (copy of the yes tower + 16 no-prompts), safetensors save
 losses    ITBO and TSO, with exact or reference (diagonal) targets
 scores    ATD and CTW
 train     training on cached image features of pocket-world images (``python -m clipos_lab clipn train``)
+worlds    the caption world a no tower trains on: v1's shapes or v2's drawings (no unseen-concept word)
 released  loader for CLIPN's released checkpoint layout, and load_no_text (either kind of file)
 """
 

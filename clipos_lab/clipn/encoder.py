@@ -31,12 +31,15 @@ import torch.nn.functional as F
 
 from ..errors import BackboneError, WeightsNotFoundError
 from ..files import atomic_path
-from ..resources import ASSETS, verify_checksum
+from ..resources import ASSETS, POCKET2_NAME, POCKET_NAME, verify_checksum
 
 N_NO_PROMPTS = 16
 FORMAT = "clipos_lab.clipn/1"
 CLIPN_DIR = ASSETS / "clipn"
 POCKET_NO_TEXT = CLIPN_DIR / "pocket-clipn.safetensors"
+POCKET2_NO_TEXT = CLIPN_DIR / "pocket2-clipn.safetensors"  # pocket v2's, trained on world v2 (docs/clipn.md)
+TRAIN_POCKET2 = ("python -m clipos_lab clipn train --model pocket2 --out runs/clipn2 && python -m clipos_lab clipn "
+                 "export --model pocket2 --out runs/clipn2 --to assets/clipn/pocket2-clipn.safetensors")
 
 
 class NoTextEncoder(torch.nn.Module):
@@ -253,21 +256,37 @@ def attach(backbone, encoder: NoTextEncoder) -> NoTextEncoder:
 
 
 def is_pocket(backbone) -> bool:
-    return str(getattr(backbone, "weights_id", "")).startswith("pocket-vit:")
+    """The shipped v1 pocket model (its weights id names their sha256)."""
+    return str(getattr(backbone, "weights_id", "")).startswith(f"{POCKET_NAME}:")
 
 
-def load_pocket_no_text(backbone, path: str | os.PathLike = POCKET_NO_TEXT) -> NoTextEncoder:
-    """The shipped pocket CLIPN no tower (checked against its sha256), attached to ``backbone``."""
-    verify_checksum(path, "pocket CLIPN no-text weights")
+def is_pocket2(backbone) -> bool:
+    """The shipped pocket v2 model (a checkpoint loaded from elsewhere is ``file:...``, not this)."""
+    return str(getattr(backbone, "weights_id", "")).startswith(f"{POCKET2_NAME}:")
+
+
+def load_pocket_no_text(backbone, path: str | os.PathLike | None = None) -> NoTextEncoder:
+    """The shipped CLIPN no tower of the pocket model ``backbone`` is (v1 or v2), checked against its sha256 and
+    attached; ``path`` overrides which file."""
+    if path is None:
+        path = POCKET2_NO_TEXT if is_pocket2(backbone) else POCKET_NO_TEXT
+    path = Path(path)
+    if is_pocket2(backbone) and not path.is_file():
+        raise WeightsNotFoundError(
+            f"pocket v2's CLIPN no tower {path} does not exist yet: it is trained (world v2, captions that never "
+            f"name an unseen concept) once pocket v2's weights are shipped. Train and export it with `{TRAIN_POCKET2}`"
+            ", or attach one you trained (clipos_lab.clipn.load_no_text(backbone, path))")
+    verify_checksum(path, f"{'pocket v2' if is_pocket2(backbone) else 'pocket'} CLIPN no-text weights")
     return attach(backbone, NoTextEncoder.load(path, backbone))
 
 
 def no_text_of(backbone) -> NoTextEncoder:
-    """``backbone``'s no tower: the attached one, else the shipped one for the pocket model, else a clear error."""
+    """``backbone``'s no tower: the attached one, else the shipped one for a pocket model (v1 or v2), else a clear
+    error."""
     encoder = getattr(backbone, "no_text", None)
     if encoder is not None:
         return encoder
-    if is_pocket(backbone):
+    if is_pocket(backbone) or is_pocket2(backbone):
         return load_pocket_no_text(backbone)
     raise WeightsNotFoundError(
         f"backbone {backbone.name!r} has no CLIPN no-text encoder: stock CLIP weights have none. Load CLIPN's "

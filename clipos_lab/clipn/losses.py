@@ -11,12 +11,13 @@ Which pairs are true is the one place where this project departs from the refere
 code takes the diagonal of a batch as the only true pairs (:func:`own_caption_targets`), although another caption
 in the batch ("a photo of a star") may well be true of an image (a red star). Pocket-world captions carry the
 attribute constraints they state, so :func:`exact_targets` marks every caption whose constraints an image
-satisfies as true, with the same rule the pocket model's multi-positive loss uses (``world.matches``).
+satisfies as true, with the same rule the pocket model's multi-positive loss uses (``world.matches``; for world v2
+``world2.matches``).
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -59,9 +60,11 @@ def tso_loss(yes: torch.Tensor, no: torch.Tensor, eps: float = 1e-4) -> torch.Te
     return (2 - squared.sqrt()).mean()
 
 
-def exact_targets(scenes: Sequence[W.Scene], constraints: Sequence[dict]) -> torch.Tensor:
-    """``(B_img, B_txt)`` bool: caption j is true of image i when the scene satisfies every constraint it states."""
-    return torch.tensor([[W.matches(c, s) for c in constraints] for s in scenes], dtype=torch.bool).reshape(
+def exact_targets(scenes: Sequence, constraints: Sequence[dict],
+                  matches: Callable[[dict, object], bool] = W.matches) -> torch.Tensor:
+    """``(B_img, B_txt)`` bool: caption j is true of image i when the scene satisfies every constraint it states
+    (``matches``: the scenes' world's rule, v1's ``world.matches`` or v2's ``world2.matches``)."""
+    return torch.tensor([[matches(c, s) for c in constraints] for s in scenes], dtype=torch.bool).reshape(
         len(scenes), len(constraints))
 
 

@@ -1,18 +1,20 @@
 """Training CLIPN's no tower on cached image features of pocket-world images and their captions.
 
 The image tower and the yes tower are frozen, so an image enters training only through its global feature:
-a pool of pocket-world images (drawn like the pocket model's own training batches, ``pocket.train.make_batch``,
-from steps it never trained on) is encoded once and cached; the image encoder never runs while training. Every
-step then draws a batch of pool images and, for each, a fresh caption (``world.caption``), so an image meets
-many captions over a run. Which captions of the batch are true of which image comes from the captions' stated
-constraints (:func:`clipos_lab.clipn.losses.exact_targets`); ``targets="reference"`` gives CLIPN's diagonal
-instead, for comparison.
+a pool of pocket-world images (drawn like the backbone's own training batches, from scenes it never trained on)
+is encoded once and cached; the image encoder never runs while training. Every step then draws a batch of pool
+images and, for each, a fresh caption, so an image meets many captions over a run. Which captions of the batch
+are true of which image comes from the captions' stated constraints
+(:func:`clipos_lab.clipn.losses.exact_targets`); ``targets="reference"`` gives CLIPN's diagonal instead, for
+comparison. The world (v1's shapes for the v1 pocket model, world v2's drawings for pocket v2, whose captions
+never name an unseen concept) is :mod:`.worlds`' business; ``world="auto"`` picks the backbone's own.
 
 Every batch, caption and no-prompt draw is a pure function of ``(seed, step)`` and a checkpoint holds the tower,
 the optimiser and the log, so an interrupted run resumed from its folder continues the same run.
 
     python -m clipos_lab clipn train --out runs/clipn --options '{"steps": 3000}'
     python -m clipos_lab clipn export --out runs/clipn --to assets/clipn/pocket-clipn.safetensors
+    python -m clipos_lab clipn train --model pocket2 --out runs/clipn2   # pocket v2, on world v2
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -34,13 +36,13 @@ from tqdm.auto import tqdm
 
 from ..config import config_from_dict, start_or_resume
 from ..files import atomic_path
-from ..pocket import train as P
-from ..pocket import world as W
 from ..resources import sha256_of
 from .encoder import NoTextEncoder
 from .losses import exact_targets, itbo_loss, own_caption_targets, tso_loss, yes_no_margin
+from .worlds import WORLDS, DrawingsPool, ShapesPool, pool_world, resolve_world
 
-POOL_FIRST_STEP = 1_000_000  # pool batches come from pocket training steps far past any pocket run (<= 6,500)
+POOL_FIRST_STEP = 1_000_000  # pool batches come from pocket training steps far past any pocket run (<= 12,000;
+# world v2 turns a step into scene indices step * 1000 and up, far past pocket v2's: clipn/worlds.py)
 VAL_FIRST_STEP = 2_000_000  # held-out pool images for the pair-accuracy check, disjoint from the training pool
 POOL_CHUNK = 250
 
@@ -59,8 +61,10 @@ class ClipnConfig:
     scale: float = 0.0  # logit scale of ITBO; 0 = the backbone's own
     pool_size: int = 20_000  # cached training images
     val_size: int = 1_000  # held-out images for the pair accuracy in the log
-    background_fraction: float = 0.1  # pool mix, as in the pocket model's training batches
-    clutter_fraction: float = 0.05
+    world: str = "auto"  # "v1" (shapes), "v2" (drawings) or "auto": the backbone's own (stored resolved)
+    background_fraction: float = 0.1  # v1 pool mix, as in the v1 pocket model's training batches; a v2 pool
+    clutter_fraction: float = 0.05  # is mixed as pocket v2's (Train2Config), which these two do not change
+    pack: str = ""  # v2: the drawings pack ("" = the shipped assets/drawings)
     eval_every: int = 250
     checkpoint_every: int = 250
     seed: int = 0
@@ -71,64 +75,61 @@ class ClipnConfig:
         cfg = config_from_dict(cls, values, "CLIPN training options")
         if cfg.targets not in ("exact", "reference"):
             raise ValueError(f"targets={cfg.targets!r}: choose 'exact' or 'reference'")
+        if cfg.world not in WORLDS:
+            raise ValueError(f"world={cfg.world!r}: choose 'auto', 'v1' (shapes) or 'v2' (drawings)")
         return cfg
 
 
 # ------------------------------------------------------------------------------------------------ the pool
 @dataclass
 class Pool:
-    """Global features ``(N, D)`` of pocket-world images and the scenes they show (for captions and truth)."""
+    """Global features ``(N, D)`` of pocket-world images, the scenes they show and the world that captions them
+    and decides which captions are true."""
 
     features: torch.Tensor
-    scenes: list[W.Scene]
+    scenes: list
+    world: ShapesPool | DrawingsPool
 
 
-def _scene_to_json(scene: W.Scene) -> list:
-    return [scene.kind, scene.background, [[o.shape, o.colour, o.size] for o in scene.objects]]
-
-
-def _scene_from_json(item: list) -> W.Scene:
-    kind, background, objects = item
-    return W.Scene(kind, background, tuple(W.DrawnObject(s, c, z, 0.0, (0, 0, 0, 0)) for s, c, z in objects))
+def world_of(backbone, cfg: ClipnConfig) -> ShapesPool | DrawingsPool:
+    """The pool world ``cfg`` asks for (``world="auto"``: the backbone's own)."""
+    return pool_world(backbone, cfg.world, cfg.background_fraction, cfg.clutter_fraction, cfg.pack)
 
 
 def build_pool(backbone, n_images: int, seed: int, first_step: int, cfg: ClipnConfig, cache=True,
-               progress: bool = True) -> Pool:
-    """Draw ``n_images`` pocket-world training images (full difficulty) and encode them once; cached on disk."""
+               progress: bool = True, world: ShapesPool | DrawingsPool | None = None) -> Pool:
+    """Draw ``n_images`` training images of the pool world (default: ``cfg``'s) and encode them once; cached on
+    disk."""
     from safetensors import safe_open
     from safetensors.torch import save_file
 
     from ..features import default_cache_dir
 
+    world = world or world_of(backbone, cfg)
     chunk = min(POOL_CHUNK, n_images)
     key = json.dumps({"weights": backbone.weights_id, "preprocess": backbone.preprocess_id(), "n": n_images,
-                      "seed": seed, "first": first_step, "bg": cfg.background_fraction,
-                      "clutter": cfg.clutter_fraction, "chunk": chunk, "v": 1}, sort_keys=True)
+                      "seed": seed, "first": first_step, "chunk": chunk, **world.key()}, sort_keys=True)
     folder = (Path(cache) if isinstance(cache, (str, os.PathLike)) else default_cache_dir()) / "clipn_pool"
     path = folder / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.safetensors"
     if cache and path.is_file():
         try:
             with safe_open(str(path), framework="pt") as fh:
-                scenes = [_scene_from_json(s) for s in json.loads(fh.metadata()["scenes"])]
-                return Pool(fh.get_tensor("features"), scenes)
+                scenes = [world.from_json(s) for s in json.loads(fh.metadata()["scenes"])]
+                return Pool(fh.get_tensor("features"), scenes, world)
         except Exception:  # unreadable cache: rebuild it
             pass
-    world = W.World(backbone.image_size)
-    batch_cfg = P.TrainConfig(batch_size=chunk, curriculum_steps=1, background_fraction=cfg.background_fraction,
-                              clutter_fraction=cfg.clutter_fraction)
-    grid = backbone.grid[0]
     features, scenes = [], []
     n_chunks = math.ceil(n_images / chunk)
-    for k in tqdm(range(n_chunks), disable=not progress, desc="CLIPN pool"):
-        images, chunk_scenes, _, _, _ = P.make_batch(world, seed, first_step + k, batch_cfg, grid)
+    for k in tqdm(range(n_chunks), disable=not progress, desc=f"CLIPN pool ({world.name})"):
+        images, chunk_scenes = world.draw(seed, first_step, k, chunk)
         x = torch.stack([backbone.preprocess(Image.fromarray(img)) for img in images])
         features.append(backbone.encode_images(x, surgery=False).global_.cpu())
         scenes.extend(chunk_scenes)
-    pool = Pool(torch.cat(features)[:n_images].contiguous(), scenes[:n_images])
+    pool = Pool(torch.cat(features)[:n_images].contiguous(), scenes[:n_images], world)
     if cache:
         with atomic_path(path) as tmp:
             save_file({"features": pool.features}, str(tmp),
-                      metadata={"key": key, "scenes": json.dumps([_scene_to_json(s) for s in pool.scenes])})
+                      metadata={"key": key, "scenes": json.dumps([world.to_json(s) for s in pool.scenes])})
     return pool
 
 
@@ -138,11 +139,11 @@ def draw_batch(pool: Pool, step: int, cfg: ClipnConfig):
     rng = np.random.default_rng([cfg.seed, 7, step])
     rows = rng.choice(len(pool.scenes), size=min(cfg.batch_size, len(pool.scenes)), replace=False)
     scenes = [pool.scenes[i] for i in rows]
-    captions = [W.caption(s, rng) for s in scenes]
+    captions = [pool.world.caption(s, rng) for s in scenes]
     constraints = {text: c for text, c in captions}
     texts = sorted(constraints)
     if cfg.targets == "exact":
-        positives = exact_targets(scenes, [constraints[t] for t in texts])
+        positives = exact_targets(scenes, [constraints[t] for t in texts], pool.world.matches)
     else:
         positives = own_caption_targets([c for c, _ in captions], texts)
     return torch.as_tensor(rows), texts, positives
@@ -159,10 +160,10 @@ def pair_accuracy(encoder: NoTextEncoder, backbone, pool: Pool, scale: float, se
     """Balanced accuracy of "p_yes > 0.5" against exact truth over every (image, caption) pair of a held-out pool,
     one random caption per image: does the no tower say no exactly where a caption is false?"""
     rng = np.random.default_rng([seed, 11])
-    captions = [W.caption(s, rng) for s in pool.scenes]
+    captions = [pool.world.caption(s, rng) for s in pool.scenes]
     constraints = {t: c for t, c in captions}
     texts = sorted(constraints)
-    truth = exact_targets(pool.scenes, [constraints[t] for t in texts])
+    truth = exact_targets(pool.scenes, [constraints[t] for t in texts], pool.world.matches)
     was_training = encoder.training
     encoder.eval()
     no = encoder(backbone.tokenize(texts))
@@ -187,9 +188,15 @@ def train(backbone, out_dir: str | os.PathLike, cfg: ClipnConfig | None = None, 
     same folder resumes (the stored config wins). ``training_log.csv`` has one row per step.
     """
     out, ckpt_path, state, cfg = start_or_resume(out_dir, ClipnConfig, cfg)
+    cfg = replace(cfg, world=resolve_world(backbone, cfg.world))  # stored resolved: a resume keeps its world
+    world = world_of(backbone, cfg)
+    if state is not None and state.get("world", world.key()) != world.key():
+        raise RuntimeError(f"{ckpt_path} was trained on another pool world ({state['world']}; now {world.key()}): "
+                           "the pack or pocket v2's scene mix changed since this run started, so its batches would "
+                           "differ; finish it with the code and pack that started it, or use another --out")
     scale = cfg.scale or backbone.logit_scale
-    pool = build_pool(backbone, cfg.pool_size, cfg.seed, POOL_FIRST_STEP, cfg, cache, progress)
-    val = build_pool(backbone, cfg.val_size, cfg.seed, VAL_FIRST_STEP, cfg, cache, progress)
+    pool = build_pool(backbone, cfg.pool_size, cfg.seed, POOL_FIRST_STEP, cfg, cache, progress, world)
+    val = build_pool(backbone, cfg.val_size, cfg.seed, VAL_FIRST_STEP, cfg, cache, progress, world)
 
     encoder = NoTextEncoder.from_backbone(backbone)
     params = list(encoder.parameters())
@@ -238,7 +245,7 @@ def train(backbone, out_dir: str | os.PathLike, cfg: ClipnConfig | None = None, 
         if step % cfg.checkpoint_every == 0 or step == stop_at:
             with atomic_path(ckpt_path) as tmp:
                 torch.save({"encoder": encoder.state_dict(), "optim": optim.state_dict(), "step": step, "log": log,
-                            "config": asdict(cfg), "fingerprint": encoder.fingerprint}, tmp)
+                            "config": asdict(cfg), "fingerprint": encoder.fingerprint, "world": world.key()}, tmp)
             write_log(log, out / "training_log.csv")
     bar.close()
     encoder.meta = {"config": asdict(cfg), "step": step}

@@ -4,8 +4,8 @@ Like MCM it needs class names, not ID images: ``fit`` builds, per class, the nor
 templates of normalised text features through each branch (``fc_yes``, ``fc_no``). ``score`` gives ATD (the
 default), CTW (see :mod:`clipos_lab.clipn.scores`) and MCM of the yes branch (zero-shot MCM at temperature 1, the
 same number the MCM row reports when the templates agree). The no branch comes from the backbone
-(``backbone.no_text``), or, for the pocket model, the shipped one in ``assets/clipn``; stock CLIP weights have
-none and get a clear error.
+(``backbone.no_text``), or, for the pocket models (v1 and v2), the shipped one in ``assets/clipn``; stock CLIP
+weights have none and get a clear error.
 
 The scale of ATD and CTW is the model's logit scale (``scale=None``), the temperature the no tower was trained
 at: CLIPN's released ViT-B-16 has 100, the value its code hard-codes; the pocket model has about 30.7.
