@@ -1,7 +1,8 @@
 # Two commands that work on a fresh machine (Python 3.11 with pip and venv):
-#   make benchmark   set up, then rank the methods on the random class splits of the pocket world (a suite)
+#   make benchmark   set up, then rank every OOD method on pocket v2's ten class splits of the drawings (a suite)
 #   make test        set up, then run the whole test suite (unit tests, notebooks, sweep, JupyterLab in Chromium)
-# Also: make benchmark-quick (the single default split, a first example), make test-browser (only the browser test)
+# Also: make benchmark-v1 (pocket v1: its shapes world's ten splits, the five default methods), make benchmark-quick
+# (v1's single default split, a first example), make test-browser (only the browser test)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
@@ -9,7 +10,11 @@ OUT    ?= outputs/benchmark
 export NUMBA_CACHE_DIR ?= $(CURDIR)/.cache/numba
 export MPLBACKEND ?= Agg
 
-.PHONY: setup benchmark benchmark-quick benchmark-splits browser test test-browser test-notebooks lint lab clean-outputs
+# every OOD method of the registry (the CLIP-OS ablations aside); five few-shot seeds for the spread of draws
+SUITE_METHODS ?= MCM,GL-MCM,CLIPN,CoOp,LoCoOp,CLIP-OS,NegLabel,CSP,AdaNeg,FA,GalLoP
+SUITE_SEEDS   ?= 1,2,3,4,5
+
+.PHONY: setup benchmark benchmark-v1 benchmark-quick benchmark-splits browser test test-browser test-notebooks lint lab clean-outputs
 
 setup: $(VENV)/.installed
 
@@ -22,10 +27,13 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/nbstripout --install --attributes .gitattributes || true
 	touch $@
 
-benchmark: setup
-	$(BIN)/python -m clipos_lab benchmark splits --out $(OUT) --overwrite  # the Makefile owns this folder
+benchmark: setup  # the Makefile owns $(OUT): --overwrite
+	$(BIN)/python -m clipos_lab benchmark drawings --methods $(SUITE_METHODS) --seeds $(SUITE_SEEDS) --out $(OUT) --overwrite
 
-benchmark-splits: benchmark
+benchmark-v1: setup
+	$(BIN)/python -m clipos_lab benchmark splits --out $(OUT)-v1 --overwrite  # v1: the five default methods, seeds 1-3
+
+benchmark-splits: benchmark-v1
 
 benchmark-quick: setup
 	$(BIN)/python -m clipos_lab benchmark default --out outputs/benchmark-quick --overwrite

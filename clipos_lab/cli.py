@@ -149,7 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("anomaly", help="anomaly maps x shots x seeds on an anomaly spec (world or MVTec-style)")
     p.add_argument("spec", nargs="?", default="world-anomaly",
                    help="anomaly YAML, or a shipped one: world-anomaly (default), world-anomaly-validation, "
-                        "paper-mvtec, paper-visa")
+                        "drawings-anomaly, drawings-anomaly-validation (pocket v2's drawn products; the model "
+                        "defaults to pocket2), paper-mvtec, paper-visa")
     p.add_argument("--methods", default=None,
                    help=f"comma-separated, from: {', '.join(anomaly_methods())} (default: "
                         f"{', '.join(default_anomaly_methods())})")

@@ -121,12 +121,12 @@ def cmd_pocket(args) -> int:
         print(json.dumps(row, indent=1))
         return 0
     if args.action == "export2":  # a v2 training folder -> assets/pocket2 (weights, sha256, thinned log)
-        from .resources import POCKET2_WEIGHTS
+        from .resources import POCKET2_NAME, POCKET2_WEIGHTS
 
         if POCKET2_WEIGHTS.exists() and not args.overwrite:
             raise FileExistsError(errno.EEXIST, "pocket v2 weights exist; pass --overwrite to replace them",
                                   str(POCKET2_WEIGHTS))
-        print(pocket.export(args.out or "runs/pocket2", POCKET2_WEIGHTS))
+        print(pocket.export(args.out or "runs/pocket2", POCKET2_WEIGHTS, POCKET2_NAME))
         return 0
     args.out = args.out or "runs/pocket"
     if args.action == "train":

@@ -343,15 +343,17 @@ def write_log(log: list[dict], path: str | os.PathLike) -> None:
         write_csv(log, path, columns=list(log[0]))
 
 
-def export(out_dir: str | os.PathLike, weights_path: str | os.PathLike = POCKET_WEIGHTS) -> str:
-    """Write the trained model (heads dropped) as float16 safetensors plus its sha256; returns the digest."""
+def export(out_dir: str | os.PathLike, weights_path: str | os.PathLike = POCKET_WEIGHTS,
+           model_name: str = POCKET_NAME) -> str:
+    """Write the trained model (heads dropped) as float16 safetensors plus its sha256; returns the digest.
+    ``model_name`` goes into the file's metadata (pocket v2 exports as "pocket2-vit")."""
     from ..files import save_safetensors
 
     state = torch.load(Path(out_dir) / "checkpoint.pt", map_location="cpu", weights_only=False)
     tensors = {k: v.detach().to(torch.float16).contiguous() if v.is_floating_point() else v.contiguous()
                for k, v in state["model"].items()}
     weights_path = Path(weights_path)
-    save_safetensors(tensors, weights_path, metadata={"format": "pt", "model": POCKET_NAME,  # same bytes each time
+    save_safetensors(tensors, weights_path, metadata={"format": "pt", "model": model_name,  # same bytes each time
                                                       "steps": str(state["step"])})
     digest = sha256_of(weights_path)
     with atomic_path(weights_path.with_name(weights_path.name + ".sha256")) as tmp:
