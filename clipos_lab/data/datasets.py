@@ -68,6 +68,11 @@ class WorldDataset(ImageDataset):
         """What image ``i`` shows, including object boxes (ground truth for localisation checks)."""
         return self._render(self.samples[i])[1]
 
+    def object_region(self, i: int):
+        """The object's box (v1 knows boxes; localisation checks count patches whose centre lies inside it)."""
+        s = self.scene(i)
+        return s.objects[0].box if s.kind == "object" and s.objects else None
+
     def _render(self, sample: Sample):
         shape, index = self._streams[sample.id]
         return self._world.render(self.seed, index, kind=self.kind, shape=shape)

@@ -95,6 +95,17 @@ class DrawingsDataset(ImageDataset):
         kind, index, drawing = self._stream(self.samples[i])
         return self._world.render(self.seed, index, kind=kind, drawing=drawing, state="", return_masks=True)
 
+    def scene(self, i: int) -> W2.Scene2:
+        """What image ``i`` shows, with the drawing's box (as :meth:`WorldDataset.scene`, for figures)."""
+        return self.render(i)[1]
+
+    def object_region(self, i: int):
+        """The drawing's exact ``(S, S)`` visible coverage in [0, 1] (None for a background scene): a drawing's box
+        holds much background (a lightning bolt, a flourish), so localisation checks count the pixels it covers."""
+        if self.kind != "object":
+            return None
+        return self.render(i)[2]["objects"].sum(0)
+
     def _load_sample(self, sample: Sample) -> Image.Image:
         kind, index, drawing = self._stream(sample)
         return Image.fromarray(self._world.render(self.seed, index, kind=kind, drawing=drawing, state="")[0])

@@ -61,6 +61,11 @@ class ImageDataset:
     def load(self, i: int) -> Image.Image:
         return self._load_sample(self.samples[i])
 
+    def object_region(self, i: int):
+        """Where image ``i``'s object is, for localisation checks: a pixel box ``(x0, y0, x1, y1)`` or an ``(H, W)``
+        coverage mask in [0, 1] where a generated dataset knows it (the pocket worlds), else None (no ground truth)."""
+        return None
+
     def fingerprint(self) -> list[str]:
         """One string per sample that changes when its content may have changed (the feature cache hashes it)."""
         return [self._fingerprint_sample(s) for s in self.samples]

@@ -20,6 +20,7 @@ from ..evaluation import metrics as M
 from ..evaluation.banks import encode_banks
 from ..methods import build_method
 from ..pocket.splits import validation_suite
+from ..pocket.splits2 import drawings_specs
 from ..viz.diagnosis import diagnose_draw
 
 SHOWN = {"gain_mcm": "MCM score - zero-shot MCM", "gain_unknown": "1-p(unknown) - zero-shot MCM",
@@ -88,11 +89,13 @@ def compare_draws(spec, backbone, seeds: Sequence[int], shots: int = 1, options:
 
 
 def validation_spec(name: str, n_fresh: int = 2):
-    """A validation benchmark by name (``world-split<k>-validation``, ``fresh2026-split<k>-validation``): the
-    benchmarks the spread over draws was measured on (docs/robustness.md), never a shipped test split."""
+    """A validation benchmark by name, never a shipped test split: world v1's ``world-split<k>-validation`` and
+    ``fresh2026-split<k>-validation`` (the benchmarks the spread over draws was measured on, docs/robustness.md),
+    or world v2's ``drawings-default-validation`` and ``drawings-split<k>-validation`` (the val drawings of a
+    drawings split, what ``python -m clipos_lab splits --world 2 --validation`` writes)."""
     from ..data import BenchmarkSpec
 
-    specs = {d["name"]: d for d in validation_suite(n_fresh=n_fresh)}
+    specs = {d["name"]: d for d in [*validation_suite(n_fresh=n_fresh), *drawings_specs(validation=True)]}
     if name not in specs:
         raise ValueError(f"no validation benchmark named {name!r}; choose one of {', '.join(specs)}")
     return BenchmarkSpec.from_dict(specs[name])

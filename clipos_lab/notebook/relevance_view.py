@@ -15,12 +15,24 @@ from .explorer_kit import live, wrap
 
 
 def object_box(dataset, index: int):
-    """The ground-truth box of a single-object world image, else None (other datasets have no boxes)."""
+    """The ground-truth box of a single-object image of world v1 or v2 (the dashed box in figures), else None
+    (other datasets have no boxes)."""
     scene = getattr(dataset, "scene", None)
     if scene is None:
         return None
     s = scene(index)
     return s.objects[0].box if s.kind == "object" and s.objects else None
+
+
+def object_boxes(dataset) -> list:
+    """:func:`object_box` of every image of ``dataset`` (for figures)."""
+    return [object_box(dataset, i) for i in range(len(dataset))]
+
+
+def object_regions(dataset) -> list:
+    """Where each image's object is, for the localisation numbers: world v1's box, world v2's exact coverage
+    mask (``dataset.object_region``), None where a dataset does not know."""
+    return [dataset.object_region(i) for i in range(len(dataset))]
 
 
 def relevance_view(bank, dataset, text: torch.Tensor, index: int = 0, class_index: int | None = None, k: int = 3,
@@ -36,13 +48,13 @@ def relevance_view(bank, dataset, text: torch.Tensor, index: int = 0, class_inde
     maps = res.grid_maps()
     where = {s.id: i for i, s in enumerate(dataset.samples)}
     ds_index = where[bank.ids[index]]
-    image, box = dataset.load(ds_index), object_box(dataset, ds_index)
+    image, box, region = dataset.load(ds_index), object_box(dataset, ds_index), dataset.object_region(ds_index)
     classes = bank.classnames
     n_rel, n_all = int(res.mask.sum()), res.mask.shape[1]
     numbers = {"id": bank.ids[index], "true_class": classes[int(one.labels[0])], "class": classes[label], "k": k,
                "rule": rule, "rho": float(res.rho[0]), "n_relevant": n_rel, "n_patches": n_all}
-    if box is not None:
-        numbers.update(A.mask_localisation(res.mask, [box], bank.grid, image.size[::-1]))
+    if region is not None:
+        numbers.update(A.mask_localisation(res.mask, [region], bank.grid, image.size[::-1]))
     summary = (f"image {numbers['id']} (true class {numbers['true_class']}), maps for class {numbers['class']}, "
                f"rule {rule}, PUC k={k}: rho={numbers['rho']:.2f}, {n_rel}/{n_all} patches ID-relevant")
     if "mask_in_box" in numbers:
@@ -57,15 +69,16 @@ def relevance_view(bank, dataset, text: torch.Tensor, index: int = 0, class_inde
 def typical_example(bank, dataset, text: torch.Tensor, k: int = 3, rule: str = "discrepancy") -> tuple[int, str]:
     """The first example to show, by a stated rule: the image whose ID-relevant mask lands on its object with
     the median lift over chance (:func:`~clipos_lab.viz.analysis.localisation_per_image`), so the example is
-    typical rather than the best or the worst. Without object boxes: the image with the median rho.
+    typical rather than the best or the worst. Without ground truth (``dataset.object_region``): the image with
+    the median rho.
 
     Returns (row of ``bank``, the rule in words, with the numbers).
     """
     res = R.relevance(bank, text, rule=rule, k=k)
     where = {s.id: i for i, s in enumerate(dataset.samples)}
-    boxes = [object_box(dataset, where[i]) for i in bank.ids]
+    regions = [dataset.object_region(where[i]) for i in bank.ids]
     size = dataset.load(where[bank.ids[0]]).size[::-1]
-    lift = A.localisation_per_image(res.mask, boxes, bank.grid, size)
+    lift = A.localisation_per_image(res.mask, regions, bank.grid, size)
     if np.isfinite(lift).any():
         i = A.median_index(lift)
         return i, (f"example: image {bank.ids[i]}, the median of {int(np.isfinite(lift).sum())} images by how much "

@@ -6,7 +6,10 @@
 * :func:`progress_bar` / :meth:`Mode.bar`: tqdm bars (widgets in JupyterLab) that stay out of executed notebooks;
 * :func:`load_backbone`: the notebook parameters ``MODEL`` / ``PRETRAINED`` / ``CHECKPOINT`` to a Backbone;
 * :func:`parse_list`: ``"1,2"`` / ``1`` / ``[1, 2]`` (papermill passes any of these) to a list;
-* :func:`benchmark_spec` and :func:`resize_world`: a benchmark spec from a parameter, optionally shrunk;
+* :func:`benchmark_spec` and :func:`resize_world`: a benchmark spec from a parameter ("default": the default of
+  the model's world, :mod:`.worlds`), optionally shrunk;
+* :func:`class_examples`: one image per class of each set, for a first look at the data;
+* :func:`no_tower`: CLIPN's no tower attached before anything is encoded (a missing one stops the first cells);
 * :func:`word_list_options`: a smaller, seeded word list for the negative-label methods (notebook runs stay quick);
 * :func:`method_averages`: per-method OOD-average AUROC / FPR95 and ID accuracy from the runner's summary;
 * :class:`Stopwatch`: wall-clock timings that end up in ``metrics.json``.
@@ -153,6 +156,21 @@ def load_backbone(model: str = "pocket", pretrained: str = "", checkpoint: str =
     return backbone
 
 
+def no_tower(backbone, no_text: str = "", methods=None):
+    """CLIPN's no tower attached to ``backbone`` now, before anything is encoded: ``no_text`` (a clipos_lab
+    ``.safetensors`` or CLIPN's released ``.pt``, relative to the current folder or the repository), else the
+    backbone's own (the shipped one of a pocket model). A missing tower stops the notebook here, at its first
+    cells, with the package's :class:`~clipos_lab.errors.WeightsNotFoundError` saying what to do, rather than
+    deep inside a fit. With ``methods`` (names, or a comma-separated string) only when CLIPN is among them;
+    returns the tower, or None when none was needed."""
+    from ..clipn.encoder import no_text_of
+    from ..clipn.released import load_no_text
+
+    if methods is not None and "CLIPN" not in parse_names(methods):
+        return None
+    return load_no_text(backbone, paths.resolve_input(no_text)) if no_text else no_text_of(backbone)
+
+
 def parse_list(value, cast: Callable = int) -> list:
     """``"1,2"``, ``"1 2"``, ``1`` or ``[1, 2]`` to ``[cast(1), cast(2)]``; empty input is an error.
 
@@ -181,17 +199,23 @@ def parse_names(value) -> list[str]:
     return names
 
 
-def benchmark_spec(spec: str = "default"):
-    """A :class:`~clipos_lab.data.BenchmarkSpec` from ``"default"`` (the shipped world) or a YAML path."""
-    from ..data import BenchmarkSpec, default_benchmark_path
+def benchmark_spec(spec: str = "default", backbone=None):
+    """A :class:`~clipos_lab.data.BenchmarkSpec` from a YAML path, or from ``"default"`` (or empty): the default
+    benchmark of ``backbone``'s world (``drawings-default`` for pocket v2, ``world-default`` for v1's pocket model,
+    any other model and no model; :func:`.worlds.benchmark_path`)."""
+    from ..data import BenchmarkSpec
+    from .worlds import benchmark_path
 
-    path = default_benchmark_path() if spec in ("", "default", None) else paths.resolve_input(spec)
-    return BenchmarkSpec.from_yaml(path)
+    return BenchmarkSpec.from_yaml(benchmark_path(spec, backbone))
+
+
+GENERATED = ("world", "drawings")  # entry types whose sizes are parameters (rendered on demand, nothing to copy)
 
 
 def resize_world(spec, id_per_class: int = 0, ood_per_set: int = 0):
-    """A copy of ``spec`` whose *world* entries are smaller: ``id_per_class`` images per ID class (test and
-    few-shot pool) and ``ood_per_set`` images per OOD set (per class for object sets, spread evenly).
+    """A copy of ``spec`` whose generated entries (world v1 ``world``, world v2 ``drawings``) are smaller:
+    ``id_per_class`` images per ID class (test and few-shot pool) and ``ood_per_set`` images per OOD set (per
+    class for object sets, spread evenly, at least one per class).
 
     0 keeps the spec's own sizes. Folder and torchvision entries are left as they are.
     """
@@ -199,18 +223,51 @@ def resize_world(spec, id_per_class: int = 0, ood_per_set: int = 0):
     new._built = {}
     if id_per_class:
         for entry in (new.id, new.id_train):
-            if isinstance(entry, dict) and entry.get("type") == "world":
+            if isinstance(entry, dict) and entry.get("type") in GENERATED:
                 entry["n_per_class"] = int(id_per_class)
                 entry.pop("n", None)
     if ood_per_set:
         for entry in new.ood.values():
-            if isinstance(entry, dict) and entry.get("type") == "world":
-                if entry.get("kind", "object") == "object":
-                    n_classes = len(entry.get("shapes", [])) or 1
-                    entry["n_per_class"] = max(1, int(ood_per_set) // n_classes)
-                else:
-                    entry["n"] = int(ood_per_set)
+            if not (isinstance(entry, dict) and entry.get("type") in GENERATED):
+                continue
+            if entry.get("kind", "object") == "object":
+                entry["n_per_class"] = max(1, int(ood_per_set) // _n_classes(entry, new.base_dir))
+            elif entry["type"] == "drawings":  # a background set: one class, "background"
+                entry["n_per_class"] = int(ood_per_set)
+            else:
+                entry["n"] = int(ood_per_set)
     return new
+
+
+def _n_classes(entry: dict, base_dir) -> int:
+    """The classes an object entry draws: its shapes (world) or classes; for a drawings entry given by
+    superclasses, the classes the dataset finds under them (building it reads the pack, renders nothing)."""
+    if entry["type"] == "world":
+        return len(entry.get("shapes", [])) or 1
+    if entry.get("classes"):
+        return len(entry["classes"])
+    from ..data import build_dataset
+
+    return len(build_dataset(entry, base_dir).classnames)
+
+
+def class_examples(sets: dict, max_cols: int = 8) -> tuple[list, list[str], int]:
+    """The first image of every class of each named dataset, titled ``"<set>: <class>"``, each set starting on a new
+    row: ``(images, titles, ncols)`` for :func:`clipos_lab.viz.image_grid` (None leaves a cell empty)."""
+    ncols = min(max_cols, max(len(ds.classnames) for ds in sets.values()))
+    images, titles = [], []
+    for name, ds in sets.items():
+        first: dict[int, int] = {}
+        for i, sample in enumerate(ds.samples):
+            first.setdefault(sample.label, i)
+        for label in sorted(first):
+            images.append(ds.load(first[label]))
+            titles.append(f"{name}: {ds.classnames[label]}")
+        pad = -len(images) % ncols
+        images, titles = images + [None] * pad, titles + [""] * pad
+    while images and images[-1] is None:
+        images, titles = images[:-1], titles[:-1]
+    return images, titles, ncols
 
 
 class Stopwatch:
@@ -264,8 +321,9 @@ def method_averages(summary, default_scores: dict[str, str] | None = None) -> di
     return out
 
 
-__all__ = ["Mode", "Stopwatch", "benchmark_spec", "in_ipython", "live_front_end", "load_backbone", "method_averages",
-           "parse_list", "parse_names", "progress_bar", "resize_world", "resolve_mode", "setup"]
+__all__ = ["Mode", "Stopwatch", "benchmark_spec", "class_examples", "in_ipython", "live_front_end", "load_backbone",
+           "method_averages", "no_tower", "parse_list", "parse_names", "progress_bar", "resize_world", "resolve_mode",
+           "setup"]
 
 
 def word_list_options(methods, n_words: int = 0, seed: int = 0) -> dict:

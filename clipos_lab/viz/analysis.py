@@ -82,31 +82,53 @@ def patch_box_cover(grid: tuple[int, int], image_size: int | tuple[int, int], bo
     return inside.reshape(-1)
 
 
-def mask_localisation(masks, boxes: Sequence, grid: tuple[int, int], image_size) -> dict:
-    """How well ID-relevant masks sit on the object: for each image, the fraction of its ID-relevant patches
-    whose centre is inside the ground-truth box ("precision"), against the fraction of *all* patches inside
-    the box (what a random mask of any size would score on average). Images without a box are skipped."""
+def patch_region_cover(grid: tuple[int, int], image_size: int | tuple[int, int], region) -> np.ndarray:
+    """Boolean ``(H * W,)``: which patches lie on the object. ``region`` is a pixel box (a patch counts when its
+    centre is inside, :func:`patch_box_cover`) or an ``(rows, cols)`` coverage mask in [0, 1] (a patch counts
+    when the object covers at least half of it; ``image_size`` is then the mask's own)."""
+    if isinstance(region, (np.ndarray, torch.Tensor)) and region.ndim == 2:
+        cover = torch.as_tensor(np.asarray(region, dtype=np.float32))
+        cells = torch.nn.functional.adaptive_avg_pool2d(cover[None, None], tuple(int(g) for g in grid))[0, 0]
+        return (cells >= 0.5).flatten().numpy()
+    return patch_box_cover(grid, image_size, region)
+
+
+def _region_cover(grid, image_size, region) -> np.ndarray | None:
+    """The patches on the object, or None when there is no object (no region, an empty box, a mask that covers
+    no patch by half)."""
+    if region is None:
+        return None
+    if not (isinstance(region, (np.ndarray, torch.Tensor)) and region.ndim == 2) and \
+            (region[2] <= region[0] or region[3] <= region[1]):
+        return None
+    cover = patch_region_cover(grid, image_size, region)
+    return cover if cover.any() else None
+
+
+def mask_localisation(masks, regions: Sequence, grid: tuple[int, int], image_size) -> dict:
+    """How well ID-relevant masks sit on the object: for each image, the fraction of its ID-relevant patches on
+    the object ("precision"; ``regions``: a ground-truth box or coverage mask per image, see
+    :func:`patch_region_cover`), against the fraction of *all* patches on it (what a random mask of any size would
+    score on average). Images without a region are skipped."""
     m = torch.as_tensor(masks).bool().numpy()
     precision, chance = [], []
-    for row, box in zip(m, boxes):
-        if box is None or box[2] <= box[0] or box[3] <= box[1]:
-            continue
-        cover = patch_box_cover(grid, image_size, box)
-        if row.any():
+    for row, region in zip(m, regions):
+        cover = _region_cover(grid, image_size, region)
+        if cover is not None and row.any():
             precision.append(float(cover[row].mean()))
             chance.append(float(cover.mean()))
     return {"mask_in_box": float(np.mean(precision)) if precision else float("nan"),
             "chance_in_box": float(np.mean(chance)) if chance else float("nan"), "n_images": len(precision)}
 
 
-def localisation_per_image(masks, boxes: Sequence, grid: tuple[int, int], image_size) -> np.ndarray:
+def localisation_per_image(masks, regions: Sequence, grid: tuple[int, int], image_size) -> np.ndarray:
     """Per image, the share of its ID-relevant patches on the object minus the object's share of all patches
-    (0 = no better than a random mask; NaN where an image has no box or an empty mask)."""
+    (0 = no better than a random mask; NaN where an image has no region or an empty mask)."""
     m = torch.as_tensor(masks).bool().numpy()
     lift = np.full(len(m), np.nan)
-    for i, (row, box) in enumerate(zip(m, boxes)):
-        if box is not None and box[2] > box[0] and box[3] > box[1] and row.any():
-            cover = patch_box_cover(grid, image_size, box)
+    for i, (row, region) in enumerate(zip(m, regions)):
+        cover = _region_cover(grid, image_size, region)
+        if cover is not None and row.any():
             lift[i] = float(cover[row].mean() - cover.mean())
     return lift
 
@@ -122,5 +144,5 @@ def median_index(values) -> int:
 
 
 __all__ = ["format_threshold_stats", "localisation_per_image", "mask_iou", "mask_localisation", "median_index",
-           "patch_box_cover", "threshold_at_tpr",
+           "patch_box_cover", "patch_region_cover", "threshold_at_tpr",
            "threshold_stats", "worst_mistakes"]

@@ -8,8 +8,8 @@ Four questions (docs/robustness.md), one function each, and :func:`diagnose_draw
 * :func:`outlier_geometry`: where the synthetic outliers sit relative to the shots: cosine to the nearest shot,
   against the cosine between shots of different classes, and the share of ID test images whose nearest
   neighbour among shots and outliers is an outlier (those are the images *unknown* is trained to claim);
-* :func:`relevance_stats`: were ID-relevant patches found: ``rho`` and, where the dataset has object boxes, the
-  share of ID-relevant patches on the object against chance;
+* :func:`relevance_stats`: were ID-relevant patches found: ``rho`` and, where the dataset knows where its objects
+  are (boxes in world v1, exact masks in world v2), the share of ID-relevant patches on the object against chance;
 * :func:`training_health`: did training diverge: first / last / lowest loss, non-finite values.
 
 All similarities are cosines between L2-normalised features; everything is computed on cached features.
@@ -73,12 +73,13 @@ def outlier_geometry(outliers, train, id_bank=None) -> dict:
     return out
 
 
-def relevance_stats(relevance, boxes: Sequence | None = None, image_size=None) -> dict:
-    """``rho`` (mean, min) of the few-shot images and, with their object ``boxes`` and ``image_size``, the share of
-    ID-relevant patches on the object (``mask_in_box``) against the share of all patches (``chance_in_box``)."""
+def relevance_stats(relevance, regions: Sequence | None = None, image_size=None) -> dict:
+    """``rho`` (mean, min) of the few-shot images and, with their object ``regions`` (boxes or coverage masks) and
+    ``image_size``, the share of ID-relevant patches on the object (``mask_in_box``) against the share of all
+    patches (``chance_in_box``)."""
     out = {"rho_mean": float(relevance.rho.float().mean()), "rho_min": float(relevance.rho.float().min())}
-    if boxes is not None and image_size is not None:
-        out.update(mask_localisation(relevance.mask.cpu(), boxes, relevance.grid, image_size))
+    if regions is not None and image_size is not None:
+        out.update(mask_localisation(relevance.mask.cpu(), regions, relevance.grid, image_size))
     return out
 
 
@@ -100,17 +101,12 @@ def training_health(history: Sequence[dict]) -> dict:
     return out
 
 
-def object_boxes(dataset, ids: Sequence[str]) -> list | None:
-    """The object box of each sample id in a pocket-world object dataset (None for datasets without scenes)."""
-    scene = getattr(dataset, "scene", None)
-    if scene is None:
-        return None
+def object_regions(dataset, ids: Sequence[str]) -> list | None:
+    """Where the object of each sample id is (``dataset.object_region``: a box in world v1, a coverage mask in world
+    v2), or None when the dataset knows none of them (folders, torchvision sets)."""
     where = {s.id: i for i, s in enumerate(dataset.samples)}
-    boxes = []
-    for sid in ids:
-        sc = scene(where[sid])
-        boxes.append(sc.objects[0].box if sc.kind == "object" and sc.objects else None)
-    return boxes
+    regions = [dataset.object_region(where[sid]) for sid in ids]
+    return regions if any(r is not None for r in regions) else None
 
 
 def diagnose_draw(method, train, id_bank, ood_banks: dict | None = None, dataset=None) -> dict:
@@ -120,11 +116,11 @@ def diagnose_draw(method, train, id_bank, ood_banks: dict | None = None, dataset
     if getattr(method, "outliers_", None) is not None:
         out.update(outlier_geometry(method.outliers_, train, id_bank))
     if getattr(method, "relevance_", None) is not None:
-        boxes = None if dataset is None else object_boxes(dataset, train.ids)
+        regions = None if dataset is None else object_regions(dataset, train.ids)
         size = getattr(dataset, "image_size", None)
-        out.update(relevance_stats(method.relevance_, boxes, None if size is None else (size, size)))
+        out.update(relevance_stats(method.relevance_, regions, None if size is None else (size, size)))
     return out
 
 
-__all__ = ["diagnose_draw", "object_boxes", "outlier_geometry", "relevance_stats", "training_health",
+__all__ = ["diagnose_draw", "object_regions", "outlier_geometry", "relevance_stats", "training_health",
            "unknown_absorption"]

@@ -19,7 +19,8 @@ def image_grid(images: Sequence, titles: Sequence[str] | None = None, heatmaps: 
                masks: Sequence | None = None, boxes: Sequence | None = None, ncols: int = 6, alpha: float = 0.6,
                cmap: str = "viridis", suptitle: str | None = None, cell: float = 1.9,
                path: str | os.PathLike | None = None) -> Figure:
-    """A grid of images, each optionally with a relevance heatmap, mask outline and box (see :func:`overlay`)."""
+    """A grid of images, each optionally with a relevance heatmap, mask outline and box (see :func:`overlay`);
+    a None image leaves its cell empty (e.g. to start a new group on a new row)."""
     n = len(images)
     if n == 0:
         fig, axes = new_figure(1, 1, (cell * 2, cell))
@@ -30,7 +31,7 @@ def image_grid(images: Sequence, titles: Sequence[str] | None = None, heatmaps: 
     nrows = -(-n // ncols)
     fig, axes = new_figure(nrows, ncols, (cell, cell + 0.25))
     for k, ax in enumerate(axes.flat):
-        if k >= n:
+        if k >= n or images[k] is None:
             ax.axis("off")
             continue
         overlay(ax, images[k], heatmap=None if heatmaps is None else heatmaps[k],
