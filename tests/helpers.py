@@ -31,19 +31,3 @@ class CountingBackbone:
         self.calls += 1
         self.images += len(images)
         return self.inner.encode_images(images, **kwargs)
-
-
-# ---------------------------------------------------------------------------------------------------- notebooks
-POCKET2_TOWER = Path(__file__).resolve().parent.parent / "assets" / "clipn" / "pocket2-clipn.safetensors"
-
-
-def without_the_pocket2_tower(stem: str, params: dict) -> dict:
-    """Test-only, while pocket v2's CLIPN no tower (``POCKET2_TOWER``) is not shipped: the notebook parameters that
-    keep CLIPN off pocket v2 (06 on v1, CLIPN out of ``METHODS``); nothing once the tower is there or when the run
-    is on v1 anyway. Remove it (and its uses in test_notebooks.py, test_browser.py) once the tower is committed."""
-    if POCKET2_TOWER.is_file() or params.get("MODEL") == "pocket":
-        return {}
-    if stem == "06_saying_no":
-        return {"MODEL": "pocket"}
-    methods = [m.strip() for m in str(params.get("METHODS", "")).split(",") if m.strip()]
-    return {"METHODS": ",".join(m for m in methods if m != "CLIPN")} if "CLIPN" in methods else {}

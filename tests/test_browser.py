@@ -34,7 +34,6 @@ from pathlib import Path
 import nbformat
 import pytest
 import yaml
-from helpers import without_the_pocket2_tower
 
 ROOT = Path(__file__).resolve().parent.parent
 NB_DIR = ROOT / "notebooks"
@@ -74,7 +73,6 @@ def lab(tmp_path_factory):
         names = {line.split(":")[0] for c in nb.cells if "parameters" in c.metadata.get("tags", [])
                  for line in c.source.splitlines() if ":" in line}
         mine = {k: v for k, v in params.items() if k in names}
-        mine.update(without_the_pocket2_tower(stem, mine))  # until pocket v2's CLIPN no tower is shipped
         mine["OUTPUT_DIR"] = str(root / "outputs" / stem)
         at = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
         injected = nbformat.v4.new_code_cell("\n".join(f"{k} = {v!r}" for k, v in mine.items()))

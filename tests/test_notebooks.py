@@ -6,10 +6,6 @@ start from a scratch working directory that is neither the repository nor notebo
 temporary folder, which proves that notebooks resolve every path through the package. Each run must write its
 metrics.json; the benchmark notebook's numbers are checked too. The default parameters are exercised by
 ``pytest --nbmake notebooks/`` (see notebooks/README.md).
-
-Until pocket v2's CLIPN no tower is shipped (``POCKET2_TOWER``), CLIPN cannot run on v2: 06 then runs on v1,
-the other notebooks drop CLIPN from ``METHODS``, and a test checks that 06 on v2 stops at its first cells with
-WeightsNotFoundError. Once the tower is in the repository, remove ``without_the_pocket2_tower`` and that test.
 """
 
 from __future__ import annotations
@@ -24,7 +20,6 @@ from pathlib import Path
 import nbformat
 import pytest
 import yaml
-from helpers import POCKET2_TOWER, without_the_pocket2_tower
 
 ROOT = Path(__file__).resolve().parent.parent
 NB_DIR = ROOT / "notebooks"
@@ -173,7 +168,6 @@ def _run(path: Path, tmp_path: Path, extra: dict | None = None) -> tuple[Path, d
     out = tmp_path / "out"
     params["OUTPUT_DIR"] = str(out)
     params.update(extra or {})
-    params.update(without_the_pocket2_tower(path.stem, params))
     elsewhere = tmp_path / "cwd"
     elsewhere.mkdir()
     papermill.execute_notebook(str(path), str(tmp_path / f"{path.stem}.out.ipynb"), parameters=params,
@@ -258,29 +252,10 @@ def test_v1_is_one_parameter_away(stem, tmp_path, kernel_env):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(POCKET2_TOWER.is_file(), reason="pocket v2's no tower is shipped: 06 runs on v2 above")
-def test_saying_no_without_the_pocket2_tower_stops_at_its_first_cells(tmp_path, kernel_env):
-    """06 on pocket v2 without its no tower fails with the package's WeightsNotFoundError where the model is loaded,
-    before anything is encoded, not deep inside CLIPN's fit."""
-    import papermill
-
-    params = {**yaml.safe_load(CI_PARAMS.read_text()), "OUTPUT_DIR": str(tmp_path / "out")}
-    with pytest.raises(papermill.PapermillExecutionError) as info:
-        papermill.execute_notebook(str(NB_DIR / "06_saying_no.ipynb"), str(tmp_path / "06.out.ipynb"),
-                                   parameters=params, kernel_name="python3", progress_bar=False, log_output=False)
-    err = info.value
-    assert err.ename == "WeightsNotFoundError"
-    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line) for line in err.traceback]  # without the colour codes
-    failing = next(line for line in "\n".join(lines).splitlines() if "---->" in line)
-    assert "notebook.no_tower" in failing and "encode_banks" in err.source  # the cell that would encode, stopped first
-
-
-@pytest.mark.slow
 def test_benchmark_notebook_runs_with_ci_params(tmp_path, kernel_env):
     out, metrics = _run(NB_DIR / "05_benchmark.ipynb", tmp_path)
     ci = yaml.safe_load(CI_PARAMS.read_text())
-    asked = without_the_pocket2_tower("05_benchmark", ci).get("METHODS", ci["METHODS"])
-    methods = [m.strip() for m in asked.split(",")]
+    methods = [m.strip() for m in ci["METHODS"].split(",")]
     assert metrics["model"] == "pocket2-vit" and metrics["benchmark"] == "drawings-default"
     assert set(metrics["per_method"]) == set(methods)
     for method, row in metrics["per_method"].items():
