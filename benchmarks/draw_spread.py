@@ -13,6 +13,9 @@ benchmark). Per draw, the gain of the OOD-average AUROC over zero-shot MCM on th
 draws beating MCM, pooled and per benchmark, and the bars of issue 21 (per validation benchmark: CLIP-OS MCM
 5th percentile >= -0.5, 1 - p(unknown) worst >= -2; pooled mean gain >= +0.8 / +1.4).
 
+``--world 2`` runs the same on pocket v2 and the validation versions of its drawings splits
+(``clipos_lab.pocket.splits2``; no fresh class splits there: ``--fresh`` is ignored).
+
 ``--variant NAME=JSON`` adds a registered copy of CLIP-OS with these options (e.g. the old behaviour), run on
 the same draws. Writes ``draws.csv`` (one row per draw), ``spread.csv`` / ``spread.md`` and ``gains.png``.
 """
@@ -35,6 +38,7 @@ from clipos_lab.evaluation.runner import encode_banks, run_benchmark
 from clipos_lab.methods import registry
 from clipos_lab.methods.prompt import CLIPOS
 from clipos_lab.pocket.splits import validation_suite
+from clipos_lab.pocket.splits2 import drawings_specs
 from clipos_lab.runfolder import RunFolder
 from clipos_lab.viz.spread import gain_strips
 
@@ -43,7 +47,10 @@ BARS = {"p5_mcm": -0.005, "worst_unknown": -0.02, "mean_mcm": 0.008, "mean_unkno
 OUTPUTS = ["draws.csv", "spread.csv", "spread.md", "gains.png"]
 
 
-def validation_specs(n_splits: int, n_fresh: int, fresh_seed: int, fresh_data_seed: int) -> list[BenchmarkSpec]:
+def validation_specs(n_splits: int, n_fresh: int, fresh_seed: int, fresh_data_seed: int,
+                     world: int = 1) -> list[BenchmarkSpec]:
+    if world == 2:
+        return [BenchmarkSpec.from_dict(d) for d in drawings_specs(validation=True)[:n_splits]]
     return [BenchmarkSpec.from_dict(d) for d in validation_suite(n_splits, n_fresh, fresh_seed, fresh_data_seed)]
 
 
@@ -104,6 +111,8 @@ def main() -> None:
     parser.add_argument("--shots", default="1,2")
     parser.add_argument("--splits", type=int, default=10, help="validation splits used (of the ten)")
     parser.add_argument("--fresh", type=int, default=2, help="fresh class splits drawn besides them")
+    parser.add_argument("--world", type=int, default=1, choices=[1, 2],
+                        help="1: pocket v1 and its shape splits; 2: pocket v2 and its drawings splits")
     parser.add_argument("--fresh-seed", type=int, default=2026)
     parser.add_argument("--fresh-data-seed", type=int, default=7000)
     parser.add_argument("--methods", default="MCM,CLIPN,CoOp,LoCoOp,CLIP-OS")
@@ -127,8 +136,8 @@ def main() -> None:
     seeds = list(range(args.first_seed, args.first_seed + args.draws))
     run = RunFolder(args.out, OUTPUTS, overwrite=args.overwrite)
     try:
-        backbone = Backbone.load()
-        specs = validation_specs(args.splits, args.fresh, args.fresh_seed, args.fresh_data_seed)
+        backbone = Backbone.load("pocket2" if args.world == 2 else "pocket")
+        specs = validation_specs(args.splits, args.fresh, args.fresh_seed, args.fresh_data_seed, args.world)
         gains = []
         for spec in specs:
             start = time.perf_counter()

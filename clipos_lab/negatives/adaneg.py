@@ -118,9 +118,11 @@ def proxy_logits(memory: ProxyMemory, images: torch.Tensor, scale: float, samada
             continue
         sim = torch.einsum("cld,bd->clb", mem, images)
         w = torch.exp(-beta * (1.0 - sim))
-        gram = torch.einsum("cld,cmd->clm", mem, mem)
+        gram = torch.bmm(mem, mem.transpose(1, 2))  # (c, L, L)
         num = (w * sim).sum(1)  # (c, B)
-        den = torch.einsum("clb,clm,cmb->cb", w, gram, w).clamp_min(1e-24).sqrt()
+        # w^T G w per (label, image) as two batched products: a three-operand einsum here was contracted
+        # through a (c, L, B, L) intermediate, gigabytes for 10,000 labels
+        den = (w * torch.bmm(gram, w)).sum(1).clamp_min(1e-24).sqrt()
         out.append(scale * (num / den).T)
     return torch.cat(out, dim=1)
 
