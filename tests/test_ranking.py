@@ -62,9 +62,17 @@ def test_headline_keeps_each_methods_reported_score():
 def test_markdown_ranks_and_marks_significant_pairs():
     text = ranking_markdown(rows_of({("MCM", "MCM", 0): [[0.6]] * 10,
                                      ("CLIP-OS", "MCM", 1): [[0.7]] * 10}))
-    assert text.index("CLIP-OS (MCM, 1-shot)") < text.index("MCM (MCM)")
+    assert text.index("CLIP-OS (MCM, 1-shot) *") < text.index("MCM (MCM) *")
     assert "10-0*" in text and "0-10*" in text
     assert ranking_markdown(rows_of({("MCM", "MCM", 0): [[0.6]]})) == ""  # one benchmark: nothing to test
+
+
+def test_every_score_is_ranked_but_only_reported_scores_are_paired_in_the_matrix():
+    text = ranking_markdown(rows_of({("CLIP-OS", "MCM", 1): [[0.6]] * 4, ("CLIP-OS", "1-p(unknown)", 1): [[0.9]] * 4,
+                                     ("MCM", "MCM", 0): [[0.5]] * 4}))
+    ranking_part, matrix = text.split("Pairwise", 1)
+    assert ranking_part.index("CLIP-OS (1-p(unknown), 1-shot)") < ranking_part.index("CLIP-OS (MCM, 1-shot) *")
+    assert "1-p(unknown)" not in matrix and "CLIP-OS (MCM, 1-shot)" in matrix
 
 
 def test_no_average_rows_is_a_clear_error():

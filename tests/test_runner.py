@@ -131,7 +131,7 @@ def test_suite_runs_every_spec_and_writes_the_summary(pocket_backbone, tmp_path)
     coop_mcm = pairs[(pairs[["a_method", "b_method"]].apply(set, axis=1) == {"CoOp", "MCM"})
                      & (pairs["a_score"] == "MCM") & (pairs["b_score"] == "MCM")]
     assert len(coop_mcm) == 1 and coop_mcm[["wins", "losses", "ties"]].sum(axis=1).item() == 2
-    assert "Ranking by each method's reported score" in (tmp_path / "suite" / "suite_summary.md").read_text()
+    assert "Ranking of every method and score" in (tmp_path / "suite" / "suite_summary.md").read_text()
     per_spec = [next(r["mean"] for r in result.summary if (r["method"], r["score"], r["ood"], r["metric"]) ==
                      ("CoOp", "MCM", "Average", "AUROC")) for result in suite.per_spec.values()]
     row = next(r for r in suite.summary if (r["method"], r["score"], r["metric"]) == ("CoOp", "MCM", "AUROC"))

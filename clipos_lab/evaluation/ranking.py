@@ -7,8 +7,9 @@ counted. The two-sided sign test (``scipy.stats.binomtest`` on wins out of wins 
 that split could be a coin's; with ten benchmarks a 9-1 split gives p = 0.021, 8-2 gives p = 0.11.
 
 An *entry* is a (method, score, shots) triple; zero-shot methods have ``shots = 0`` and meet the few-shot entries
-of every shot count. Tables rank each method by its reported score (:func:`~clipos_lab.methods.main_score`);
-:func:`pairwise` can also compare every score.
+of every shot count. The printed ranking lists every score of every method and marks the one each method is
+reported with (:func:`~clipos_lab.methods.main_score`); the printed matrices compare the reported scores, and
+``suite_pairs.csv`` (:func:`pairwise`) every pair of every score.
 """
 
 from __future__ import annotations
@@ -100,36 +101,41 @@ def _label(entry) -> str:
 
 
 def ranking_markdown(rows, metric: str = "AUROC", scores: Mapping[str, str] | None = None) -> str:
-    """What a suite prints under its tables: the ranking of each method's reported score, then one matrix of
-    per-benchmark wins-losses per shot count, with the sign test's p; "" for a single benchmark."""
+    """What a suite prints under its tables: every (method, score, shots) entry ranked (each method's reported
+    score marked), then, over the reported scores, one matrix of per-benchmark wins-losses per shot count with
+    the sign test's p; "" for a single benchmark."""
     wide = benchmark_means(rows, metric)
     if len(wide) < 2:
         return ""
-    wide = headline(wide, scores)
+    reported = set(headline(wide, scores).columns)
     rank = ranking(wide)
-    table = pd.DataFrame({"rank": range(1, len(rank) + 1), "entry": [_label(e) for e in
-                                                                     rank[ENTRY].itertuples(index=False)],
+    entries = list(rank[ENTRY].itertuples(index=False, name=None))
+    table = pd.DataFrame({"rank": range(1, len(rank) + 1),
+                          "entry": [_label(e) + (" *" if e in reported else "") for e in entries],
                           metric: [f"{100 * m:.2f} ± {100 * s:.2f}" for m, s in zip(rank["mean"], rank["std"])],
                           "mean rank": [f"{r:.2f}" for r in rank["mean_rank"]],
                           "best on": [f"{b}/{n}" for b, n in zip(rank["best_on"], rank["n_specs"])]})
-    parts = [to_markdown(table, f"Ranking by each method's reported score: {metric} mean ± std over {len(wide)} "
+    parts = [to_markdown(table, f"Ranking of every method and score: {metric} mean ± std over {len(wide)} "
                                 "benchmarks (each the seed mean, averaged over OOD sets), in %; mean rank over "
-                                "benchmarks (1 = best).", numparse=False)]
+                                "benchmarks (1 = best); * = the score the method is reported with "
+                                "(its default_score).", numparse=False)]
+    wide = wide[[e for e in entries if e in reported]]
     pairs = pairwise(wide)
-    for shots in sorted({s for s in rank["shots"] if s}) or [0]:
-        entries = [tuple(e) for e in rank[ENTRY].itertuples(index=False) if e[2] in (0, shots)]
-        cells = {e: {f: "" for f in entries} for e in entries}
+    order = [e for e in entries if e in reported]
+    for shots in sorted({e[2] for e in order if e[2]}) or [0]:
+        group = [e for e in order if e[2] in (0, shots)]
+        cells = {e: {f: "" for f in group} for e in group}
         for p in pairs.itertuples(index=False):
             a, b = (p.a_method, p.a_score, p.a_shots), (p.b_method, p.b_score, p.b_shots)
             if a in cells and b in cells:
                 star = "*" if p.p_sign < 0.05 else ""
                 cells[a][b] = f"{p.wins}-{p.losses}{star} (p={p.p_sign:.2g})"
                 cells[b][a] = f"{p.losses}-{p.wins}{star}"
-        matrix = pd.DataFrame([{"": _label(e), **{_label(f): cells[e][f] or "·" for f in entries}}
-                               for e in entries])
+        matrix = pd.DataFrame([{"": _label(e), **{_label(f): cells[e][f] or "·" for f in group}} for e in group])
         title = f"{shots}-shot entries and zero-shot methods" if shots else "zero-shot methods"
-        parts.append(to_markdown(matrix, f"Pairwise, {title}: benchmarks the row wins-loses against the column "
-                                         f"({metric}); * = two-sided sign test p < 0.05 (ties dropped).",
+        parts.append(to_markdown(matrix, f"Pairwise, reported scores, {title}: benchmarks the row wins-loses "
+                                         f"against the column ({metric}); * = two-sided sign test p < 0.05 (ties "
+                                         "dropped); suite_pairs.csv has every pair of every score.",
                                  numparse=False))
     return "\n\n".join(parts)
 
