@@ -31,3 +31,22 @@ class CountingBackbone:
         self.calls += 1
         self.images += len(images)
         return self.inner.encode_images(images, **kwargs)
+
+
+def clipn_full_and_resumed(backbone, tmp_path):
+    """A 4-step CLIPN no-tower run in one sitting and the same run split in two sittings (one thread: bit-identical
+    float sums); returns both encoders and the config."""
+    import torch
+
+    from clipos_lab.clipn import train as T
+
+    cfg = T.ClipnConfig(steps=4, batch_size=16, pool_size=40, val_size=20, eval_every=2, checkpoint_every=2,
+                        warmup_steps=1, threads=1)
+    threads = torch.get_num_threads()
+    try:
+        full = T.train(backbone, tmp_path / "full", cfg, progress=False, cache=tmp_path / "cache")
+        T.train(backbone, tmp_path / "split", cfg, progress=False, max_steps_this_sitting=2, cache=tmp_path / "cache")
+        resumed = T.train(backbone, tmp_path / "split", None, progress=False, cache=tmp_path / "cache")
+    finally:
+        torch.set_num_threads(threads)
+    return full, resumed, cfg

@@ -10,6 +10,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from helpers import clipn_full_and_resumed
 
 from clipos_lab.clipn import NoTextEncoder, atd, attach, ctw, load_released, p_yes
 from clipos_lab.clipn import losses as L
@@ -185,16 +186,7 @@ def test_released_layout_loader(tiny_files, tiny_backbone, other_backbone, tmp_p
 def test_training_is_seeded_and_resumes_exactly(pocket_backbone, tmp_path):
     from clipos_lab.clipn import train as T
 
-    cfg = T.ClipnConfig(steps=4, batch_size=16, pool_size=40, val_size=20, eval_every=2, checkpoint_every=2,
-                        warmup_steps=1, threads=1)  # one thread: bit-identical float sums
-    threads = torch.get_num_threads()
-    try:
-        full = T.train(pocket_backbone, tmp_path / "full", cfg, progress=False, cache=tmp_path / "cache")
-        T.train(pocket_backbone, tmp_path / "split", cfg, progress=False, max_steps_this_sitting=2,
-                cache=tmp_path / "cache")
-        resumed = T.train(pocket_backbone, tmp_path / "split", None, progress=False, cache=tmp_path / "cache")
-    finally:
-        torch.set_num_threads(threads)
+    full, resumed, cfg = clipn_full_and_resumed(pocket_backbone, tmp_path)
     for a, b in zip(full.state_dict().values(), resumed.state_dict().values()):
         assert torch.equal(a, b)
     log = (tmp_path / "full" / "training_log.csv").read_text().splitlines()

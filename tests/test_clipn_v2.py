@@ -10,6 +10,7 @@ import re
 import numpy as np
 import pytest
 import torch
+from helpers import clipn_full_and_resumed
 
 from clipos_lab.clipn import encoder as E
 from clipos_lab.clipn import train as T
@@ -119,16 +120,7 @@ def test_v2_scene_json_round_trip(drawings):
 
 
 def test_v2_training_is_seeded_and_resumes_exactly(pocket2_backbone, tmp_path):
-    cfg = T.ClipnConfig(steps=4, batch_size=16, pool_size=40, val_size=20, eval_every=2, checkpoint_every=2,
-                        warmup_steps=1, threads=1)  # one thread: bit-identical float sums
-    threads = torch.get_num_threads()
-    try:
-        full = T.train(pocket2_backbone, tmp_path / "full", cfg, progress=False, cache=tmp_path / "cache")
-        T.train(pocket2_backbone, tmp_path / "split", cfg, progress=False, max_steps_this_sitting=2,
-                cache=tmp_path / "cache")
-        resumed = T.train(pocket2_backbone, tmp_path / "split", None, progress=False, cache=tmp_path / "cache")
-    finally:
-        torch.set_num_threads(threads)
+    full, resumed, cfg = clipn_full_and_resumed(pocket2_backbone, tmp_path)
     for a, b in zip(full.state_dict().values(), resumed.state_dict().values()):
         assert torch.equal(a, b)
     assert not torch.equal(full.prompts, torch.zeros_like(full.prompts))
