@@ -8,7 +8,8 @@ Each variant trains a pocket no tower for ``--steps`` steps (``clipos_lab.clipn.
 scored on ``assets/benchmarks/world-validation.yaml`` and the validation versions of the five random class splits
 (``clipos_lab.pocket.splits.split_specs(validation=True)``: the same classes as the test splits, other images).
 Printed: OOD-averaged AUROC (higher score = more ID, ID positive), mean over the six validation benchmarks, in %.
-Training a variant again resumes (or reuses) its folder.
+Training a variant again resumes (or reuses) its folder. ``--world 2`` does the same for pocket v2 on the
+validation versions of its ten drawings splits (``clipos_lab.pocket.splits2.drawings_specs(validation=True)``).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from clipos_lab.data import BenchmarkSpec  # noqa: E402
 from clipos_lab.evaluation.runner import encode_banks  # noqa: E402
 from clipos_lab.methods import build_method  # noqa: E402
 from clipos_lab.pocket.splits import split_specs  # noqa: E402
+from clipos_lab.pocket.splits2 import drawings_specs  # noqa: E402
 
 DEFAULT_VARIANTS = {"exact": {}, "reference": {"targets": "reference"}, "exact-lr1e-3": {"lr": 1e-3}}
 
@@ -43,10 +45,16 @@ def main() -> None:
     parser.add_argument("--base", default='{"pool_size": 8000, "threads": 1}', help="JSON: fields of every variant")
     parser.add_argument("--checkpoints", default="", help="evaluate these existing training folders too (comma-sep)")
     parser.add_argument("--out", default="outputs/clipn_tune")
+    parser.add_argument("--world", type=int, default=1, choices=[1, 2], help="1: pocket v1; 2: pocket v2")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    backbone = Backbone.load()
-    specs = [BenchmarkSpec.from_yaml(VALIDATION)] + [BenchmarkSpec.from_dict(d) for d in split_specs(validation=True)]
+    if args.world == 2:
+        backbone = Backbone.load("pocket2")
+        specs = [BenchmarkSpec.from_dict(d) for d in drawings_specs(validation=True)]
+    else:
+        backbone = Backbone.load()
+        specs = [BenchmarkSpec.from_yaml(VALIDATION)] + [BenchmarkSpec.from_dict(d)
+                                                         for d in split_specs(validation=True)]
     all_banks = [encode_banks(spec, backbone, progress=False) for spec in specs]
     mcm = mean_of([evaluate(build_method("MCM").fit(backbone, b.id_train), b) for b in all_banks])
     print(f"zero-shot MCM on {len(specs)} validation benchmarks: AUROC {100 * mcm['MCM']:.2f}, ACC "
