@@ -367,3 +367,21 @@ def test_shipped_world_specs_build_and_validation_uses_other_images():
     assert [c.name for c in cats] == ["circle", "square", "triangle", "star", "heart", "cross"]
     assert len(cats[0].test) == 40 + 4 * 15 and len(cats[0].train) == 16
     assert len(validation.categories()) == 6
+
+
+def test_state_prompts_speak_the_words_they_are_given(pocket_backbone):
+    from clipos_lab.anomaly.prompts import NORMAL_STATES, TEMPLATES, StatePrompts, state_prompts
+
+    normal, abnormal = state_prompts("star")
+    assert len(normal) == len(NORMAL_STATES) * len(TEMPLATES) and "a photo of a flawless star." in normal
+    normal, abnormal = state_prompts("star", ["intact {}"], ["damaged {}", "torn {}"], ["a {}."])
+    assert (normal, abnormal) == (["a intact star."], ["a damaged star.", "a torn star."])
+    own = StatePrompts(normal_states=["intact {}"], abnormal_states=["damaged {}"], templates=["a {}."])
+    own.fit(backbone=pocket_backbone, category="star")
+    winclip = StatePrompts().fit(backbone=pocket_backbone, category="star")
+    expected = torch.nn.functional.normalize(pocket_backbone.encode_text(["a damaged star."]).mean(0), dim=-1)
+    assert torch.allclose(own.text[1], expected, atol=1e-6) and not torch.allclose(own.text, winclip.text)
+    assert own.options()["abnormal_states"] == ["damaged {}"]
+    for bad in ({"normal_states": "intact {}"}, {"abnormal_states": ["damaged"]}, {"templates": []}):
+        with pytest.raises(ValueError, match="one '{}'"):
+            StatePrompts(**bad)
