@@ -191,8 +191,8 @@ class Backbone:
             if checkpoint is None and not random_weights:
                 if not POCKET2_WEIGHTS.is_file():
                     raise WeightsNotFoundError(
-                        f"pocket v2 has no weights yet ({POCKET2_WEIGHTS} is missing): it is being trained "
-                        "(assets/pocket2/README.md). Use model='pocket' (v1), or train it with `python -m "
+                        f"pocket v2 has no weights yet ({POCKET2_WEIGHTS} is missing; assets/pocket2/README.md "
+                        "says how they were made). Use model='pocket' (v1), or train it with `python -m "
                         "clipos_lab pocket train2` and `python -m clipos_lab pocket export2`")
                 digest = verify_checksum(POCKET2_WEIGHTS, "pocket v2 weights")
                 checkpoint, weights_id = POCKET2_WEIGHTS, f"{POCKET2_NAME}:sha256:{digest}"

@@ -273,9 +273,9 @@ def load_pocket_no_text(backbone, path: str | os.PathLike | None = None) -> NoTe
     path = Path(path)
     if is_pocket2(backbone) and not path.is_file():
         raise WeightsNotFoundError(
-            f"pocket v2's CLIPN no tower {path} does not exist yet: it is trained (world v2, captions that never "
-            f"name an unseen concept) once pocket v2's weights are shipped. Train and export it with `{TRAIN_POCKET2}`"
-            ", or attach one you trained (clipos_lab.clipn.load_no_text(backbone, path))")
+            f"pocket v2's CLIPN no tower {path} is missing: it belongs to the exact pocket v2 weights in use "
+            f"(trained on world v2, captions that never name an unseen concept). Train and export it with "
+            f"`{TRAIN_POCKET2}`, or attach one you trained (clipos_lab.clipn.load_no_text(backbone, path))")
     verify_checksum(path, f"{'pocket v2' if is_pocket2(backbone) else 'pocket'} CLIPN no-text weights")
     return attach(backbone, NoTextEncoder.load(path, backbone))
 

@@ -28,7 +28,8 @@ from ..pocket import world2 as W2
 from ..pocket.captions2 import caption as caption2
 from ..pocket.pack import DRAWINGS_DIR
 from ..pocket.train2 import DrawingsTask, Train2Config
-from ..resources import POCKET2_CONFIG, POCKET2_NAME, POCKET_NAME
+from ..resources import POCKET2_CONFIG
+from .encoder import is_pocket, is_pocket2
 
 WORLDS = ("auto", "v1", "v2")
 # a v2 pool that starts at pool "step" k draws scene indices k * 1000, k * 1000 + 1, ... of pocket v2's training
@@ -56,10 +57,9 @@ def resolve_world(backbone, world: str = "auto") -> str:
         raise ValueError(f"world={world!r}: choose 'auto' (the backbone's own), 'v1' (shapes) or 'v2' (drawings)")
     if world != "auto":
         return world
-    weights = str(getattr(backbone, "weights_id", ""))
-    if weights.startswith(f"{POCKET2_NAME}:"):
+    if is_pocket2(backbone):
         return "v2"
-    if weights.startswith(f"{POCKET_NAME}:"):
+    if is_pocket(backbone):
         return "v1"
     return "v2" if (backbone.image_size, tuple(backbone.grid)) == pocket2_geometry() else "v1"
 

@@ -45,7 +45,8 @@ def reported_scores(methods) -> dict[str, str]:
     from ..methods.registry import methods as registered
 
     known = set(registered())
-    return {m: main_score(build_method(m), build_method(m).score_names) for m in methods if m in known}
+    built = {m: build_method(m) for m in methods if m in known}
+    return {m: main_score(method, method.score_names) for m, method in built.items()}
 
 
 def headline(wide: pd.DataFrame, scores: Mapping[str, str] | None = None) -> pd.DataFrame:

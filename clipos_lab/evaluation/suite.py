@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import cached_property
 from typing import Sequence
 
 import pandas as pd
@@ -47,13 +48,18 @@ class SuiteResult:
         order = [s for s in all_score_names() if s in present] + sorted(present - set(all_score_names()))
         tables = [suite_markdown(self.summary, score, len(self.per_spec), self.fpr95_rule)
                   for score in (order if scores is None else scores) if score in present]
-        extra = [spread_markdown(self), ranking_markdown(result_rows(self))]
+        extra = [spread_markdown(self.rows), ranking_markdown(self.rows)]
         return "\n\n".join(tables + [t for t in extra if t])
+
+    @cached_property
+    def rows(self) -> pd.DataFrame:
+        """Every spec's tidy result rows with a ``spec`` column (built once for the spread and the ranking)."""
+        return result_rows(self)
 
     def ranking_tables(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         """Every (method, score, shots) entry ranked across specs, and every pair's wins / losses / sign test
         (what ``suite_ranking.csv`` and ``suite_pairs.csv`` hold; :mod:`.ranking`)."""
-        wide = benchmark_means(result_rows(self))
+        wide = benchmark_means(self.rows)
         return ranking(wide), pairwise(wide)
 
 

@@ -23,9 +23,9 @@ import time
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable
 
 from . import paths
+from .params import parse_list, parse_names
 
 
 def in_ipython() -> bool:
@@ -169,34 +169,6 @@ def no_tower(backbone, no_text: str = "", methods=None):
     if methods is not None and "CLIPN" not in parse_names(methods):
         return None
     return load_no_text(backbone, paths.resolve_input(no_text)) if no_text else no_text_of(backbone)
-
-
-def parse_list(value, cast: Callable = int) -> list:
-    """``"1,2"``, ``"1 2"``, ``1`` or ``[1, 2]`` to ``[cast(1), cast(2)]``; empty input is an error.
-
-    papermill's ``-p SHOTS 1`` arrives as an int and ``-p SHOTS 1,2`` as a string, so both must work.
-    """
-    if isinstance(value, (list, tuple)):
-        items = list(value)
-    elif isinstance(value, str):
-        items = value.replace(",", " ").split()
-    else:
-        items = [value]
-    if not items:
-        raise ValueError(f"expected a comma-separated list, got {value!r}")
-    try:
-        return [cast(x) for x in items]
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"cannot read {value!r} as a list of {cast.__name__}: {err}") from err
-
-
-def parse_names(value) -> list[str]:
-    """``"MCM, GL-MCM,CoOp"`` to ``["MCM", "GL-MCM", "CoOp"]`` (comma-separated; names may contain spaces)."""
-    items = value if isinstance(value, (list, tuple)) else str(value).split(",")
-    names = [str(x).strip() for x in items if str(x).strip()]
-    if not names:
-        raise ValueError(f"expected comma-separated names, got {value!r}")
-    return names
 
 
 def benchmark_spec(spec: str = "default", backbone=None):

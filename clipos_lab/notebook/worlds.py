@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from ..backbone import POCKET2_ALIASES
 from ..resources import BENCHMARKS
 from . import paths
+from .params import parse_list
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,6 @@ def compare_draws_setup(spec: str = "default", seeds="default", backbone=None):
     """03's failing-vs-good comparison: ``(validation spec, seeds, why those seeds)``. "default" picks the spec
     and seeds of ``backbone``'s world (module docstring); any other spec must be a validation benchmark."""
     from .draws_view import validation_spec
-    from .setup import parse_list
 
     d = defaults(backbone)
     name = d.compare_spec if spec in DEFAULT else spec
