@@ -31,8 +31,10 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/nbstripout --install --attributes .gitattributes || true
 	touch $@
 
+# a pocket cell runs on one thread: a worker process per core runs the suite's cells side by side (docs/cluster.md)
 benchmark: setup  # the Makefile owns $(OUT): --overwrite
-	$(BIN)/python -m clipos_lab benchmark drawings --methods $(SUITE_METHODS) --seeds $(SUITE_SEEDS) --out $(OUT) --overwrite
+	$(BIN)/python -m clipos_lab benchmark drawings --methods $(SUITE_METHODS) --seeds $(SUITE_SEEDS) --out $(OUT) --overwrite \
+	    --executor processes
 
 benchmark-v1: setup
 	$(BIN)/python -m clipos_lab benchmark splits --out $(OUT)-v1 --overwrite  # v1: the five default methods, seeds 1-3

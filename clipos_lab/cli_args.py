@@ -95,9 +95,12 @@ def device_name(text: str) -> str:
 
 def add_executor_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("where cells run (docs/scale.md)")
-    g.add_argument("--executor", default="local", choices=["local", "ray"],
-                   help="local (default: this process) or ray (a local Ray cluster, or --address; "
+    g.add_argument("--executor", default="local", choices=["local", "processes", "ray"],
+                   help="local (default: this process), processes (--processes worker processes of this "
+                        "machine, cells side by side) or ray (a local Ray cluster, or --address; "
                         "pip install 'clipos_lab[ray]')")
+    g.add_argument("--processes", type=whole_number("--processes", 1), default=None,
+                   help="worker processes of --executor processes (default: one per core)")
     g.add_argument("--address", default=None,
                    help="Ray cluster to attach to: 'auto' or host:port of `ray start --head`")
     g.add_argument("--task-cpus", type=positive_number("--task-cpus"), default=1.0,
@@ -109,9 +112,13 @@ def add_executor_args(p: argparse.ArgumentParser) -> None:
 def executor_from(args):
     from .evaluation.executor import make_executor
 
-    if args.executor == "local" and (args.address or args.task_gpus or args.task_cpus != 1.0):
+    if args.executor != "ray" and (args.address or args.task_gpus or args.task_cpus != 1.0):
         raise ValueError("--address, --task-cpus and --task-gpus are options of --executor ray")
-    return make_executor(args.executor, address=args.address, task_cpus=args.task_cpus, task_gpus=args.task_gpus)
+    if args.executor != "processes" and args.processes is not None:
+        raise ValueError("--processes is an option of --executor processes")
+    if args.executor == "ray":
+        return make_executor("ray", address=args.address, task_cpus=args.task_cpus, task_gpus=args.task_gpus)
+    return make_executor(args.executor, processes=args.processes)
 
 
 def positive_number(option: str, zero: bool = False):

@@ -37,6 +37,7 @@ ENV_VAR = "CLIPOS_THREADS"
 PARALLEL_WORK = 1e10
 
 _chosen: int | None = None  # set_threads(); None: CLIPOS_THREADS, then the rule
+_share: int | None = None  # share_cores(): the cores a worker of a process pool counts as its own
 
 
 def parse_threads(value: str | int | None, source: str = ENV_VAR) -> int | None:
@@ -90,11 +91,22 @@ def requested() -> int | None:
 
 
 def all_cores() -> int:
-    """The cores this process may run on (its CPU affinity where the OS tells it)."""
+    """The cores this process may run on (its CPU affinity where the OS tells it), at most its
+    :func:`share_cores`."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
+        cores = max(1, os.cpu_count() or 1)
+    return cores if _share is None else min(cores, _share)
+
+
+def share_cores(n: int | None) -> None:
+    """Count at most ``n`` cores as this process's own (None: all): a worker of a pool of N processes takes
+    ``cores // N``, so that the large stages of N workers do not ask for N times the machine."""
+    global _share
+    if n is not None and n < 1:
+        raise ValueError(f"a process's share of the cores must be at least 1, got {n}")
+    _share = n
 
 
 def threads_for(work: float) -> int:

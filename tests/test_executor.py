@@ -3,7 +3,6 @@ worker killed mid-cell (Ray retries its cell; the results still match)."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import socket
@@ -15,50 +14,19 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import GRID_ANOMALY, files_of, grid_options, local_grid_run
 
 from clipos_lab.anomaly import run_anomaly
 from clipos_lab.anomaly.data import AnomalySpec
 from clipos_lab.backbone import Backbone
-from clipos_lab.clipos.prompts import PromptConfig
-from clipos_lab.data import BenchmarkSpec
 from clipos_lab.evaluation.executor import LocalExecutor, make_executor
 from clipos_lab.evaluation.suite import run_suite
 
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.slow
 
-SHAPES = ["circle", "square", "star", "ring", "arrow", "cross"]
-ANOMALY = {"data": {"type": "world", "products": ["circle", "star"], "defects": ["stain", "hole"], "n_train": 3,
-                    "n_good": 4, "n_per_defect": 2, "seed": 9}}
-FAST = PromptConfig(n_ctx=4, epochs=3, progress=False)
-GRID = {"methods": ["MCM", "CoOp", "CLIP-OS"], "shots": (1, 2), "seeds": (1, 2), "prompt": FAST}
-
-
-def split_specs(tmp_path, n=2):
-    """A reduced split suite: ``n`` class splits of six shapes, three ID and three near-OOD each."""
-    specs = []
-    for k in range(n):
-        ids, ood = SHAPES[k: k + 3], [s for s in SHAPES if s not in SHAPES[k: k + 3]]
-        specs.append(BenchmarkSpec.from_dict({
-            "name": f"split{k + 1}",
-            "id": {"type": "world", "kind": "object", "shapes": ids, "n_per_class": 4, "seed": 5 + k},
-            "id_train": {"type": "world", "kind": "object", "shapes": ids, "n_per_class": 4, "seed": 50 + k},
-            "ood": {"near-ood": {"type": "world", "kind": "object", "shapes": ood, "n_per_class": 3, "seed": 9}}},
-            base_dir=tmp_path))
-    return specs
-
-
-def files_of(folder: Path) -> dict[str, bytes]:
-    """Every file of a run, byte for byte, except what records when it ran: run.json's time stamp and the
-    timings in metrics.json (compared without them)."""
-    out = {}
-    for p in sorted(folder.rglob("*")):
-        if p.is_file() and p.name != "run.json":
-            data = p.read_bytes()
-            if p.name == "metrics.json":
-                data = json.dumps({k: v for k, v in json.loads(data).items() if k != "timings"}).encode()
-            out[p.relative_to(folder).as_posix()] = data
-    return out
+ANOMALY = {"data": GRID_ANOMALY}
+GRID = grid_options()
 
 
 RAY_ENV = {"RAY_AUTH_MODE": "disabled"}  # a test cluster on loopback needs no token
@@ -81,12 +49,7 @@ def one_thread():
 
 @pytest.fixture
 def local_run(tiny_backbone, tmp_path, one_thread):
-    specs = split_specs(tmp_path)
-    # a fresh backbone, as every Ray worker starts with: CLIP-OS's loss reads the hand-written class embeddings,
-    # and one first encoded in a batch of another size (by an earlier test) differs in the last bit (docs/cluster.md)
-    fresh = Backbone.load(**tiny_backbone.load_args)
-    run_suite(specs, fresh, out_dir=tmp_path / "local", cache=tmp_path / "cache", progress=False, **GRID)
-    return specs, files_of(tmp_path / "local")
+    return local_grid_run(tiny_backbone, tmp_path)
 
 
 def test_a_suite_and_a_sweep_on_a_local_ray_cluster_write_the_same_files(local_run, tiny_backbone, tmp_path):

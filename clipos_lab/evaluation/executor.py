@@ -1,4 +1,5 @@
-"""Where a grid's cells run: in this process (``local``, the default) or as tasks on a Ray cluster (``ray``).
+"""Where a grid's cells run: in this process (``local``, the default), in a pool of worker processes on this
+machine (``processes``), or as tasks on a Ray cluster (``ray``).
 
 A *cell* is the unit of work of every grid: one (spec, method, shots, seed) of a benchmark, one parameter set of
 a sweep, one (category, method, shots, seed) of an anomaly run. A cell is a picklable function call; executors
@@ -11,19 +12,29 @@ local cluster, or attaches to a running one with ``address`` (``"auto"``, or ``"
 one GPU). Ray retries a task whose worker dies (``max_retries``), so a killed worker costs a re-run of its cell,
 not the run. See ``docs/scale.md`` for clusters (KubeRay, Slurm, cloud) and what they need (a shared filesystem
 for the feature cache and the output folder).
+
+``processes`` is the one-machine form of the same idea without Ray: a pocket-sized cell (prompt training, a
+test-time stream) runs on one thread (:mod:`clipos_lab.threads`), so a local run uses one core of many; a pool
+of ``processes`` workers (default: one per core) runs that many cells at once. Workers are started once per
+executor (``spawn``: no torch state is forked) and keep their backbone and banks between calls, as Ray workers do;
+each may use ``cores // processes`` threads for the large stages.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
+import multiprocessing
 import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from tqdm.auto import tqdm
 
-EXECUTORS = ("local", "ray")
+EXECUTORS = ("local", "processes", "ray")
 log = logging.getLogger(__name__)
 
 
@@ -53,6 +64,79 @@ class LocalExecutor:
     @property
     def in_process(self) -> bool:
         return True
+
+
+class ProcessExecutor:
+    """Runs cells in ``processes`` worker processes of this machine (default: one per core), results in
+    submission order. The pool starts on the first :meth:`run` and lives until :meth:`close` (or exit)."""
+
+    name = "processes"
+
+    def __init__(self, processes: int | None = None):
+        from ..threads import all_cores
+
+        if processes is not None and (isinstance(processes, bool) or int(processes) != processes or processes < 1):
+            raise ValueError(f"--processes must be a whole number >= 1, got {processes!r}")
+        self.processes = int(processes) if processes is not None else all_cores()
+        self.cores_each = max(1, all_cores() // self.processes)
+        self._pool: ProcessPoolExecutor | None = None
+
+    @property
+    def in_process(self) -> bool:
+        return False
+
+    def _started(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=_start_worker, initargs=(self.cores_each,))
+            atexit.register(self.close)
+        return self._pool
+
+    def run(self, cells: Sequence[Cell], progress: bool = True, desc: str = "cells") -> list[Any]:
+        pool = self._started()
+        futures = [pool.submit(_call, cell.fn, cell.args) for cell in cells]
+        index = {f: i for i, f in enumerate(futures)}
+        try:
+            with tqdm(total=len(futures), disable=not progress, desc=desc, leave=False) as bar:
+                for future in as_completed(futures):
+                    future.result()  # a cell's own error is raised here, as itself
+                    bar.set_postfix_str(cells[index[future]].label, refresh=False)
+                    bar.update(1)
+        except BrokenProcessPool:
+            self.close()
+            raise RuntimeError(f"a worker process of --executor processes died while running {len(cells)} cells: "
+                               f"out of memory? Run again with fewer --processes (now {self.processes}); cells "
+                               "finished by then are kept and are not run again. (From a script, put the run under "
+                               "`if __name__ == '__main__':`, as workers start by importing it.)") from None
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+        return [f.result() for f in futures]
+
+    def close(self) -> None:
+        """Stop the workers (waiting for running cells); a later :meth:`run` starts new ones."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _start_worker(cores: int) -> None:
+    """A worker's share of the cores: large stages use ``cores`` threads, small ones and the work between stages
+    one (see threads.py; torch would otherwise start with a thread per core, and two workers' idle OpenMP
+    threads spinning at their barriers took half a core each)."""
+    import torch
+
+    from ..threads import share_cores, threads_for
+
+    share_cores(cores)
+    torch.set_num_threads(threads_for(0.0))
 
 
 class RayExecutor:
@@ -131,12 +215,17 @@ def worker_backbone(load_args: dict, device: str = "auto"):
 
 
 def make_executor(name: str = "local", address: str | None = None, task_cpus: float = 1.0,
-                  task_gpus: float = 0.0, **options):
-    """The executor called ``name``; ``address`` / ``task_cpus`` / ``task_gpus`` are Ray's."""
+                  task_gpus: float = 0.0, processes: int | None = None, **options):
+    """The executor called ``name``; ``address`` / ``task_cpus`` / ``task_gpus`` are Ray's, ``processes`` the
+    ``processes`` executor's worker count."""
     if name not in EXECUTORS:
         raise ValueError(f"executor {name!r}: choose one of {', '.join(EXECUTORS)}")
+    if processes is not None and name != "processes":
+        raise ValueError("--processes is an option of --executor processes")
+    if name != "ray" and address is not None:
+        raise ValueError("--address is an option of --executor ray")
     if name == "local":
-        if address is not None:
-            raise ValueError("--address is an option of --executor ray")
         return LocalExecutor()
+    if name == "processes":
+        return ProcessExecutor(processes)
     return RayExecutor(address=address, task_cpus=task_cpus, task_gpus=task_gpus, **options)

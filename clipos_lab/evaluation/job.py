@@ -1,8 +1,9 @@
 """One spec's run as cells: :class:`BenchmarkJob` encodes the banks, splits the run into cells (one fit and
-scoring per method x shots x seed, :func:`run_cell`) that an executor runs anywhere (this process or Ray workers,
-:mod:`.executor`), and assembles their results in cell order into the tables and files of a run.
+scoring per method x shots x seed, :func:`run_cell`) that an executor runs anywhere (this process, worker
+processes or Ray workers, :mod:`.executor`), and assembles their results in cell order into the tables and
+files of a run.
 
-A cell running in this process uses the job's backbone and banks; in a Ray worker it loads the backbone again
+A cell running in this process uses the job's backbone and banks; in a worker it loads the backbone again
 from the run config and reads the banks from the shared feature cache (the driver encoded them).
 """
 
@@ -64,7 +65,7 @@ class BenchmarkJob:
         self.t0 = time.perf_counter()
         in_process = executor is None or executor.in_process
         if keep_fitted and not in_process:
-            raise ValueError("keep_fitted needs the local executor (fitted methods stay in the Ray workers)")
+            raise ValueError("keep_fitted needs the local executor (fitted methods stay in the workers)")
         load_args = config.backbone.get("load_args")
         if banks is None and not in_process and cache is not False and load_args:  # workers encode, side by side
             executor.run(shard_cells(spec, load_args, portable_cache(cache), config.batch_size), progress=progress,
@@ -180,18 +181,23 @@ class _Live:
     memo: dict = field(default_factory=dict)    # score signature -> scores (zero-shot MCM and GL-MCM share)
 
 
-_LIVE: dict[str, _Live] = {}  # per process: the running jobs' objects, or what a Ray worker rebuilt
+_LIVE: dict[str, _Live] = {}  # per process: the running jobs' objects, or what a worker rebuilt
+_REBUILT: list[str] = []  # keys of _LIVE a worker rebuilt, oldest first
+KEEP_REBUILT = 2
 
 
 def _live(context: CellContext) -> _Live:
     live = _LIVE.get(context.key)
-    if live is None:  # a Ray worker: load the backbone and read the banks from the (shared) feature cache
+    if live is None:  # a worker: load the backbone and read the banks from the (shared) feature cache
         config = RunConfig.from_dict(context.config)
         device = "auto" if context.device.startswith("cuda") else context.device
         backbone = config.check_backbone(worker_backbone(config.load_args(), device))
         banks = encode_banks(config.benchmark_spec(), backbone, batch_size=config.batch_size, cache=context.cache,
                              progress=False, num_workers=context.num_workers)
         live = _LIVE[context.key] = _Live(config, backbone, banks)
+        _REBUILT.append(context.key)
+        while len(_REBUILT) > KEEP_REBUILT:  # a worker of a suite meets every spec in turn: keep the latest few
+            _LIVE.pop(_REBUILT.pop(0), None)
     return live
 
 

@@ -59,7 +59,8 @@ def run_benchmark(spec: BenchmarkSpec | str | os.PathLike, backbone, methods: Se
     file and the run's :class:`RunConfig`, never mixed with an earlier run, and an earlier run there is replaced
     only with ``overwrite=True``. ``scores`` limits the scores computed (e.g. ``["MCM"]`` never reads local
     tokens); a name no selected method gives, or a method that gives none of them, is an error. ``executor``
-    (:func:`~clipos_lab.evaluation.executor.make_executor`) runs the cells: in this process by default, or on Ray.
+    (:func:`~clipos_lab.evaluation.executor.make_executor`) runs the cells: in this process by default, in worker
+    processes, or on Ray.
     """
     M.check_fpr95_rule(fpr95_rule)
     if isinstance(spec, (str, os.PathLike)):

@@ -67,8 +67,8 @@ def run_suite(specs: Sequence[BenchmarkSpec | str | os.PathLike], backbone, out_
               overwrite: bool = False, executor=None, **kwargs) -> SuiteResult:
     """:func:`~clipos_lab.evaluation.runner.run_benchmark` on every spec (outputs and ``run.json`` in
     ``<out_dir>/<spec name>/``), then the across-spec summary (``suite_summary.csv`` / ``.md`` in ``out_dir``).
-    ``out_dir`` is one run folder, as in :func:`run_benchmark`. With a Ray ``executor`` the cells of every spec
-    are submitted together, so specs run side by side; the files written are the same."""
+    ``out_dir`` is one run folder, as in :func:`run_benchmark`. With a ``processes`` or Ray ``executor`` the cells
+    of every spec are submitted together, so specs run side by side; the files written are the same."""
     specs = [BenchmarkSpec.from_yaml(s) if isinstance(s, (str, os.PathLike)) else s for s in specs]
     names = [check_name(s.name, "benchmark name") for s in specs]
     if not specs or len(set(names)) != len(names):
@@ -138,9 +138,10 @@ def _run_side_by_side(specs, backbone, out, executor, kwargs) -> dict[str, Bench
             folder = None if out is None else RunFolder(out / spec.name, BENCHMARK_OUTPUTS)
             folders.append(folder)
             jobs.append(BenchmarkJob(config, spec, backbone, None if folder is None else folder.path,
-                                     job_args.get("cache", True), job_args.get("progress", True),
-                                     job_args.get("save_prompts", True), job_args.get("keep_fitted", False),
-                                     job_args.get("num_workers", 0), executor))
+                                     cache=job_args.get("cache", True), progress=job_args.get("progress", True),
+                                     save_prompts=job_args.get("save_prompts", True), banks=None,
+                                     keep_fitted=job_args.get("keep_fitted", False),
+                                     num_workers=job_args.get("num_workers", 0), executor=executor))
         cells = [job.cells() for job in jobs]
         outcomes = executor.run([c for job_cells in cells for c in job_cells],
                                 progress=job_args.get("progress", True), desc="fit + score (suite)")
