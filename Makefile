@@ -17,6 +17,9 @@ export GLIBC_TUNABLES ?= glibc.malloc.hugetlb=1
 # every OOD method of the registry (the CLIP-OS ablations aside); five few-shot seeds for the spread of draws
 SUITE_METHODS ?= MCM,GL-MCM,CLIPN,CoOp,LoCoOp,CLIP-OS,NegLabel,CSP,AdaNeg,FA,GalLoP
 SUITE_SEEDS   ?= 1,2,3,4,5
+# the negative-label settings chosen on pocket v2's validation splits (the methods' own defaults stay their
+# references', chosen on ImageNet with CLIP): benchmarks/negatives_tune.py, docs/pocket2.md
+SUITE_OPTIONS ?= {"NegLabel": {"ratio": 0.3}, "CSP": {"ratio": 0.05, "n_groups": 10}}
 
 .PHONY: setup benchmark benchmark-v1 benchmark-quick benchmark-splits browser test test-browser test-notebooks lint lab clean-outputs
 
@@ -34,7 +37,7 @@ $(VENV)/.installed: pyproject.toml
 # a pocket cell runs on one thread: a worker process per core runs the suite's cells side by side (docs/cluster.md)
 benchmark: setup  # the Makefile owns $(OUT): --overwrite
 	$(BIN)/python -m clipos_lab benchmark drawings --methods $(SUITE_METHODS) --seeds $(SUITE_SEEDS) --out $(OUT) --overwrite \
-	    --executor processes
+	    --options '$(SUITE_OPTIONS)' --executor processes
 
 benchmark-v1: setup
 	$(BIN)/python -m clipos_lab benchmark splits --out $(OUT)-v1 --overwrite  # v1: the five default methods, seeds 1-3
