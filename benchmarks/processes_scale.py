@@ -27,6 +27,7 @@ from clipos_lab.files import write_text
 
 SPLITS = default_benchmark_path().parent / "drawings-splits"
 METHODS = "MCM,GL-MCM,CLIPN,CoOp,LoCoOp,CLIP-OS,NegLabel,CSP,AdaNeg,FA,GalLoP"
+OPTIONS = '{"NegLabel": {"ratio": 0.3}, "CSP": {"ratio": 0.05, "n_groups": 10}}'  # the Makefile's SUITE_OPTIONS
 
 
 def load() -> str:
@@ -38,7 +39,7 @@ def timed_run(spec: Path, out: Path, seeds: str, executor: list[str]) -> tuple[f
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run([sys.executable, "-m", "clipos_lab", "benchmark", str(spec), "--methods", METHODS, "--seeds", seeds,
-                    "--out", str(out), "--overwrite", "--no-progress", *executor], check=True,
+                    "--out", str(out), "--overwrite", "--no-progress", "--options", OPTIONS, *executor], check=True,
                    stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)

@@ -117,6 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--options", default=None, help='JSON of TrainConfig fields, e.g. \'{"steps": 3600}\'')
     p.add_argument("--max-steps", type=whole_number("--max-steps"), default=None,
                    help="stop after this many steps (resume later)")
+    p.add_argument("--device", default="auto", help="train / train2: cpu, cuda, cuda:<index>, or auto (a GPU where "
+                   "torch sees one); a run may resume on another device")
+    p.add_argument("--workers", type=whole_number("--workers", low=0), default=0,
+                   help="train / train2: processes that draw the next batches while the model trains (0: none; "
+                        "on a GPU, most of the machine's cores)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=C.cmd_pocket)
 

@@ -117,7 +117,7 @@ def cmd_pocket(args) -> int:
 
         options = json_option(args.options, "--options") if args.options else None
         row = train2(args.out or "runs/pocket2", options, progress=not args.no_progress,
-                     max_steps_this_sitting=args.max_steps)
+                     max_steps_this_sitting=args.max_steps, device=args.device, workers=args.workers)
         print(json.dumps(row, indent=1))
         return 0
     if args.action == "export2":  # a v2 training folder -> assets/pocket2 (weights, sha256, thinned log)
@@ -131,7 +131,8 @@ def cmd_pocket(args) -> int:
     args.out = args.out or "runs/pocket"
     if args.action == "train":
         cfg = pocket.TrainConfig.from_dict(json_option(args.options, "--options")) if args.options else None
-        row = pocket.train(args.out, cfg, progress=not args.no_progress, max_steps_this_sitting=args.max_steps)
+        row = pocket.train(args.out, cfg, progress=not args.no_progress, max_steps_this_sitting=args.max_steps,
+                           device=args.device, workers=args.workers)
         print(json.dumps(row, indent=1))
     elif args.action == "export":
         print(pocket.export(args.out))

@@ -42,6 +42,35 @@ def test_resume_continues_the_same_run(tiny_cfg, tmp_path):
     assert [r["loss"] for r in split["log"]] == pytest.approx([r["loss"] for r in whole["log"]])
 
 
+def test_batches_drawn_by_worker_processes_give_the_same_run(tiny_cfg, tmp_path):
+    P.train(tmp_path / "here", tiny_cfg(steps=4), progress=False)
+    # a second sitting with workers, started mid-run: the loader must hand over steps 2 and 3, in order
+    P.train(tmp_path / "ahead", tiny_cfg(steps=4), progress=False, max_steps_this_sitting=2, workers=2)
+    P.train(tmp_path / "ahead", progress=False, workers=2)
+    here = torch.load(tmp_path / "here" / "checkpoint.pt", weights_only=False)
+    ahead = torch.load(tmp_path / "ahead" / "checkpoint.pt", weights_only=False)
+    assert ahead["step"] == 4
+    for name, value in here["model"].items():
+        torch.testing.assert_close(ahead["model"][name], value, msg=name)
+    assert [r["loss"] for r in ahead["log"]] == pytest.approx([r["loss"] for r in here["log"]])
+    assert all(t.device.type == "cpu" for t in ahead["model"].values())
+
+
+def test_training_device_and_workers_are_checked_before_a_step(tiny_cfg, tmp_path, monkeypatch):
+    assert P.training_device("cpu").type == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert P.training_device("auto").type == "cpu"
+    with pytest.raises(ValueError, match="no CUDA GPU"):
+        P.train(tmp_path / "run", tiny_cfg(steps=1), progress=False, device="cuda")
+    with pytest.raises(ValueError, match="not a device"):
+        P.training_device("gpu0")
+    with pytest.raises(ValueError, match="cpu or cuda"):
+        P.training_device("meta")
+    with pytest.raises(ValueError, match="--workers"):
+        P.train(tmp_path / "run", tiny_cfg(steps=1), progress=False, workers=-1)
+    assert not (tmp_path / "run").exists()  # nothing started
+
+
 def test_export_writes_half_precision_weights_and_checksum(tiny_cfg, tmp_path):
     from clipos_lab.backbone import Backbone, BackboneError
 

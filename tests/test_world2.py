@@ -200,6 +200,10 @@ def test_train2_uses_the_shared_loop_and_resumes_to_the_step(fake_pack, tmp_path
     assert split["step"] == 2 and split["config"]["pack"] == str(fake_pack.folder)
     for name, value in whole["model"].items():
         assert torch.allclose(value, split["model"][name], atol=1e-6), name
+    train2(tmp_path / "ahead", options, progress=False, workers=1)  # world v2's batches drawn in a worker process
+    ahead = torch.load(tmp_path / "ahead" / "checkpoint.pt", weights_only=False)
+    for name, value in whole["model"].items():
+        assert torch.allclose(value, ahead["model"][name], atol=1e-6), name
 
     # export2 writes the run's weights where model="pocket2" finds them, and never replaces them unasked
     from clipos_lab import cli, resources

@@ -29,7 +29,9 @@ Why this recipe (each piece was kept because a naive contrastive run on 12-16 sh
   top-1 98.5%. The exact commands are in ``assets/pocket/README.md``.
 
 Every batch is a pure function of ``(seed, step)``, and a checkpoint holds model, optimiser and log, so a run
-interrupted at any step and resumed continues exactly the same run.
+interrupted at any step and resumed continues exactly the same run. The same purity lets worker processes draw
+the next batches while the model trains (``workers``), and a sitting may run on a GPU (``device``): the
+checkpoint stays on the CPU, so a run started on one device resumes on another.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from ..config import config_from_dict, start_or_resume
@@ -99,12 +102,37 @@ def build_model(config_path: str | os.PathLike, seed: int | None = 0):
         return CLIP(**cfg)
 
 
-def images_to_tensor(images: np.ndarray) -> torch.Tensor:
-    """uint8 ``(B, S, S, 3)`` -> normalised float ``(B, 3, S, S)``, exactly what the open_clip transform gives."""
-    x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255.0)
-    mean = torch.tensor(MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(STD).view(1, 3, 1, 1)
+def images_to_tensor(images: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
+    """uint8 ``(B, S, S, 3)`` -> normalised float ``(B, 3, S, S)`` on ``device``, exactly what the open_clip
+    transform gives (the uint8 batch crosses to the device, a quarter of the float bytes)."""
+    x = torch.from_numpy(images).to(device).permute(0, 3, 1, 2).float().div_(255.0)
+    mean = torch.tensor(MEAN, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(STD, device=device).view(1, 3, 1, 1)
     return (x - mean) / std
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def training_device(name: str) -> torch.device:
+    """``"cpu"``, ``"cuda"``, ``"cuda:1"`` or ``"auto"`` (a GPU where torch sees one): checked before any step, so
+    a typo or a missing GPU is one clear sentence, not a CUDA traceback mid-run."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"--device {name!r} is not a device: use cpu, cuda, cuda:<index> or auto") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {name}: torch sees no CUDA GPU here (torch {torch.__version__}); "
+                             "use --device cpu or auto")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+    elif device.type != "cpu":
+        raise ValueError(f"--device {name!r}: pocket training runs on cpu or cuda")
+    return device
 
 
 class AuxHeads(torch.nn.Module):
@@ -188,15 +216,16 @@ def zero_shot_top1(model, tokenizer, seed: int, n_images: int, image_size: int, 
                    batch: int = 120) -> tuple[float, np.ndarray]:
     """Top-1 of "a photo of a {shape}." over all shapes on fresh validation images, and the confusion matrix."""
     model.eval()
+    device = model_device(model)
     world = W.World(image_size, max_rotation=max_rotation)
-    text = F.normalize(model.encode_text(tokenizer([f"a photo of a {s}." for s in W.SHAPES])), dim=-1)
+    text = F.normalize(model.encode_text(tokenizer([f"a photo of a {s}." for s in W.SHAPES]).to(device)), dim=-1)
     confusion = np.zeros((len(W.SHAPES), len(W.SHAPES)), dtype=int)
     for start in range(0, n_images, batch):
         idx = range(start, min(n_images, start + batch))
         shapes = [W.SHAPES[i % len(W.SHAPES)] for i in idx]
         imgs = np.stack([world.render(seed, i, shape=s)[0] for i, s in zip(idx, shapes)])
-        emb = F.normalize(model.encode_image(images_to_tensor(imgs)), dim=-1)
-        pred = (emb @ text.T).argmax(1).numpy()
+        emb = F.normalize(model.encode_image(images_to_tensor(imgs, device)), dim=-1)
+        pred = (emb @ text.T).argmax(1).cpu().numpy()
         for s, p in zip(shapes, pred):
             confusion[W.SHAPES.index(s), p] += 1
     model.train()
@@ -233,33 +262,82 @@ class ShapesTask:
 
     def aux_loss(self, heads: torch.nn.Module, image_emb: torch.Tensor, scenes) -> torch.Tensor:
         weights = {"shape": self.cfg.shape_weight}
-        return sum(weights.get(k, 1.0) * F.cross_entropy(getattr(heads, k)(image_emb * 10), v)
-                   for k, v in _labels(scenes).items()) / 4
+        losses = [weights.get(k, 1.0) * F.cross_entropy(getattr(heads, k)(image_emb * 10), v.to(image_emb.device))
+                  for k, v in _labels(scenes).items()]
+        return sum(losses) / 4
 
     def evaluate(self, model, tokenizer) -> float:
         return zero_shot_top1(model, tokenizer, self.cfg.seed * 1_000_003 + VAL_STREAM, self.cfg.eval_images,
                               self.image_size, self.cfg.max_rotation)[0]
 
 
+class StepBatches(Dataset):
+    """Steps ``first`` to ``last - 1`` of a run as a dataset (item i is the batch of step ``first + i``), so that
+    a DataLoader's worker processes draw the next batches while the model trains on this one."""
+
+    def __init__(self, task, first: int, last: int):
+        self.task, self.first, self.last = task, first, last
+
+    def __len__(self) -> int:
+        return self.last - self.first
+
+    def __getitem__(self, i: int):
+        return self.task.batch(self.first + i)
+
+
+def _as_drawn(batch):
+    return batch  # the loader's default would turn the batch's numpy images into tensors: keep it as drawn
+
+
+def step_batches(task, first: int, last: int, workers: int):
+    """The batches of steps ``first .. last - 1`` in order: drawn here (``workers=0``) or by that many worker
+    processes ahead of the loop; a batch is a pure function of its step, so both give the same run."""
+    if workers == 0:
+        return (task.batch(step) for step in range(first, last))
+    loader = DataLoader(StepBatches(task, first, last), batch_size=None, num_workers=workers,
+                                         collate_fn=_as_drawn, prefetch_factor=4)
+    return iter(loader)
+
+
+def cpu_copy(value):
+    """A state dict (nested dicts and lists of tensors) with every tensor on the CPU: checkpoints load anywhere."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, dict):
+        return {k: cpu_copy(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(cpu_copy(v) for v in value)
+    return value
+
+
 def train(out_dir: str | os.PathLike, cfg: TrainConfig | None = None, progress: bool = True,
-          max_steps_this_sitting: int | None = None, task_class=ShapesTask, config_class=TrainConfig) -> dict:
+          max_steps_this_sitting: int | None = None, task_class=ShapesTask, config_class=TrainConfig,
+          device: str = "auto", workers: int = 0) -> dict:
     """Train (or resume) a pocket model in ``out_dir``; returns the final log row.
 
     ``out_dir/checkpoint.pt`` is written every ``checkpoint_every`` steps; calling again with the same folder
     resumes from it (the stored config wins, so a resume cannot change the run). ``max_steps_this_sitting``
     stops early on purpose, to spread one run over several sittings. ``task_class`` supplies the data and the
     task-specific losses (default: the v1 world), ``config_class`` the config dataclass (a TrainConfig subclass).
+    ``device`` and ``workers`` (processes drawing batches ahead) belong to a sitting, not to the run: a run may
+    start on the CPU and go on on a GPU.
     """
     from open_clip.tokenizer import tokenize
 
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 0:
+        raise ValueError(f"--workers must be a whole number >= 0 (0 draws batches in the training process), "
+                         f"not {workers!r}")
+    on = training_device(device)
     out, ckpt_path, state, cfg = start_or_resume(out_dir, config_class, cfg)
 
     with torch.random.fork_rng(devices=[]):  # model and heads draw their init from one seeded stream
         torch.manual_seed(cfg.seed)
         model = build_model(cfg.model_config, seed=None)
         heads = task_class.make_heads(model.visual.output_dim, cfg)
+    model.to(on)  # before the optimiser: its loaded state follows the parameters' device
+    heads.to(on)
     context_length = model.context_length
-    tokenizer = lambda texts: tokenize(texts, context_length=context_length)  # noqa: E731
+    tokenizer = lambda texts: tokenize(texts, context_length=context_length).to(on)  # noqa: E731
     params = list(model.parameters()) + list(heads.parameters())
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]
@@ -286,11 +364,13 @@ def train(out_dir: str | os.PathLike, cfg: TrainConfig | None = None, progress: 
     bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc="pocket train")
     t_start = time.time() - (log[-1]["elapsed_s"] if log else 0.0)
     model.train()
+    batches = step_batches(task, step, stop_at, workers)
     while step < stop_at:
-        images, scenes, captions, dense_labels, difficulty = task.batch(step)
+        images, scenes, captions, dense_labels, difficulty = next(batches)
+        dense_labels = dense_labels.to(on)
         texts = sorted({c for c, _ in captions})
         constraints = {c: k for c, k in captions}
-        positives = torch.tensor([[task.matches(constraints[t], s) for t in texts] for s in scenes])
+        positives = torch.tensor([[task.matches(constraints[t], s) for t in texts] for s in scenes], device=on)
         missing = [t for t in texts if t not in token_cache]
         if missing:
             token_cache.update(zip(missing, tokenizer(missing)))
@@ -298,7 +378,7 @@ def train(out_dir: str | os.PathLike, cfg: TrainConfig | None = None, progress: 
 
         for group in optim.param_groups:
             group["lr"] = _lr_at(step, cfg)
-        x = images_to_tensor(images)
+        x = images_to_tensor(images, on)
         n_vv = cfg.surgery_blocks if cfg.surgery_dense_weight > 0 else 0
         global_emb, patch_emb, surgery_emb = encode_patches(model, x, n_vv)
         image_emb = F.normalize(global_emb, dim=-1)
@@ -330,8 +410,9 @@ def train(out_dir: str | os.PathLike, cfg: TrainConfig | None = None, progress: 
         bar.set_postfix(loss=f"{row['loss']:.3f}", top1=row["val_top1"] or "-")
         if step % cfg.checkpoint_every == 0 or step == stop_at:
             with atomic_path(ckpt_path) as tmp:
-                torch.save({"model": model.state_dict(), "heads": heads.state_dict(), "optim": optim.state_dict(),
-                            "step": step, "log": log, "config": asdict(cfg)}, tmp)
+                torch.save(cpu_copy({"model": model.state_dict(), "heads": heads.state_dict(),
+                                     "optim": optim.state_dict(), "step": step, "log": log, "config": asdict(cfg)}),
+                           tmp)
             write_log(log, out / "training_log.csv")
     bar.close()
     return log[-1] if log else {}

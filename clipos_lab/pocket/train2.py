@@ -25,7 +25,7 @@ from . import world as W
 from . import world2 as W2
 from .captions2 import caption
 from .pack import DRAWINGS_DIR, DrawingsPack, load_pack
-from .train import TRAIN_STREAM, VAL_STREAM, TrainConfig, images_to_tensor, train
+from .train import TRAIN_STREAM, VAL_STREAM, TrainConfig, images_to_tensor, model_device, train
 
 
 @dataclass
@@ -145,7 +145,7 @@ class DrawingsTask:
         return {k: torch.tensor(v) for k, v in out.items()}
 
     def aux_loss(self, heads: Heads, image_emb: torch.Tensor, scenes) -> torch.Tensor:
-        losses = [F.cross_entropy(heads.layers[k](image_emb * 10), v, ignore_index=-100)
+        losses = [F.cross_entropy(heads.layers[k](image_emb * 10), v.to(image_emb.device), ignore_index=-100)
                   for k, v in self.labels(scenes).items() if (v != -100).any()]
         return sum(losses) / len(losses)
 
@@ -166,14 +166,15 @@ def zero_shot_top1_v2(model, tokenizer, pack: DrawingsPack, seed: int, n_images:
     records = [r for r in world.pool if r["class"] in classes]
     if not records:
         raise ValueError(f"the pack has no {split!r} drawings of seen classes to evaluate on")
+    device = model_device(model)
     text = F.normalize(model.encode_text(tokenizer([f"a photo of {'an' if c[0] in 'aeiou' else 'a'} {c}."
-                                                    for c in classes])), dim=-1)
+                                                    for c in classes]).to(device)), dim=-1)
     correct = 0
     for start in range(0, n_images, batch):
         idx = range(start, min(n_images, start + batch))
         recs = [records[i % len(records)] for i in idx]
         imgs = np.stack([world.render(seed, i, kind="object", drawing=r, state="")[0] for i, r in zip(idx, recs)])
-        emb = F.normalize(model.encode_image(images_to_tensor(imgs)), dim=-1)
+        emb = F.normalize(model.encode_image(images_to_tensor(imgs, device)), dim=-1)
         pred = (emb @ text.T).argmax(1).tolist()
         correct += sum(classes[p] == r["class"] for p, r in zip(pred, recs))
     model.train(was_training)
@@ -181,9 +182,10 @@ def zero_shot_top1_v2(model, tokenizer, pack: DrawingsPack, seed: int, n_images:
 
 
 def train2(out_dir: str | os.PathLike, options: dict | None = None, progress: bool = True,
-           max_steps_this_sitting: int | None = None) -> dict:
+           max_steps_this_sitting: int | None = None, device: str = "auto", workers: int = 0) -> dict:
     """Train (or resume) pocket v2 in ``out_dir`` with :func:`.train.train`'s loop; ``options`` are
-    :class:`Train2Config` fields (ignored on resume: the stored config wins)."""
+    :class:`Train2Config` fields (ignored on resume: the stored config wins); ``device`` and ``workers`` are
+    this sitting's."""
     cfg = Train2Config.from_dict(options) if options else None
     return train(out_dir, cfg, progress=progress, max_steps_this_sitting=max_steps_this_sitting,
-                 task_class=DrawingsTask, config_class=Train2Config)
+                 task_class=DrawingsTask, config_class=Train2Config, device=device, workers=workers)
