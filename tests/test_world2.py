@@ -169,6 +169,63 @@ def test_shape_family_is_a_v1_scene_at_this_size(fake_pack):
     assert np.array_equal(masks["objects"][0], cover)
 
 
+def _sprite(size=40) -> Image.Image:
+    im = Image.new("RGBA", (size, size), (0, 0, 0, 0))
+    ImageDraw.Draw(im).ellipse([8, 8, 31, 31], fill=(200, 60, 20, 255), outline=(10, 10, 10, 255), width=2)
+    return im
+
+
+def test_restyle_redraws_a_drawing_and_its_mask():
+    sprite = _sprite()
+    rgba = np.asarray(sprite).astype(int)
+    inside = rgba[..., 3] > 127
+    grey = np.asarray(W2.restyle(sprite, "grey")).astype(int)
+    assert (grey[..., 0] == grey[..., 1]).all() and (grey[..., 1] == grey[..., 2]).all()
+    inverted = np.asarray(W2.restyle(sprite, "inverted")).astype(int)
+    assert np.array_equal(inverted[inside][:, :3], 255 - rgba[inside][:, :3])
+    outline = np.asarray(W2.restyle(sprite, "outline")).astype(int)
+    assert (outline[..., 3] <= rgba[..., 3]).all() and (outline[..., 3] > 127).sum() < inside.sum() / 2
+    assert outline[20, 20, 3] == 0  # the disc's middle is gone, its rim stays
+    bold = np.asarray(W2.restyle(sprite, "bold")).astype(int)
+    assert (bold[..., 3] >= rgba[..., 3]).all() and (bold[..., 3] > 127).sum() > inside.sum()
+    assert np.array_equal(bold[inside][:, :3], rgba[inside][:, :3])  # the drawing itself is kept
+    assert (bold[6, 20, :3] < 60).all()  # the new rim takes the dark outline's colour
+    blurred = np.asarray(W2.restyle(sprite, "blurred")).astype(int)
+    assert 0 < blurred[20, 7, 3] < 255  # a soft edge
+    with pytest.raises(ValueError, match="unknown drawing style"):
+        W2.restyle(sprite, "sketchy")
+
+
+def test_styled_world_masks_follow_the_redrawn_drawing(fake_pack):
+    plain, styled = W2.World2(fake_pack, occlusion=0.0, defect=0.0), W2.World2(fake_pack, occlusion=0.0, defect=0.0,
+                                                                                 style=1.0)
+    changed = checked = 0
+    for i in range(12):
+        img, scene, masks = styled.render(4, i, kind="object", return_masks=True)
+        drawn = masks["objects"][0] > 0
+        background = plain.render(4, i, kind="background")[0]
+        assert (img[~drawn] == background[~drawn]).all()  # pixels off the mask are the scene's background
+        solid = masks["objects"][0] > 0.99
+        if solid.sum() > 20:  # and those on it are the drawing (a blurred hairline has no solid pixel)
+            assert (img[solid] != background[solid]).any(axis=-1).mean() > 0.5
+            checked += 1
+        changed += not np.array_equal(img, plain.render(4, i, kind="object")[0])
+    assert changed >= 10 and checked >= 6
+
+
+def test_shipped_world2_scenes_are_unchanged():
+    """World v2's scenes are what the shipped benchmarks and the release were drawn from: a change to the
+    renderer (a new augmentation that draws from the generator even when off, say) must show up here."""
+    world = W2.World2()
+    digest = hashlib.sha256()
+    for i in range(12):
+        img, scene, masks = world.render(7, i, return_masks=True)
+        digest.update(img.tobytes())
+        digest.update(masks["objects"].tobytes())
+        digest.update(repr(scene).encode())
+    assert digest.hexdigest() == "893a206c262853b8a680a1d11eb105364428e9f6aba1514da7dd183334550af1"
+
+
 TINY2 = {"embed_dim": 32, "vision_cfg": {"image_size": 112, "layers": 1, "width": 32, "head_width": 16,
                                          "patch_size": 8},
          "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}

@@ -46,6 +46,7 @@ class Train2Config(TrainConfig):
     occlusion: float = 0.15
     defect: float = 0.1
     labelled: float = 0.7  # share of drawings drawn from labelled ones (the rest: unlabelled extras)
+    style: float = 0.0  # share of drawings redrawn in another style (world2.STYLES; the released run: none)
     eval_every: int = 500
     eval_images: int = 300
     checkpoint_every: int = 50
@@ -85,7 +86,8 @@ class DrawingsTask:
         self.world = W2.World2(self.pack, image_size, ("pretrain", "extra"),
                                {"object": object_fraction, "multi": cfg.multi_fraction, "shape": cfg.shape_fraction,
                                 "background": cfg.background_fraction},
-                               cfg.max_rotation, cfg.tint, cfg.occlusion, cfg.defect, labelled=cfg.labelled)
+                               cfg.max_rotation, cfg.tint, cfg.occlusion, cfg.defect, labelled=cfg.labelled,
+                               style=cfg.style)
         if not any(r["class"] in self.vocab["name"] for r in self.pack.select("val")):
             raise ValueError(f"the pack at {self.pack.folder} has no 'val' drawings of seen classes: training "
                              "could not be checked; rebuild the pack with `python -m clipos_lab pocket pack`")

@@ -27,6 +27,7 @@ SIZES = {"small": (0.32, 0.45), "medium": (0.46, 0.62), "large": (0.63, 0.85)}  
 ROWS, COLS = ("top", "middle", "bottom"), ("left", "centre", "right")
 TINTS = ("red", "green", "blue", "yellow", "orange", "purple", "black")  # v1 colour names a drawing is tinted in
 STATES = ("stained", "scratched", "torn", "punctured")  # defects of single-object scenes
+STYLES = ("grey", "inverted", "outline", "bold", "blurred")  # how a drawing may be redrawn in training (``style``)
 PACK_BACKGROUND_WORDS = {"special/patterns": "patterned", "special/gradients": "gradient"}
 STREAM = 19_002  # rng tag of v2 scenes (v1 uses 0-2 and 7_001+)
 WORLD2_VERSION = "1"  # bump when a scene's pictures change: cached features of v2 images are keyed by it
@@ -93,13 +94,15 @@ class World2:
     numbers: ``("eval",)``; unseen concepts: ``("unseen",)``), ``background_splits`` the pattern and gradient
     backgrounds (``("pretrain",)`` or ``("eval",)``). ``fractions`` weighs the scene kinds when a render
     call does not name one; ``tint``, ``occlusion`` and ``defect`` are the probabilities of those changes;
-    ``labelled`` the probability that a drawing is drawn from the labelled ones (when the pool also has others).
+    ``labelled`` the probability that a drawing is drawn from the labelled ones (when the pool also has others);
+    ``style`` the probability that a drawing is redrawn in one of :data:`STYLES` (a training augmentation: 0,
+    the default, draws exactly the scenes of a world without it).
     """
 
     def __init__(self, pack: DrawingsPack | None = None, image_size: int = 112,
                  splits: tuple[str, ...] = ("pretrain", "extra"), fractions: dict[str, float] | None = None,
                  max_rotation: float = 20.0, tint: float = 0.2, occlusion: float = 0.15, defect: float = 0.1,
-                 background_splits: tuple[str, ...] = ("pretrain",), labelled: float = 0.7):
+                 background_splits: tuple[str, ...] = ("pretrain",), labelled: float = 0.7, style: float = 0.0):
         self.pack = pack if pack is not None else DrawingsPack()
         self.pool = self.pack.select(splits)
         if not self.pool:
@@ -109,7 +112,7 @@ class World2:
         if unknown:
             raise ValueError(f"unknown scene kinds {sorted(unknown)} in fractions; choose from {KINDS}")
         self.image_size, self.max_rotation = image_size, max_rotation
-        self.tint, self.occlusion, self.defect = tint, occlusion, defect
+        self.tint, self.occlusion, self.defect, self.style = tint, occlusion, defect, style
         self.v1 = W.World(image_size)
         # unlabelled drawings (pre-training extras) outnumber labelled ones 3:1 in the pack; drawing from the two
         # groups at ``labelled`` : 1 - ``labelled`` keeps class captions frequent
@@ -196,6 +199,8 @@ class World2:
             sprite = sprite.transpose(Image.FLIP_LEFT_RIGHT)
         angle = rng.uniform(-self.max_rotation, self.max_rotation)
         sprite = sprite.rotate(angle, resample=Image.BILINEAR, expand=True)
+        if self.style and rng.random() < self.style:  # no draw at style 0: the scenes stay those without it
+            sprite = restyle(sprite, STYLES[int(rng.integers(len(STYLES)))])
         rgba = np.asarray(sprite, dtype=np.float32)
         rgb, alpha = rgba[..., :3], rgba[..., 3] / 255.0
         colour = ""
@@ -248,6 +253,32 @@ class World2:
         placed = Placed("shape", obj.shape, "shapes", "", (), "", obj.colour, obj.size, position_word(cover),
                         _box(cover))
         return image, Scene2("shape", W.BACKGROUNDS[scene.background], (placed,)), cover[None].astype(np.float32)
+
+
+def restyle(sprite: Image.Image, style: str) -> Image.Image:
+    """An RGBA sprite redrawn in ``style``: the same object in another hand (grey scale, inverted colours, only
+    its outline, bolder strokes, blurred), so that the image tower learns the class rather than one file's look.
+    The alpha changes with the outline and bold styles, and the object's mask with it."""
+    from PIL import ImageChops, ImageFilter, ImageOps
+
+    rgb, alpha = sprite.convert("RGB"), sprite.getchannel("A")
+    if style == "grey":
+        rgb = ImageOps.grayscale(rgb).convert("RGB")
+    elif style == "inverted":
+        rgb = ImageOps.invert(rgb)
+    elif style == "outline":  # the drawing's rim, in its own colours
+        alpha = ImageChops.subtract(alpha, alpha.filter(ImageFilter.MinFilter(5)))
+    elif style == "bold":  # grown by two pixels: the drawing kept inside, the new rim in its darkest nearby colour
+        inside = alpha.point(lambda a: 255 if a > 127 else 0)
+        rgb = Image.composite(rgb, rgb.filter(ImageFilter.MinFilter(5)), inside)
+        alpha = alpha.filter(ImageFilter.MaxFilter(5))
+    elif style == "blurred":
+        rgb, alpha = rgb.filter(ImageFilter.GaussianBlur(1.2)), alpha.filter(ImageFilter.GaussianBlur(1.2))
+    else:
+        raise ValueError(f"unknown drawing style {style!r}; choose from {STYLES}")
+    out = rgb.convert("RGBA")
+    out.putalpha(alpha)
+    return out
 
 
 def damage(canvas: np.ndarray, mask: np.ndarray, state: str, rng: np.random.Generator, under: np.ndarray):
