@@ -21,8 +21,8 @@ from pathlib import Path
 
 import torch
 
+from clipos_lab.backbone import resolve_device
 from clipos_lab.files import write_text
-from clipos_lab.pocket.train import training_device
 from clipos_lab.pocket.train2 import train2
 
 WARM_STEPS = 2
@@ -48,7 +48,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.steps <= WARM_STEPS:
         parser.error(f"--steps must be more than {WARM_STEPS} (the untimed first steps)")
-    device = training_device(args.device)
+    device = resolve_device(args.device)
     counts = [int(w) for w in args.workers.split(",")]
     tmp = Path(tempfile.mkdtemp(prefix="train2_speed-"))
     rows, states = [], []

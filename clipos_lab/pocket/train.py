@@ -49,6 +49,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from ..backbone import resolve_device
 from ..config import config_from_dict, start_or_resume
 from ..files import atomic_path, write_csv
 from ..resources import POCKET_CONFIG, POCKET_NAME, POCKET_WEIGHTS, sha256_of
@@ -113,26 +114,6 @@ def images_to_tensor(images: np.ndarray, device: torch.device | str = "cpu") -> 
 
 def model_device(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
-
-
-def training_device(name: str) -> torch.device:
-    """``"cpu"``, ``"cuda"``, ``"cuda:1"`` or ``"auto"`` (a GPU where torch sees one): checked before any step, so
-    a typo or a missing GPU is one clear sentence, not a CUDA traceback mid-run."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"--device {name!r} is not a device: use cpu, cuda, cuda:<index> or auto") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"--device {name}: torch sees no CUDA GPU here (torch {torch.__version__}); "
-                             "use --device cpu or auto")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ValueError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
-    elif device.type != "cpu":
-        raise ValueError(f"--device {name!r}: pocket training runs on cpu or cuda")
-    return device
 
 
 class AuxHeads(torch.nn.Module):
@@ -327,7 +308,7 @@ def train(out_dir: str | os.PathLike, cfg: TrainConfig | None = None, progress: 
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 0:
         raise ValueError(f"--workers must be a whole number >= 0 (0 draws batches in the training process), "
                          f"not {workers!r}")
-    on = training_device(device)
+    on = resolve_device(device)  # checked before any step: a typo or a missing GPU is one clear sentence
     out, ckpt_path, state, cfg = start_or_resume(out_dir, config_class, cfg)
 
     with torch.random.fork_rng(devices=[]):  # model and heads draw their init from one seeded stream
