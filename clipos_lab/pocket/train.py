@@ -275,8 +275,8 @@ def step_batches(task, first: int, last: int, workers: int):
     processes ahead of the loop; a batch is a pure function of its step, so both give the same run."""
     if workers == 0:
         return (task.batch(step) for step in range(first, last))
-    loader = DataLoader(StepBatches(task, first, last), batch_size=None, num_workers=workers,
-                                         collate_fn=_as_drawn, prefetch_factor=4)
+    loader = DataLoader(StepBatches(task, first, last), batch_size=None, num_workers=workers, collate_fn=_as_drawn,
+                        prefetch_factor=4)
     return iter(loader)
 
 
