@@ -36,6 +36,25 @@ def test_a_suite_and_an_anomaly_run_on_two_processes_write_the_same_files_as_a_l
         assert (tmp_path / "anomaly-pool" / name).read_bytes() == (tmp_path / "anomaly-local" / name).read_bytes()
 
 
+@pytest.mark.slow
+def test_a_sweep_on_two_processes_writes_the_table_of_a_local_one(tmp_path):
+    from test_sweep import write_notebook, write_sweep
+
+    from clipos_lab.sweep import run_sweep
+
+    notebook = write_notebook(tmp_path / "nb.ipynb")
+    sweeps = {where: write_sweep(tmp_path / f"{where}.yaml", {
+        "notebook": str(notebook), "output": str(tmp_path / f"sweep-{where}"),
+        "parameters": {"COUNTER": str(tmp_path / f"count-{where}.txt")}, "grid": {"A": [1, 2], "B": ["x", "yy"]}})
+        for where in ("local", "pool")}
+    run_sweep(sweeps["local"], log=False, render=False)
+    with make_executor("processes", processes=2) as executor:
+        run_sweep(sweeps["pool"], log=False, render=False, executor=executor)
+    local_csv = (tmp_path / "sweep-local" / "sweep.csv").read_text()
+    assert (tmp_path / "sweep-pool" / "sweep.csv").read_text() == local_csv and "2,yy" in local_csv.replace('"', '')
+    assert sorted((tmp_path / "count-pool.txt").read_text().split()) == ["1-x", "1-yy", "2-x", "2-yy"]
+
+
 def test_results_come_back_in_order_and_a_cells_error_is_raised_as_itself():
     with ProcessExecutor(processes=2) as executor:
         assert executor.run([Cell(pow, (2, k), f"2^{k}") for k in range(6)], progress=False) == [1, 2, 4, 8, 16, 32]
