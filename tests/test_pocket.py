@@ -35,12 +35,18 @@ def test_resume_continues_the_same_run(tiny_cfg, tmp_path):
     P.train(tmp_path / "split", tiny_cfg(steps=6), progress=False, max_steps_this_sitting=3)
     assert torch.load(tmp_path / "split" / "checkpoint.pt", weights_only=False)["step"] == 3
     P.train(tmp_path / "split", progress=False)  # resumes with the stored config
-    whole = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=False)
-    split = torch.load(tmp_path / "split" / "checkpoint.pt", weights_only=False)
-    assert split["step"] == 6
-    for name, value in whole["model"].items():
-        torch.testing.assert_close(split["model"][name], value, msg=name)
-    assert [r["loss"] for r in split["log"]] == pytest.approx([r["loss"] for r in whole["log"]])
+    assert_same_run(tmp_path / "whole", tmp_path / "split", steps=6)
+
+
+def assert_same_run(expected_dir, got_dir, steps: int) -> dict:
+    """Both folders' checkpoints hold ``steps`` steps with the same weights and losses; returns the second."""
+    expected = torch.load(expected_dir / "checkpoint.pt", weights_only=False)
+    got = torch.load(got_dir / "checkpoint.pt", weights_only=False)
+    assert got["step"] == steps
+    for name, value in expected["model"].items():
+        torch.testing.assert_close(got["model"][name], value, msg=name)
+    assert [r["loss"] for r in got["log"]] == pytest.approx([r["loss"] for r in expected["log"]])
+    return got
 
 
 def test_batches_drawn_by_worker_processes_give_the_same_run(tiny_cfg, tmp_path):
@@ -48,12 +54,7 @@ def test_batches_drawn_by_worker_processes_give_the_same_run(tiny_cfg, tmp_path)
     # a second sitting with workers, started mid-run: the loader must hand over steps 2 and 3, in order
     P.train(tmp_path / "ahead", tiny_cfg(steps=4), progress=False, max_steps_this_sitting=2, workers=2)
     P.train(tmp_path / "ahead", progress=False, workers=2)
-    here = torch.load(tmp_path / "here" / "checkpoint.pt", weights_only=False)
-    ahead = torch.load(tmp_path / "ahead" / "checkpoint.pt", weights_only=False)
-    assert ahead["step"] == 4
-    for name, value in here["model"].items():
-        torch.testing.assert_close(ahead["model"][name], value, msg=name)
-    assert [r["loss"] for r in ahead["log"]] == pytest.approx([r["loss"] for r in here["log"]])
+    ahead = assert_same_run(tmp_path / "here", tmp_path / "ahead", steps=4)
     assert all(t.device.type == "cpu" for t in ahead["model"].values())
 
 
