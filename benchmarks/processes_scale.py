@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import resource
 import shutil
 import subprocess
@@ -26,8 +27,15 @@ from clipos_lab.data import default_benchmark_path
 from clipos_lab.files import write_text
 
 SPLITS = default_benchmark_path().parent / "drawings-splits"
-METHODS = "MCM,GL-MCM,CLIPN,CoOp,LoCoOp,CLIP-OS,NegLabel,CSP,AdaNeg,FA,GalLoP"
-OPTIONS = '{"NegLabel": {"ratio": 0.3}, "CSP": {"ratio": 0.05, "n_groups": 10}}'  # the Makefile's SUITE_OPTIONS
+
+
+def makefile_value(name: str) -> str:
+    """A ``NAME ?= value`` of the Makefile: the suite measured is `make benchmark`'s, not a copy of it."""
+    text = (Path(__file__).resolve().parents[1] / "Makefile").read_text()
+    return re.search(rf"^{name}\s*\?=\s*(.+)$", text, re.MULTILINE).group(1).strip()
+
+
+METHODS, OPTIONS = makefile_value("SUITE_METHODS"), makefile_value("SUITE_OPTIONS")
 
 
 def load() -> str:

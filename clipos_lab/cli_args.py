@@ -114,11 +114,8 @@ def executor_from(args):
 
     if args.executor != "ray" and (args.address or args.task_gpus or args.task_cpus != 1.0):
         raise ValueError("--address, --task-cpus and --task-gpus are options of --executor ray")
-    if args.executor != "processes" and args.processes is not None:
-        raise ValueError("--processes is an option of --executor processes")
-    if args.executor == "ray":
-        return make_executor("ray", address=args.address, task_cpus=args.task_cpus, task_gpus=args.task_gpus)
-    return make_executor(args.executor, processes=args.processes)
+    return make_executor(args.executor, address=args.address, task_cpus=args.task_cpus, task_gpus=args.task_gpus,
+                         processes=args.processes)  # which options go with which executor: checked there
 
 
 def positive_number(option: str, zero: bool = False):

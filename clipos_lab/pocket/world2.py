@@ -17,7 +17,7 @@ import math
 from dataclasses import dataclass, field, replace
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageChops, ImageFilter, ImageOps
 
 from . import world as W
 from .pack import DrawingsPack
@@ -259,8 +259,6 @@ def restyle(sprite: Image.Image, style: str) -> Image.Image:
     """An RGBA sprite redrawn in ``style``: the same object in another hand (grey scale, inverted colours, only
     its outline, bolder strokes, blurred), so that the image tower learns the class rather than one file's look.
     The alpha changes with the outline and bold styles, and the object's mask with it."""
-    from PIL import ImageChops, ImageFilter, ImageOps
-
     rgb, alpha = sprite.convert("RGB"), sprite.getchannel("A")
     if style == "grey":
         rgb = ImageOps.grayscale(rgb).convert("RGB")
