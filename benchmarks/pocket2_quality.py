@@ -11,8 +11,9 @@
    most of them do. Bar: >= 80 % of images pass.
 3. Zero-shot MCM's AUROC per OOD set on the shipped drawings splits (near-OOD bar: between 70 and 92).
 
-``--checkpoint`` reads a training folder's ``checkpoint.pt`` (mid-training checks; the step is printed), ``--weights``
-an exported model. Every number is printed with the step it was measured at.
+``--split val`` measures the same on ``val`` drawings and the validation splits (how checkpoints and recipes are
+compared). ``--checkpoint`` reads a training folder's ``checkpoint.pt`` (mid-training checks; the step is
+printed), ``--weights`` an exported model. Every number is printed with the step it was measured at.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from clipos_lab.pocket.train import export
 from clipos_lab.pocket.train2 import POCKET2_CONFIG
 
 TEST_SEED = 919_191  # a scene seed no benchmark spec or training stream uses
+VAL_SEED = 727_272  # the same for --split val (choosing between checkpoints: never the test numbers)
 
 
 def load(args) -> tuple[Backbone, str]:
@@ -81,16 +83,20 @@ def main() -> None:
     parser.add_argument("--config", default=str(POCKET2_CONFIG))
     parser.add_argument("--per-class", type=int, default=10)
     parser.add_argument("--splits", type=int, default=10, help="shipped drawings splits measured for item 3")
+    parser.add_argument("--split", choices=("eval", "val"), default="eval",
+                        help="eval: the reported bars (eval drawings, test splits); val: the same measures on val "
+                             "drawings and the validation splits, for choosing a checkpoint or a recipe")
     parser.add_argument("--out", default=None, help="folder for quality.json and the tables")
     args = parser.parse_args()
     torch.set_num_threads(1)
     backbone, source = load(args)
     pack = DrawingsPack()
     seen = sorted(c for c, info in pack.classes.items() if not info["unseen"])
-    report: dict = {"source": source}
-    print(f"# pocket v2 quality, {source}; eval drawings, scene seed {TEST_SEED}, {args.per_class} scenes per class")
+    seed = TEST_SEED if args.split == "eval" else VAL_SEED
+    report: dict = {"source": source, "split": args.split}
+    print(f"# pocket v2 quality, {source}; {args.split} drawings, scene seed {seed}, {args.per_class} scenes per class")
 
-    drawings = DrawingsDataset(classes=seen, split="eval", n_per_class=args.per_class, seed=TEST_SEED)
+    drawings = DrawingsDataset(classes=seen, split=args.split, n_per_class=args.per_class, seed=seed)
     bank = FeatureBank.encode(drawings, backbone, progress=False)  # items 1 and 2 read the same features
     rank, labels = zero_shot(backbone, bank)
     top = [pack.classes[c]["superclass"].split("/")[0] for c in seen]
@@ -102,7 +108,7 @@ def main() -> None:
     print(f"1. zero-shot over {len(seen)} seen classes: top-1 {100 * (rank == 0).mean():.1f} %, top-5 "
           f"{100 * (rank < 5).mean():.1f} % (bar: top-1 >= 40 %)")
     print((100 * table[["top1", "top5"]]).round(1).assign(classes=table["classes"]).to_string())
-    shapes = WorldDataset("object", shapes=W.SHAPES, n_per_class=args.per_class, seed=TEST_SEED, image_size=112)
+    shapes = WorldDataset("object", shapes=W.SHAPES, n_per_class=args.per_class, seed=seed, image_size=112)
     shape_rank, _ = zero_shot(backbone, FeatureBank.encode(shapes, backbone, progress=False))
     report["v1_shapes_top1"] = float((shape_rank == 0).mean())
     print(f"   v1's {len(W.SHAPES)} shapes: top-1 {100 * (shape_rank == 0).mean():.1f} % (bar: >= 95 %)")
@@ -118,7 +124,7 @@ def main() -> None:
           f"images (bar >= 80 %); mean share {share.mean():.2f}, drawing's share of the image {chance.mean():.2f}")
 
     rows = []
-    for spec_dict in drawings_specs(args.splits):
+    for spec_dict in drawings_specs(args.splits, validation=args.split == "val"):
         spec = BenchmarkSpec.from_dict(spec_dict)
         banks = encode_banks(spec, backbone, progress=False)
         mcm = MCM().fit(backbone, banks.id_train)

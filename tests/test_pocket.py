@@ -116,3 +116,19 @@ def test_second_stage_starts_from_the_first_stages_weights(tiny_cfg, tmp_path):
     two = torch.load(tmp_path / "stage2" / "checkpoint.pt", weights_only=False)["model"]
     for name, value in one.items():
         torch.testing.assert_close(two[name], value, msg=name)
+
+
+def test_a_stage_can_start_from_exported_weights(tiny_cfg, tmp_path):
+    # the shipped release is float16 safetensors without heads: a later stage must start from exactly those weights
+    from safetensors.torch import load_file
+
+    P.train(tmp_path / "stage1", tiny_cfg(steps=3), progress=False)
+    weights = tmp_path / "stage1.safetensors"
+    P.export(tmp_path / "stage1", weights, model_name="tiny")
+    P.train(tmp_path / "stage2", tiny_cfg(steps=1, lr=0.0, init_from=str(weights)), progress=False)
+    two = torch.load(tmp_path / "stage2" / "checkpoint.pt", weights_only=False)["model"]
+    for name, value in load_file(str(weights)).items():
+        torch.testing.assert_close(two[name], value.float(), msg=name)
+    with pytest.raises(ValueError, match="init_from=.*no such file"):
+        P.train(tmp_path / "stage3", tiny_cfg(steps=1, init_from=str(tmp_path / "missing.safetensors")),
+                progress=False)

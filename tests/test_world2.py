@@ -242,11 +242,7 @@ def test_train2_uses_the_shared_loop_and_resumes_to_the_step(fake_pack, tmp_path
                "warmup_steps": 1, "eval_every": 2, "eval_images": 3, "checkpoint_every": 1}
     with pytest.raises(ValueError, match="no 'val' drawings"):  # the fake pack has no validation drawings
         train2(tmp_path / "whole", options, progress=False)
-    manifest = json.loads((fake_pack.folder / "manifest.json").read_text())
-    manifest["drawings"].append({**manifest["drawings"][0], "split": "val"})
-    (fake_pack.folder / "manifest.json").write_text(json.dumps(manifest))
-    from clipos_lab.pocket import train2 as T2
-    T2.load_pack.cache_clear()
+    _add_val_drawing(fake_pack)
     row = train2(tmp_path / "whole2", options, progress=False)
     assert row["step"] == 2 and 0.0 <= row["val_top1"] <= 1.0
     train2(tmp_path / "split", options, progress=False, max_steps_this_sitting=1)
@@ -274,6 +270,39 @@ def test_train2_uses_the_shared_loop_and_resumes_to_the_step(fake_pack, tmp_path
     assert cli.main(["pocket", "export2", "--out", str(tmp_path / "split")]) == 2  # exists: refused
     loaded = Backbone.load(config=config, checkpoint=target)
     assert loaded.grid == (14, 14)
+
+
+def _add_val_drawing(pack: DrawingsPack) -> None:
+    """Give the fake pack the validation drawing training checks on (and forget the cached pack)."""
+    from clipos_lab.pocket import train2 as T2
+
+    manifest = json.loads((pack.folder / "manifest.json").read_text())
+    manifest["drawings"].append({**manifest["drawings"][0], "split": "val"})
+    (pack.folder / "manifest.json").write_text(json.dumps(manifest))
+    T2.load_pack.cache_clear()
+
+
+def test_a_train2_stage_with_the_state_loss_logs_it_and_resumes_to_the_step(fake_pack, tmp_path):
+    import torch
+
+    from clipos_lab.pocket.train2 import train2
+
+    _add_val_drawing(fake_pack)
+    config = tmp_path / "tiny2.json"
+    config.write_text(json.dumps(TINY2))
+    options = {"model_config": str(config), "pack": str(fake_pack.folder), "steps": 2, "batch_size": 6,
+               "warmup_steps": 1, "eval_every": 2, "eval_images": 3, "checkpoint_every": 1, "defect": 1.0,
+               "multi_fraction": 0.0, "shape_fraction": 0.0, "background_fraction": 0.0, "labelled": 1.0,
+               "state_dense_weight": 1.0, "surgery_dense_weight": 1.0, "surgery_blocks": 1}
+    train2(tmp_path / "whole", options, progress=False)
+    log = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=False)["log"]
+    assert all(row["loss_extra"] > 0 and np.isfinite(row["loss_extra"]) for row in log)
+    train2(tmp_path / "split", options, progress=False, max_steps_this_sitting=1)
+    train2(tmp_path / "split", progress=False)
+    whole = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=False)["model"]
+    split = torch.load(tmp_path / "split" / "checkpoint.pt", weights_only=False)["model"]
+    for name, value in whole.items():
+        assert torch.allclose(value, split[name], atol=1e-6), name
 
 
 def test_train2_labels_are_distinct_even_where_a_class_is_also_a_v1_shape(fake_pack):
@@ -313,3 +342,58 @@ def test_pocket2_without_weights_says_it_is_being_trained(monkeypatch, tmp_path)
     monkeypatch.setattr(B, "POCKET2_WEIGHTS", tmp_path / "missing.safetensors")
     with pytest.raises(WeightsNotFoundError, match="pocket v2 has no weights yet"):
         B.Backbone.load("pocket2")
+
+
+def _damaged_apple(defect: np.ndarray, cover: np.ndarray):
+    placed = W2.Placed("drawing", "apple", "food/fruit", "An Apple", (), "food/fruit/apple.svg", "", "large",
+                       "middle", (0, 0, 112, 112), state="torn")
+    return W2.Scene2("object", "striped", (placed,)), {"objects": cover[None].astype(np.float32), "defect": defect}
+
+
+def test_state_labels_mark_damaged_and_intact_patches_from_the_masks():
+    from types import SimpleNamespace
+
+    from clipos_lab.pocket.train2 import DrawingsTask
+
+    task = SimpleNamespace(grid=14, prompt_names=["apple", "hammer"])
+    cover = np.zeros((112, 112), bool)
+    cover[:56] = True  # the drawing fills the top half: patch rows 0-6
+    defect = np.zeros((112, 112), bool)
+    defect[:8, :8] = True  # exactly patch (0, 0)
+    defect[8:9, 8:16] = True  # an eighth of patch (1, 1): too little to call it damaged
+    scene, masks = _damaged_apple(defect, cover)
+    labels = DrawingsTask.state_labels(task, scene, masks).reshape(14, 14)
+    assert labels[0, 0] == 1 and labels[1, 1] == -100  # damaged; touched by the defect but not enough: ignored
+    assert (labels[:7][labels[:7] != 1] != 0).sum() == 1  # the rest of the drawing is intact
+    assert (labels[7:] == -100).all()  # background: neither
+    assert (DrawingsTask.state_labels(task, W2.Scene2("background", "striped"), masks) == -100).all()
+    extra = W2.Placed("drawing", "", "", "", (), "x.svg", "", "large", "", (0,) * 4)
+    unnamed = W2.Scene2("object", "striped", (extra,))
+    assert (DrawingsTask.state_labels(task, unnamed, masks) == -100).all()  # an unlabelled extra says no class
+
+
+def test_state_loss_pairs_each_patch_with_its_own_drawings_state_captions():
+    from types import SimpleNamespace
+
+    import torch
+
+    from clipos_lab.pocket.train2 import DrawingsTask
+
+    texts = {"an intact apple.": 0, "a damaged apple.": 1, "an intact hammer.": 2, "a damaged hammer.": 3}
+    model = SimpleNamespace(encode_text=lambda batch: torch.eye(4)[[texts[t] for t in batch]])
+    task = SimpleNamespace(cfg=SimpleNamespace(state_dense_weight=1.0))
+
+    def scene(name):
+        return W2.Scene2("object", "striped", (W2.Placed("drawing", name, "", "", (), "", "", "", "", (0,) * 4),))
+
+    scenes = [scene("apple"), scene("hammer"), W2.Scene2("background", "striped")]
+    labels = torch.tensor([[1, 0, -100], [1, 0, 0], [-100, -100, -100]])
+    tokens = lambda rows: torch.eye(4)[torch.tensor(rows)]  # noqa: E731  (B, P, 4): each patch at one caption
+    right = tokens([[1, 0, 0], [3, 2, 2], [0, 0, 0]])  # its own drawing's state captions
+    swapped = tokens([[0, 1, 1], [2, 3, 3], [0, 0, 0]])
+    other_class = tokens([[3, 2, 2], [1, 0, 0], [0, 0, 0]])  # the other drawing's captions
+    loss = lambda tokens: float(DrawingsTask.extra_loss(task, model, lambda t: t, tokens, None, 10.0, scenes,  # noqa: E731
+                                                        [labels]))
+    assert loss(right) < 0.01 and loss(swapped) > 9 and abs(loss(other_class) - np.log(2)) < 1e-4
+    nothing = [torch.full((3, 3), -100)]
+    assert float(DrawingsTask.extra_loss(task, model, lambda t: t, right, None, 10.0, scenes, nothing)) == 0.0

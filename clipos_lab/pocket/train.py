@@ -76,7 +76,7 @@ class TrainConfig:
     aux_weight: float = 1.0
     shape_weight: float = 1.0  # weight of the shape head among the four attribute heads
     max_rotation: float = 45.0  # degrees, the world's rotation range at full difficulty
-    init_from: str = ""  # a checkpoint.pt whose model (and heads) start this run: a second training stage
+    init_from: str = ""  # a checkpoint.pt (model and heads) or exported .safetensors (model) starting this run
     surgery_dense_weight: float = 0.0  # dense loss on CLIP Surgery's value-value tokens too (stage 3)
     surgery_blocks: int = 2  # depth of the value-value path that loss trains (the backbone's default: half)
     dense_weight: float = 0.5
@@ -280,6 +280,24 @@ def step_batches(task, first: int, last: int, workers: int):
     return iter(loader)
 
 
+def load_init(path: str | os.PathLike, model: torch.nn.Module, heads: torch.nn.Module) -> None:
+    """Start a run (a later training stage) from ``path``: a training ``checkpoint.pt`` (model and heads) or an
+    exported ``.safetensors`` model (float16, no heads: the heads start from their seeded init)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"init_from={str(path)!r}: no such file; give a training checkpoint.pt or exported "
+                         f".safetensors weights")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(path)).items()}
+        model.load_state_dict(state)
+        return
+    init = torch.load(path, map_location="cpu", weights_only=False)
+    model.load_state_dict(init["model"])
+    heads.load_state_dict(init["heads"])
+
+
 def cpu_copy(value):
     """A state dict (nested dicts and lists of tensors) with every tensor on the CPU: checkpoints load anywhere."""
     if isinstance(value, torch.Tensor):
@@ -333,9 +351,7 @@ def train(out_dir: str | os.PathLike, cfg: TrainConfig | None = None, progress: 
         log, step = state["log"], state["step"]
 
     elif cfg.init_from:
-        init = torch.load(cfg.init_from, map_location="cpu", weights_only=False)
-        model.load_state_dict(init["model"])
-        heads.load_state_dict(init["heads"])
+        load_init(cfg.init_from, model, heads)
     image_size = model.visual.image_size[0] if isinstance(model.visual.image_size, tuple) else model.visual.image_size
     grid = model.visual.grid_size[0]
     task = task_class(cfg, image_size, grid)
@@ -347,7 +363,7 @@ def train(out_dir: str | os.PathLike, cfg: TrainConfig | None = None, progress: 
     model.train()
     batches = step_batches(task, step, stop_at, workers)
     while step < stop_at:
-        images, scenes, captions, dense_labels, difficulty = next(batches)
+        images, scenes, captions, dense_labels, difficulty, *extra = next(batches)
         dense_labels = dense_labels.to(on)
         texts = sorted({c for c, _ in captions})
         constraints = {c: k for c, k in captions}
@@ -372,6 +388,9 @@ def train(out_dir: str | os.PathLike, cfg: TrainConfig | None = None, progress: 
         loss_dense = F.cross_entropy(dense_logits.reshape(-1, dense_logits.shape[-1]), dense_labels.reshape(-1),
                                      ignore_index=-100)
         loss = loss_clip + cfg.aux_weight * loss_aux + cfg.dense_weight * loss_dense
+        if extra:  # a task's own dense targets (world v2's state words), on the same tokens
+            loss_extra = task.extra_loss(model, tokenizer, patch_emb, surgery_emb, scale, scenes, extra)
+            loss = loss + loss_extra
         if surgery_emb is not None:
             vv_logits = scale * F.normalize(surgery_emb, dim=-1) @ prompt_emb.T
             loss = loss + cfg.surgery_dense_weight * F.cross_entropy(
@@ -383,7 +402,8 @@ def train(out_dir: str | os.PathLike, cfg: TrainConfig | None = None, progress: 
         step += 1
         bar.update(1)
         row = {"step": step, "loss": loss.item(), "loss_clip": loss_clip.item(), "loss_aux": loss_aux.item(),
-               "loss_dense": loss_dense.item(), "lr": optim.param_groups[0]["lr"], "difficulty": difficulty,
+               "loss_dense": loss_dense.item(), **({"loss_extra": loss_extra.item()} if extra else {}),
+               "lr": optim.param_groups[0]["lr"], "difficulty": difficulty,
                "logit_scale": scale.item(), "val_top1": "", "elapsed_s": time.time() - t_start}
         if step % cfg.eval_every == 0 or step == cfg.steps:
             row["val_top1"] = task.evaluate(model, tokenizer)

@@ -47,6 +47,7 @@ class Train2Config(TrainConfig):
     defect: float = 0.1
     labelled: float = 0.7  # share of drawings drawn from labelled ones (the rest: unlabelled extras)
     style: float = 0.0  # share of drawings redrawn in another style (world2.STYLES; the released run: none)
+    state_dense_weight: float = 0.0  # patch tokens vs "an intact X." / "a damaged X." on defect masks (stage 2)
     eval_every: int = 500
     eval_images: int = 300
     checkpoint_every: int = 50
@@ -117,17 +118,49 @@ class DrawingsTask:
             label = np.where(cover[j] > 0.35, value, label)
         return label.reshape(-1)
 
+    def state_labels(self, scene: W2.Scene2, masks: dict) -> np.ndarray:
+        """Per patch of a single named drawing: 1 ("damaged") where its defect covers >= 25% of the patch, 0
+        ("intact") where the drawing covers > 35% and the defect none of it, else ignored (-100)."""
+        g = self.grid
+        ignore = np.full(g * g, -100)
+        if scene.kind != "object" or scene.objects[0].name not in self.prompt_names:
+            return ignore
+        cells = lambda m: m.reshape(g, m.shape[0] // g, g, -1).mean(axis=(1, 3)).reshape(-1)  # noqa: E731
+        cover, defect = cells(masks["objects"][0]), cells(masks["defect"].astype(np.float32))
+        return np.where(defect >= 0.25, 1, np.where((cover > 0.35) & (defect == 0), 0, ignore))
+
     def batch(self, step: int):
         rng = np.random.default_rng([self.cfg.seed, TRAIN_STREAM, step])
-        images, scenes, dense = [], [], []
+        images, scenes, dense, states = [], [], [], []
         for j in range(self.cfg.batch_size):
             img, scene, masks = self.world.render(self.cfg.seed * 1_000_003 + TRAIN_STREAM,
                                                   step * self.cfg.batch_size + j, return_masks=True)
             images.append(img)
             scenes.append(scene)
             dense.append(self.dense_labels(scene, masks["objects"]))
+            if self.cfg.state_dense_weight > 0:
+                states.append(self.state_labels(scene, masks))
         captions = [caption(s, rng, self.forbidden) for s in scenes]
-        return np.stack(images), scenes, captions, torch.from_numpy(np.stack(dense)).long(), 1.0
+        out = (np.stack(images), scenes, captions, torch.from_numpy(np.stack(dense)).long(), 1.0)
+        return out + (torch.from_numpy(np.stack(states)).long(),) if states else out
+
+    def extra_loss(self, model, tokenizer, patch_emb, surgery_emb, scale, scenes, extra) -> torch.Tensor:
+        """The state dense loss: each labelled patch's token against its own drawing's two state captions
+        ("an intact X." / "a damaged X.", the words the captions use), on the projected patch tokens and, when
+        the run trains them, CLIP Surgery's value-value tokens (what zero-shot state prompts read)."""
+        labels = extra[0].to(patch_emb.device)
+        rows = (labels != -100).any(1).nonzero().flatten().tolist()
+        if not rows:
+            return patch_emb.sum() * 0.0
+        names = sorted({scenes[i].objects[0].name for i in rows})
+        texts = [t for n in names for t in (f"an intact {n}.", f"a damaged {n}.")]
+        text = F.normalize(model.encode_text(tokenizer(texts)), dim=-1).view(len(names), 2, -1)
+        pair = text[torch.tensor([names.index(scenes[i].objects[0].name) for i in rows], device=text.device)]
+        target = labels[rows].reshape(-1)
+        losses = [F.cross_entropy(scale * torch.einsum("rpd,rkd->rpk", F.normalize(tokens[rows], dim=-1), pair)
+                                  .reshape(-1, 2), target, ignore_index=-100)
+                  for tokens in (patch_emb, surgery_emb) if tokens is not None]
+        return self.cfg.state_dense_weight * sum(losses) / len(losses)
 
     def labels(self, scenes: list[W2.Scene2]) -> dict[str, torch.Tensor]:
         """Head targets: the single object's attributes (-100 where a drawing has no class), "none" otherwise."""
