@@ -355,7 +355,7 @@ def test_state_labels_mark_damaged_and_intact_patches_from_the_masks():
 
     from clipos_lab.pocket.train2 import DrawingsTask
 
-    task = SimpleNamespace(grid=14, prompt_names=["apple", "hammer"])
+    task = SimpleNamespace(grid=14, prompt_names=["apple", "hammer"], cfg=SimpleNamespace(state_patches="object"))
     cover = np.zeros((112, 112), bool)
     cover[:56] = True  # the drawing fills the top half: patch rows 0-6
     defect = np.zeros((112, 112), bool)
@@ -366,6 +366,10 @@ def test_state_labels_mark_damaged_and_intact_patches_from_the_masks():
     assert labels[0, 0] == 1 and labels[1, 1] == -100  # damaged; touched by the defect but not enough: ignored
     assert (labels[:7][labels[:7] != 1] != 0).sum() == 1  # the rest of the drawing is intact
     assert (labels[7:] == -100).all()  # background: neither
+    task.cfg.state_patches = "all"  # the background is intact too
+    everywhere = DrawingsTask.state_labels(task, scene, masks).reshape(14, 14)
+    assert (everywhere[7:] == 0).all() and (everywhere[:7] == labels[:7]).all()
+    task.cfg.state_patches = "object"
     assert (DrawingsTask.state_labels(task, W2.Scene2("background", "striped"), masks) == -100).all()
     extra = W2.Placed("drawing", "", "", "", (), "x.svg", "", "large", "", (0,) * 4)
     unnamed = W2.Scene2("object", "striped", (extra,))

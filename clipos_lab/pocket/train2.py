@@ -48,6 +48,7 @@ class Train2Config(TrainConfig):
     labelled: float = 0.7  # share of drawings drawn from labelled ones (the rest: unlabelled extras)
     style: float = 0.0  # share of drawings redrawn in another style (world2.STYLES; the released run: none)
     state_dense_weight: float = 0.0  # patch tokens vs "an intact X." / "a damaged X." on defect masks (stage 2)
+    state_patches: str = "object"  # which undamaged patches count as intact: the drawing's ("object") or "all"
     eval_every: int = 500
     eval_images: int = 300
     checkpoint_every: int = 50
@@ -79,6 +80,9 @@ class DrawingsTask:
     matches = staticmethod(W2.matches)
 
     def __init__(self, cfg: Train2Config, image_size: int, grid: int):
+        if cfg.state_patches not in ("object", "all"):
+            raise ValueError(f"state_patches={cfg.state_patches!r}: choose 'object' (the drawing's undamaged patches "
+                             f"are intact) or 'all' (the background too)")
         self.cfg, self.image_size, self.grid = cfg, image_size, grid
         self.pack = load_pack(cfg.pack)
         self.vocab = vocabulary(self.pack)
@@ -120,14 +124,17 @@ class DrawingsTask:
 
     def state_labels(self, scene: W2.Scene2, masks: dict) -> np.ndarray:
         """Per patch of a single named drawing: 1 ("damaged") where its defect covers >= 25% of the patch, 0
-        ("intact") where the drawing covers > 35% and the defect none of it, else ignored (-100)."""
+        ("intact") where the defect covers none of it and (``state_patches="object"``) the drawing covers > 35%
+        of it, else ignored (-100). With ``"all"`` the background is intact too: a state map is read over the
+        whole image, where the background must not look damaged."""
         g = self.grid
         ignore = np.full(g * g, -100)
         if scene.kind != "object" or scene.objects[0].name not in self.prompt_names:
             return ignore
         cells = lambda m: m.reshape(g, m.shape[0] // g, g, -1).mean(axis=(1, 3)).reshape(-1)  # noqa: E731
         cover, defect = cells(masks["objects"][0]), cells(masks["defect"].astype(np.float32))
-        return np.where(defect >= 0.25, 1, np.where((cover > 0.35) & (defect == 0), 0, ignore))
+        intact = (defect == 0) & ((cover > 0.35) | (self.cfg.state_patches == "all"))
+        return np.where(defect >= 0.25, 1, np.where(intact, 0, ignore))
 
     def batch(self, step: int):
         rng = np.random.default_rng([self.cfg.seed, TRAIN_STREAM, step])
