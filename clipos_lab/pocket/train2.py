@@ -9,6 +9,8 @@ validation number (zero-shot top-1 over the seen classes on the pack's ``val`` d
 Why the recipe keeps v1's pieces: the multi-positive loss is what makes captions that state only some
 attributes ("a drawing from the fruit collection") exact; the attribute heads and the dense patch loss give the
 small ViT dense signal from step one, and the dense loss makes patch tokens spatial (CLIP-OS's stage 1 needs it).
+A later stage (``init_from``) may add the state dense loss (``state_dense_weight``: patch tokens against "an
+intact X." / "a damaged X." on the defect masks); the stages tried so far are in ``docs/pocket2.md``.
 """
 
 from __future__ import annotations
