@@ -385,7 +385,7 @@ def test_state_loss_pairs_each_patch_with_its_own_drawings_state_captions():
 
     texts = {"an intact apple.": 0, "a damaged apple.": 1, "an intact hammer.": 2, "a damaged hammer.": 3}
     model = SimpleNamespace(encode_text=lambda batch: torch.eye(4)[[texts[t] for t in batch]])
-    task = SimpleNamespace(cfg=SimpleNamespace(state_dense_weight=1.0))
+    task = SimpleNamespace(cfg=SimpleNamespace(state_dense_weight=1.0, state_words=False))
 
     def scene(name):
         return W2.Scene2("object", "striped", (W2.Placed("drawing", name, "", "", (), "", "", "", "", (0,) * 4),))
@@ -401,3 +401,33 @@ def test_state_loss_pairs_each_patch_with_its_own_drawings_state_captions():
     assert loss(right) < 0.01 and loss(swapped) > 9 and abs(loss(other_class) - np.log(2)) < 1e-4
     nothing = [torch.full((3, 3), -100)]
     assert float(DrawingsTask.extra_loss(task, model, lambda t: t, right, None, 10.0, scenes, nothing)) == 0.0
+    # with state_words each state is the mean of its words' captions: here every word of a state says the same
+    from clipos_lab.pocket.captions2 import DAMAGED_WORDS, INTACT_WORDS, article
+
+    for name, base in (("apple", 0), ("hammer", 2)):
+        texts.update({f"{article(w)} {w} {name}.": base for w in INTACT_WORDS})
+        texts.update({f"{article(w)} {w} {name}.": base + 1 for w in DAMAGED_WORDS})
+    task.cfg.state_words = True
+    assert loss(right) < 0.01 and loss(swapped) > 9
+
+
+def test_state_words_vary_the_state_captions_only_when_asked():
+    from clipos_lab.pocket.captions2 import DAMAGED_WORDS, INTACT_WORDS
+
+    intact = W2.Scene2("object", "striped", (W2.Placed("drawing", "apple", "food/fruit", "", (), "", "", "large",
+                                                       "middle", (0,) * 4),))
+    damaged = W2.Scene2("object", "striped", (W2.Placed("drawing", "apple", "food/fruit", "", (), "", "", "large",
+                                                        "middle", (0,) * 4, state="torn"),))
+    for seed in range(20):  # off (the default), the stream of captions is the released run's
+        assert caption(intact, np.random.default_rng(seed)) == caption(intact, np.random.default_rng(seed),
+                                                                         state_words=False)
+    said = {"intact": set(), "damaged": set()}
+    for scene in (intact, damaged):
+        rng = np.random.default_rng(0)
+        for _ in range(400):
+            text, constraints = caption(scene, rng, state_words=True)
+            state = constraints.get("state", ("",))[0]
+            if state in said:
+                said[state].add(text.split()[1])
+                assert constraints["name"] == ("apple",) and text.endswith(" apple.")
+    assert said["intact"] == set(INTACT_WORDS) and said["damaged"] == set(DAMAGED_WORDS)

@@ -18,6 +18,12 @@ Caption = tuple[str, dict[str, tuple[str, ...]]]
 NOISE_KEYWORDS = re.compile(r"^(hash|clip.?art|svg|image|icon|openclipart|inkscape)|[^a-z \-]")
 
 
+# other words for the two states, as web captions vary them (``state_words``): a model trained only on "intact" /
+# "damaged" cannot answer a prompt that says "flawless" or "broken"
+INTACT_WORDS = ("intact", "undamaged", "flawless", "perfect", "unblemished")
+DAMAGED_WORDS = ("damaged", "broken", "defective", "flawed")
+
+
 def article(word: str) -> str:
     return "an" if word[:1] in "aeiou" else "a"
 
@@ -89,13 +95,22 @@ def candidates(scene: Scene2, forbidden: frozenset[str] = frozenset()) -> list[C
     return _allowed(out, forbidden)
 
 
-def caption(scene: Scene2, rng: np.random.Generator, forbidden: frozenset[str] = frozenset()) -> Caption:
-    """One caption of ``scene`` drawn from :func:`candidates` (class captions twice as likely as each other)."""
+def caption(scene: Scene2, rng: np.random.Generator, forbidden: frozenset[str] = frozenset(),
+            state_words: bool = False) -> Caption:
+    """One caption of ``scene`` drawn from :func:`candidates` (class captions twice as likely as each other).
+    With ``state_words``, an "intact X." / "a damaged X." caption says one of the state's other words instead
+    (drawn from ``rng`` only then, so the default stream of captions is unchanged)."""
     options = candidates(scene, forbidden)
     if not options:  # nothing sayable without a held-out word: say only the background
         return (f"a drawing on a {scene.background} background.", {"background": (scene.background,)})
     weights = np.array([2.0 if set(c) == {"name"} else 1.0 for _, c in options])
-    return options[int(rng.choice(len(options), p=weights / weights.sum()))]
+    text, constraints = options[int(rng.choice(len(options), p=weights / weights.sum()))]
+    state = constraints.get("state", ("",))[0]
+    if state_words and state in ("intact", "damaged"):
+        word = str(rng.choice(INTACT_WORDS if state == "intact" else DAMAGED_WORDS))
+        name = constraints["name"][0]
+        text = f"{article(word)} {word} {name}."
+    return text, constraints
 
 
 def _allowed(options: list[Caption], forbidden: frozenset[str]) -> list[Caption]:
