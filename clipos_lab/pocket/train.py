@@ -288,10 +288,9 @@ def load_init(path: str | os.PathLike, model: torch.nn.Module, heads: torch.nn.M
         raise ValueError(f"init_from={str(path)!r}: no such file; give a training checkpoint.pt or exported "
                          f".safetensors weights")
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+        import open_clip
 
-        state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(path)).items()}
-        model.load_state_dict(state)
+        open_clip.load_checkpoint(model, str(path))  # the loader Backbone.load's pretrained=<file> uses
         return
     init = torch.load(path, map_location="cpu", weights_only=False)
     model.load_state_dict(init["model"])

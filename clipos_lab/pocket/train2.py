@@ -57,6 +57,12 @@ class Train2Config(TrainConfig):
     checkpoint_every: int = 50
 
 
+def patch_cover(masks: np.ndarray, grid: int) -> np.ndarray:
+    """``(n, S, S)`` pixel masks -> ``(n, grid, grid)``: the share of each patch they cover."""
+    n, size = len(masks), masks.shape[1]
+    return masks.reshape(n, grid, size // grid, grid, -1).mean(axis=(2, 4))
+
+
 def vocabulary(pack: DrawingsPack) -> dict[str, list[str]]:
     """Label lists of the attribute heads (and the dense loss): only seen classes and their superclasses."""
     seen = sorted(c for c, info in pack.classes.items() if not info["unseen"])
@@ -118,7 +124,7 @@ class DrawingsTask:
         bg = len(self.prompt_names) + self.prompt_backgrounds.index(scene.background)
         if not len(masks):
             return np.full(g * g, bg)
-        cover = masks.reshape(len(masks), g, masks.shape[1] // g, g, -1).mean(axis=(2, 4))  # (n, g, g)
+        cover = patch_cover(masks, g)  # (n, g, g)
         label = np.where(cover.sum(0) < 0.05, bg, -100)
         for j, obj in enumerate(scene.objects):
             value = self.prompt_names.index(obj.name) if obj.name in self.prompt_names else -100
@@ -130,12 +136,10 @@ class DrawingsTask:
         ("intact") where the defect covers none of it and (``state_patches="object"``) the drawing covers > 35%
         of it, else ignored (-100). With ``"all"`` the background is intact too: a state map is read over the
         whole image, where the background must not look damaged."""
-        g = self.grid
-        ignore = np.full(g * g, -100)
+        ignore = np.full(self.grid ** 2, -100)
         if scene.kind != "object" or scene.objects[0].name not in self.prompt_names:
             return ignore
-        cells = lambda m: m.reshape(g, m.shape[0] // g, g, -1).mean(axis=(1, 3)).reshape(-1)  # noqa: E731
-        cover, defect = cells(masks["objects"][0]), cells(masks["defect"].astype(np.float32))
+        cover, defect = patch_cover(np.stack([masks["objects"][0], masks["defect"]]), self.grid).reshape(2, -1)
         intact = (defect == 0) & ((cover > 0.35) | (self.cfg.state_patches == "all"))
         return np.where(defect >= 0.25, 1, np.where(intact, 0, ignore))
 
