@@ -431,3 +431,16 @@ def test_state_words_vary_the_state_captions_only_when_asked():
                 said[state].add(text.split()[1])
                 assert constraints["name"] == ("apple",) and text.endswith(" apple.")
     assert said["intact"] == set(INTACT_WORDS) and said["damaged"] == set(DAMAGED_WORDS)
+
+
+def test_shipped_world2_caption_stream_is_unchanged():
+    """The default captions of 200 scenes, pinned: digest measured with the code before state_words existed
+    (commit 53f8671) and after, identical; a change here changes what the released recipe trains on."""
+    from clipos_lab.pocket.pack import DrawingsPack
+
+    world = W2.World2(DrawingsPack(), 112, ("pretrain", "extra"), defect=0.5)
+    rng = np.random.default_rng(11)
+    digest = hashlib.sha256()
+    for i in range(200):
+        digest.update(repr(caption(world.render(5, i)[1], rng)).encode())
+    assert digest.hexdigest() == "0ccf7d04f4751cbb992a57fa91622d51d1f30c5fa75ef31047e938ee4f523eb2"
