@@ -385,7 +385,7 @@ def test_state_loss_pairs_each_patch_with_its_own_drawings_state_captions():
 
     texts = {"an intact apple.": 0, "a damaged apple.": 1, "an intact hammer.": 2, "a damaged hammer.": 3}
     model = SimpleNamespace(encode_text=lambda batch: torch.eye(4)[[texts[t] for t in batch]])
-    task = SimpleNamespace(cfg=SimpleNamespace(state_dense_weight=1.0, state_words=False))
+    task = SimpleNamespace(cfg=SimpleNamespace(state_dense_weight=1.0, state_words=False, state_phrases=False))
 
     def scene(name):
         return W2.Scene2("object", "striped", (W2.Placed("drawing", name, "", "", (), "", "", "", "", (0,) * 4),))
@@ -409,6 +409,18 @@ def test_state_loss_pairs_each_patch_with_its_own_drawings_state_captions():
         texts.update({f"{article(w)} {w} {name}.": base + 1 for w in DAMAGED_WORDS})
     task.cfg.state_words = True
     assert loss(right) < 0.01 and loss(swapped) > 9
+    # with state_phrases too: "an apple without a flaw." ... join the means; a phrase said of the wrong state
+    # (here: "with a defect" encoded like the intact captions) pulls the two means together and the loss rises
+    from clipos_lab.pocket.captions2 import DAMAGED_PHRASES, INTACT_PHRASES
+
+    for name, base in (("apple", 0), ("hammer", 2)):
+        texts.update({f"{article(p.format(name))} {p.format(name)}.": base for p in INTACT_PHRASES})
+        texts.update({f"{article(p.format(name))} {p.format(name)}.": base + 1 for p in DAMAGED_PHRASES})
+    task.cfg.state_phrases = True
+    assert loss(right) < 0.01 and loss(swapped) > 9
+    before = loss(right)
+    texts.update({f"an {p.format('apple')}.": 0 for p in DAMAGED_PHRASES})
+    assert loss(right) > max(0.01, 10 * before)
 
 
 def test_state_words_vary_the_state_captions_only_when_asked():
@@ -431,6 +443,26 @@ def test_state_words_vary_the_state_captions_only_when_asked():
                 said[state].add(text.split()[1])
                 assert constraints["name"] == ("apple",) and text.endswith(" apple.")
     assert said["intact"] == set(INTACT_WORDS) and said["damaged"] == set(DAMAGED_WORDS)
+
+
+def test_state_phrases_say_phrase_forms_in_frames_of_the_right_state():
+    from clipos_lab.pocket.captions2 import DAMAGED_PHRASES, INTACT_PHRASES, STATE_FRAMES, state_forms
+
+    assert state_forms("intact") == ("intact {}",) and state_forms("damaged", phrases=True)[-1] == DAMAGED_PHRASES[-1]
+    damaged = W2.Scene2("object", "striped", (W2.Placed("drawing", "apple", "food/fruit", "", (), "", "", "large",
+                                                        "middle", (0,) * 4, state="torn"),))
+    intact = W2.Scene2("object", "striped", (W2.Placed("drawing", "apple", "food/fruit", "", (), "", "", "large",
+                                                       "middle", (0,) * 4),))
+    for scene, state, phrases in ((intact, "intact", INTACT_PHRASES), (damaged, "damaged", DAMAGED_PHRASES)):
+        rng, said = np.random.default_rng(1), set()
+        for _ in range(4000):
+            text, constraints = caption(scene, rng, state_words=True, state_phrases=True)
+            if constraints.get("state") == (state,):
+                said.add(text)
+        wanted = {frame.format(f"an {p.format('apple')}") for p in phrases for frame in STATE_FRAMES}
+        assert wanted <= said  # every phrase in every frame, and never the other state's phrases
+        other = INTACT_PHRASES if state == "damaged" else DAMAGED_PHRASES
+        assert not any(p.format("apple") in t for t in said for p in other)
 
 
 def test_shipped_world2_caption_stream_is_unchanged():

@@ -22,6 +22,24 @@ NOISE_KEYWORDS = re.compile(r"^(hash|clip.?art|svg|image|icon|openclipart|inksca
 # "damaged" cannot answer a prompt that says "flawless" or "broken"
 INTACT_WORDS = ("intact", "undamaged", "flawless", "perfect", "unblemished")
 DAMAGED_WORDS = ("damaged", "broken", "defective", "flawed")
+# and the phrase forms users' prompts also say ("{} without a flaw", ``state_phrases``); "{}" is the class noun
+INTACT_PHRASES = ("{} without a flaw", "{} without a defect", "{} without damage", "{} in perfect condition")
+DAMAGED_PHRASES = ("{} with a flaw", "{} with a defect", "{} with damage", "{} in bad condition")
+STATE_FRAMES = ("{}.", "a photo of {}.", "a drawing of {}.")  # phrase captions are framed like the class captions
+
+
+def state_forms(state: str, words: bool = False, phrases: bool = False) -> tuple[str, ...]:
+    """How a caption may say ``state`` ("intact" / "damaged") of a class noun: "intact {}", "{} without a flaw"...
+    Without ``words`` or ``phrases`` only the released captions' single form."""
+    forms = (INTACT_WORDS if state == "intact" else DAMAGED_WORDS) if words else (state,)
+    return tuple(f"{w} {{}}" for w in forms) + ((INTACT_PHRASES if state == "intact" else DAMAGED_PHRASES)
+                                                if phrases else ())
+
+
+def say_state(form: str, name: str) -> str:
+    """``"flawless {}"``, ``"apple"`` -> ``"a flawless apple"``; ``"{} with a flaw"`` -> ``"an apple with a flaw"``."""
+    text = form.format(name)
+    return f"{article(text)} {text}"
 
 
 def article(word: str) -> str:
@@ -96,20 +114,19 @@ def candidates(scene: Scene2, forbidden: frozenset[str] = frozenset()) -> list[C
 
 
 def caption(scene: Scene2, rng: np.random.Generator, forbidden: frozenset[str] = frozenset(),
-            state_words: bool = False) -> Caption:
+            state_words: bool = False, state_phrases: bool = False) -> Caption:
     """One caption of ``scene`` drawn from :func:`candidates` (class captions twice as likely as each other).
-    With ``state_words``, an "intact X." / "a damaged X." caption says one of the state's other words instead
-    (drawn from ``rng`` only then, so the default stream of captions is unchanged)."""
+    With ``state_words`` (``state_phrases``), an "intact X." / "a damaged X." caption says one of the state's
+    other words (phrases, in a frame) instead, drawn from ``rng`` only then: the default stream is unchanged."""
     options = candidates(scene, forbidden)
     if not options:  # nothing sayable without a held-out word: say only the background
         return (f"a drawing on a {scene.background} background.", {"background": (scene.background,)})
     weights = np.array([2.0 if set(c) == {"name"} else 1.0 for _, c in options])
     text, constraints = options[int(rng.choice(len(options), p=weights / weights.sum()))]
     state = constraints.get("state", ("",))[0]
-    if state_words and state in ("intact", "damaged"):
-        word = str(rng.choice(INTACT_WORDS if state == "intact" else DAMAGED_WORDS))
-        name = constraints["name"][0]
-        text = f"{article(word)} {word} {name}."
+    if (state_words or state_phrases) and state in ("intact", "damaged") and set(constraints) == {"name", "state"}:
+        said = say_state(str(rng.choice(state_forms(state, state_words, state_phrases))), constraints["name"][0])
+        text = str(rng.choice(STATE_FRAMES)).format(said) if state_phrases else f"{said}."
     return text, constraints
 
 

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from ..resources import POCKET2_CONFIG
 from . import world as W
 from . import world2 as W2
-from .captions2 import DAMAGED_WORDS, INTACT_WORDS, article, caption
+from .captions2 import caption, say_state, state_forms
 from .pack import DRAWINGS_DIR, DrawingsPack, load_pack
 from .train import TRAIN_STREAM, VAL_STREAM, TrainConfig, images_to_tensor, model_device, train
 
@@ -52,6 +52,7 @@ class Train2Config(TrainConfig):
     state_dense_weight: float = 0.0  # patch tokens vs "an intact X." / "a damaged X." on defect masks (stage 2)
     state_patches: str = "object"  # which undamaged patches count as intact: the drawing's ("object") or "all"
     state_words: bool = False  # state captions and the state loss also say captions2's other state words
+    state_phrases: bool = False  # ... and its phrase forms ("an apple without a flaw", "an apple with a defect")
     eval_every: int = 500
     eval_images: int = 300
     checkpoint_every: int = 50
@@ -154,7 +155,7 @@ class DrawingsTask:
             dense.append(self.dense_labels(scene, masks["objects"]))
             if self.cfg.state_dense_weight > 0:
                 states.append(self.state_labels(scene, masks))
-        captions = [caption(s, rng, self.forbidden, self.cfg.state_words) for s in scenes]
+        captions = [caption(s, rng, self.forbidden, self.cfg.state_words, self.cfg.state_phrases) for s in scenes]
         out = (np.stack(images), scenes, captions, torch.from_numpy(np.stack(dense)).long(), 1.0)
         return out + (torch.from_numpy(np.stack(states)).long(),) if states else out
 
@@ -167,10 +168,10 @@ class DrawingsTask:
         if not rows:
             return patch_emb.sum() * 0.0
         names = sorted({scenes[i].objects[0].name for i in rows})
-        words = (INTACT_WORDS, DAMAGED_WORDS) if self.cfg.state_words else (("intact",), ("damaged",))
-        texts = [f"{article(w)} {w} {n}." for n in names for state in words for w in state]
-        text = F.normalize(model.encode_text(tokenizer(texts)), dim=-1)  # each state: the mean of its words
-        parts = [len(state) for state in words] * len(names)
+        forms = [state_forms(state, self.cfg.state_words, self.cfg.state_phrases) for state in ("intact", "damaged")]
+        texts = [f"{say_state(form, n)}." for n in names for state in forms for form in state]
+        text = F.normalize(model.encode_text(tokenizer(texts)), dim=-1)  # each state: the mean of its forms
+        parts = [len(state) for state in forms] * len(names)
         text = F.normalize(torch.stack([t.mean(0) for t in text.split(parts)]), dim=-1).view(len(names), 2, -1)
         pair = text[torch.tensor([names.index(scenes[i].objects[0].name) for i in rows], device=text.device)]
         target = labels[rows].reshape(-1)
