@@ -381,6 +381,33 @@ def forward_tokens(visual, images: torch.Tensor, surgery_blocks: int = 0):
     return _forward(visual, images, surgery_blocks, local=False)[:3]
 
 
+def window_index(grid: tuple[int, int], k: int) -> torch.Tensor:
+    """``(W, k*k)`` patch indices (row-major) of every ``k x k`` window at stride 1."""
+    h, w = grid
+    if not 1 <= k <= min(h, w):
+        raise ValueError(f"window size {k} does not fit the {h} x {w} patch grid")
+    rows = [[(r + i) * w + (c + j) for i in range(k) for j in range(k)]
+            for r in range(h - k + 1) for c in range(w - k + 1)]
+    return torch.tensor(rows, dtype=torch.long)
+
+
+def forward_windows(visual, embeds: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``(N, M, D)`` projected class tokens (not unit length) of windows that go through the tower alone: the
+    class token and the window's patches, every other patch left out, as WinCLIP reads a window.
+
+    ``embeds``: ``visual._embeds(images)``, ``(N, 1 + P, width)``; ``index``: patch indices ``(M, k*k)`` (the same
+    windows of every image) or ``(N, M, k*k)``. Gradients follow the caller's mode, as in :func:`forward_tokens`.
+    """
+    n = len(embeds)
+    index = index.expand(n, -1, -1) if index.dim() == 2 else index
+    parts = embeds[:, 1:][torch.arange(n, device=embeds.device)[:, None, None], index]  # (N, M, k*k, width)
+    seq = torch.cat([embeds[:, :1, None].expand(-1, index.shape[1], -1, -1), parts], dim=2).flatten(0, 1)
+    for block in visual.transformer.resblocks:
+        seq = block(seq)
+    pooled = visual.ln_post(seq[:, 0])
+    return (pooled @ visual.proj if visual.proj is not None else pooled).reshape(n, index.shape[1], -1)
+
+
 def check_layers(layers: Sequence[int], depth: int) -> tuple[int, ...]:
     """Intermediate block numbers (1-based, before the last block), sorted; anything else is a BackboneError."""
     if bad := [k for k in layers if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k < depth]:

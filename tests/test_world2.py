@@ -282,7 +282,8 @@ def _add_val_drawing(pack: DrawingsPack) -> None:
     T2.load_pack.cache_clear()
 
 
-def test_a_train2_stage_with_the_state_loss_logs_it_and_resumes_to_the_step(fake_pack, tmp_path):
+@pytest.mark.parametrize("windows", [0.0, 1.0])
+def test_a_train2_stage_with_the_state_loss_logs_it_and_resumes_to_the_step(fake_pack, tmp_path, windows):
     import torch
 
     from clipos_lab.pocket.train2 import train2
@@ -293,7 +294,8 @@ def test_a_train2_stage_with_the_state_loss_logs_it_and_resumes_to_the_step(fake
     options = {"model_config": str(config), "pack": str(fake_pack.folder), "steps": 2, "batch_size": 6,
                "warmup_steps": 1, "eval_every": 2, "eval_images": 3, "checkpoint_every": 1, "defect": 1.0,
                "multi_fraction": 0.0, "shape_fraction": 0.0, "background_fraction": 0.0, "labelled": 1.0,
-               "state_dense_weight": 1.0, "surgery_dense_weight": 1.0, "surgery_blocks": 1}
+               "state_dense_weight": 1.0, "surgery_dense_weight": 1.0, "surgery_blocks": 1,
+               "window_state_weight": windows, "state_phrases": windows > 0}
     train2(tmp_path / "whole", options, progress=False)
     log = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=False)["log"]
     assert all(row["loss_extra"] > 0 and np.isfinite(row["loss_extra"]) for row in log)
@@ -303,6 +305,34 @@ def test_a_train2_stage_with_the_state_loss_logs_it_and_resumes_to_the_step(fake
     split = torch.load(tmp_path / "split" / "checkpoint.pt", weights_only=False)["model"]
     for name, value in whole.items():
         assert torch.allclose(value, split[name], atol=1e-6), name
+
+
+def test_state_windows_hold_a_damaged_patch_or_only_intact_ones():
+    from types import SimpleNamespace
+
+    import torch
+
+    from clipos_lab.backbone import window_index
+    from clipos_lab.pocket.train2 import DrawingsTask
+
+    grid = 6
+    states = np.full((3, grid * grid), -100)
+    states[0] = 0
+    states[0, [14, 15]] = 1  # a small defect in the middle
+    states[1, :18] = 0  # three intact rows on top, the rest unlabelled
+    task = SimpleNamespace(grid=grid, cfg=SimpleNamespace(windows_per_image=4))
+    index, labels = DrawingsTask.state_windows(task, states, np.random.default_rng(3))
+    k = int(round(index.shape[-1] ** 0.5))
+    assert k in (2, 3) and index.shape == (3, 4, k * k) and labels.shape == (3, 4)
+    assert set(map(tuple, index[0].tolist())) <= set(map(tuple, window_index((grid, grid), k).tolist()))
+    for i in range(3):
+        for window, label in zip(index[i].tolist(), labels[i].tolist()):
+            inside = states[i][window]
+            assert (label == 1 and (inside == 1).any()) or (label == 0 and (inside == 0).all()) or label == -100
+    assert labels[0].tolist().count(1) == 2 and labels[0].tolist().count(0) == 2  # at most half damaged
+    assert (labels[1] == 0).all() and (labels[2] == -100).all()  # only intact windows; nothing labelled: none
+    again = DrawingsTask.state_windows(task, states, np.random.default_rng(3))
+    assert torch.equal(again[0], index) and torch.equal(again[1], labels)
 
 
 def test_train2_labels_are_distinct_even_where_a_class_is_also_a_v1_shape(fake_pack):
@@ -385,7 +415,8 @@ def test_state_loss_pairs_each_patch_with_its_own_drawings_state_captions():
 
     texts = {"an intact apple.": 0, "a damaged apple.": 1, "an intact hammer.": 2, "a damaged hammer.": 3}
     model = SimpleNamespace(encode_text=lambda batch: torch.eye(4)[[texts[t] for t in batch]])
-    task = SimpleNamespace(cfg=SimpleNamespace(state_dense_weight=1.0, state_words=False, state_phrases=False))
+    task = SimpleNamespace(cfg=SimpleNamespace(state_dense_weight=1.0, state_words=False, state_phrases=False,
+                                               window_state_weight=0.0))
 
     def scene(name):
         return W2.Scene2("object", "striped", (W2.Placed("drawing", name, "", "", (), "", "", "", "", (0,) * 4),))

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..backbone import forward_windows, window_index
 from ..methods.base import NotFittedError
 from .base import AnomalyScores, patch_maps
 from .prompts import StatePrompts
@@ -49,35 +50,14 @@ class WithImages:
         return len(self.bank)
 
 
-def window_index(grid: tuple[int, int], k: int) -> torch.Tensor:
-    """``(W, k*k)`` patch indices (row-major) of every ``k x k`` window at stride 1."""
-    h, w = grid
-    if not 1 <= k <= min(h, w):
-        raise ValueError(f"window size {k} does not fit the {h} x {w} patch grid")
-    rows = [[(r + i) * w + (c + j) for i in range(k) for j in range(k)]
-            for r in range(h - k + 1) for c in range(w - k + 1)]
-    return torch.tensor(rows, dtype=torch.long)
-
-
 @torch.no_grad()
 def encode_windows(images: torch.Tensor, backbone, k: int, batch_windows: int = 64) -> torch.Tensor:
     """``(N, W, D)`` embeddings (unit length) of every ``k x k`` window of preprocessed ``images`` ``(N, 3, S, S)``."""
     visual = backbone.visual
     x = visual._embeds(images.to(backbone.device, dtype=visual.conv1.weight.dtype))  # (N, 1 + P, width)
     index = window_index(backbone.grid, k).to(x.device)
-    n, n_windows = len(x), len(index)
-    cls = x[:, :1]
-    out = []
-    for start in range(0, n_windows, batch_windows):
-        idx = index[start: start + batch_windows]  # (w, k*k)
-        parts = x[:, 1:][:, idx]  # (N, w, k*k, width)
-        seq = torch.cat([cls[:, None].expand(-1, len(idx), -1, -1), parts], dim=2).flatten(0, 1)
-        for block in visual.transformer.resblocks:
-            seq = block(seq)
-        pooled = visual.ln_post(seq[:, 0])
-        if visual.proj is not None:
-            pooled = pooled @ visual.proj
-        out.append(pooled.float().reshape(n, len(idx), -1))
+    out = [forward_windows(visual, x, index[start: start + batch_windows]).float()
+           for start in range(0, len(index), batch_windows)]
     return F.normalize(torch.cat(out, dim=1), dim=-1).cpu()
 
 

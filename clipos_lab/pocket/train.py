@@ -388,7 +388,7 @@ def train(out_dir: str | os.PathLike, cfg: TrainConfig | None = None, progress: 
                                      ignore_index=-100)
         loss = loss_clip + cfg.aux_weight * loss_aux + cfg.dense_weight * loss_dense
         if extra:  # a task's own dense targets (world v2's state words), on the same tokens
-            loss_extra = task.extra_loss(model, tokenizer, patch_emb, surgery_emb, scale, scenes, extra)
+            loss_extra = task.extra_loss(model, tokenizer, patch_emb, surgery_emb, scale, scenes, extra, images=x)
             loss = loss + loss_extra
         if surgery_emb is not None:
             vv_logits = scale * F.normalize(surgery_emb, dim=-1) @ prompt_emb.T

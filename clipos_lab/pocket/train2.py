@@ -22,12 +22,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..backbone import forward_windows, window_index
 from ..resources import POCKET2_CONFIG
 from . import world as W
 from . import world2 as W2
 from .captions2 import caption, say_state, state_forms
 from .pack import DRAWINGS_DIR, DrawingsPack, load_pack
 from .train import TRAIN_STREAM, VAL_STREAM, TrainConfig, images_to_tensor, model_device, train
+
+WINDOW_STREAM = 3  # the window state loss's own random stream: the batches and captions stay the released run's
 
 
 @dataclass
@@ -53,6 +56,8 @@ class Train2Config(TrainConfig):
     state_patches: str = "object"  # which undamaged patches count as intact: the drawing's ("object") or "all"
     state_words: bool = False  # state captions and the state loss also say captions2's other state words
     state_phrases: bool = False  # ... and its phrase forms ("an apple without a flaw", "an apple with a defect")
+    window_state_weight: float = 0.0  # k x k windows alone (WinCLIP's reading) vs the same state captions
+    windows_per_image: int = 4  # per drawing with state labels: up to half damaged windows, the rest intact
     eval_every: int = 500
     eval_images: int = 300
     checkpoint_every: int = 50
@@ -153,16 +158,42 @@ class DrawingsTask:
             images.append(img)
             scenes.append(scene)
             dense.append(self.dense_labels(scene, masks["objects"]))
-            if self.cfg.state_dense_weight > 0:
+            if self.cfg.state_dense_weight > 0 or self.cfg.window_state_weight > 0:
                 states.append(self.state_labels(scene, masks))
         captions = [caption(s, rng, self.forbidden, self.cfg.state_words, self.cfg.state_phrases) for s in scenes]
         out = (np.stack(images), scenes, captions, torch.from_numpy(np.stack(dense)).long(), 1.0)
-        return out + (torch.from_numpy(np.stack(states)).long(),) if states else out
+        if not states:
+            return out
+        out += (torch.from_numpy(np.stack(states)).long(),)
+        if self.cfg.window_state_weight > 0:
+            out += self.state_windows(np.stack(states), np.random.default_rng([self.cfg.seed, WINDOW_STREAM, step]))
+        return out
 
-    def extra_loss(self, model, tokenizer, patch_emb, surgery_emb, scale, scenes, extra) -> torch.Tensor:
+    def state_windows(self, states: np.ndarray, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Windows for the window state loss, from the patch state labels ``(B, P)``: one size ``k`` (2 or 3, as
+        WinCLIP's scales) per batch; per image up to ``windows_per_image`` windows, at most half of them damaged
+        (holding a damaged patch), the rest intact (every patch intact). Returns ``(B, M, k*k)`` patch indices
+        and ``(B, M)`` labels (1 damaged, 0 intact, -100 unused)."""
+        k, m = int(rng.choice([2, 3])), self.cfg.windows_per_image
+        index = window_index((self.grid, self.grid), k).numpy()
+        chosen, labels = np.zeros((len(states), m, k * k), dtype=np.int64), np.full((len(states), m), -100)
+        for i, patch in enumerate(states):
+            inside = patch[index]  # (W, k*k)
+            damaged = np.flatnonzero((inside == 1).any(1))
+            intact = np.flatnonzero((inside == 0).all(1))
+            take_damaged = rng.permutation(damaged)[: m // 2]
+            take_intact = rng.permutation(intact)[: m - len(take_damaged)]
+            picks = np.concatenate([take_damaged, take_intact])
+            chosen[i, : len(picks)] = index[picks]
+            labels[i, : len(picks)] = [1] * len(take_damaged) + [0] * len(take_intact)
+        return torch.from_numpy(chosen), torch.from_numpy(labels).long()
+
+    def extra_loss(self, model, tokenizer, patch_emb, surgery_emb, scale, scenes, extra,
+                   images: torch.Tensor | None = None) -> torch.Tensor:
         """The state dense loss: each labelled patch's token against its own drawing's two state captions
         ("an intact X." / "a damaged X.", the words the captions use), on the projected patch tokens and, when
-        the run trains them, CLIP Surgery's value-value tokens (what zero-shot state prompts read)."""
+        the run trains them, CLIP Surgery's value-value tokens (what zero-shot state prompts read); with
+        ``window_state_weight``, also each chosen window's own embedding (WinCLIP's windows) against them."""
         labels = extra[0].to(patch_emb.device)
         rows = (labels != -100).any(1).nonzero().flatten().tolist()
         if not rows:
@@ -178,7 +209,14 @@ class DrawingsTask:
         losses = [F.cross_entropy(scale * torch.einsum("rpd,rkd->rpk", F.normalize(tokens[rows], dim=-1), pair)
                                   .reshape(-1, 2), target, ignore_index=-100)
                   for tokens in (patch_emb, surgery_emb) if tokens is not None]
-        return self.cfg.state_dense_weight * sum(losses) / len(losses)
+        loss = self.cfg.state_dense_weight * sum(losses) / len(losses)
+        if self.cfg.window_state_weight > 0:
+            index, window_labels = (t[rows].to(patch_emb.device) for t in extra[1:3])
+            windows = F.normalize(forward_windows(model.visual, model.visual._embeds(images[rows]), index), dim=-1)
+            logits = scale * torch.einsum("rmd,rkd->rmk", windows, pair)
+            loss = loss + self.cfg.window_state_weight * F.cross_entropy(
+                logits.reshape(-1, 2), window_labels.reshape(-1), ignore_index=-100)
+        return loss
 
     def labels(self, scenes: list[W2.Scene2]) -> dict[str, torch.Tensor]:
         """Head targets: the single object's attributes (-100 where a drawing has no class), "none" otherwise."""
