@@ -354,6 +354,17 @@ def test_cli_train2_names_bad_options(tmp_path, capsys):
     assert "JSON object" in err and "stepz" in err and not (tmp_path / "r" / "checkpoint.pt").exists()
 
 
+def test_train2_names_bad_state_options(fake_pack):
+    from clipos_lab.pocket.train2 import DrawingsTask, Train2Config
+
+    _add_val_drawing(fake_pack)
+    with pytest.raises(ValueError, match="state_patches='some'"):
+        DrawingsTask(Train2Config(pack=str(fake_pack.folder), state_patches="some"), 112, 14)
+    with pytest.raises(ValueError, match="windows_per_image=1"):
+        DrawingsTask(Train2Config(pack=str(fake_pack.folder), window_state_weight=1.0, windows_per_image=1), 112, 14)
+    DrawingsTask(Train2Config(pack=str(fake_pack.folder), windows_per_image=1), 112, 14)  # unused: no error
+
+
 def test_contrastive_loss_stays_finite_when_a_caption_has_no_positive():
     import torch
 

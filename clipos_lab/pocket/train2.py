@@ -98,6 +98,9 @@ class DrawingsTask:
         if cfg.state_patches not in ("object", "all"):
             raise ValueError(f"state_patches={cfg.state_patches!r}: choose 'object' (the drawing's undamaged patches "
                              f"are intact) or 'all' (the background too)")
+        if cfg.window_state_weight > 0 and not 2 <= cfg.windows_per_image <= 64:
+            raise ValueError(f"windows_per_image={cfg.windows_per_image!r}: give 2 to 64 windows per drawing (half of "
+                             f"them may be damaged) or set window_state_weight to 0")
         self.cfg, self.image_size, self.grid = cfg, image_size, grid
         self.pack = load_pack(cfg.pack)
         self.vocab = vocabulary(self.pack)
@@ -210,7 +213,7 @@ class DrawingsTask:
                                   .reshape(-1, 2), target, ignore_index=-100)
                   for tokens in (patch_emb, surgery_emb) if tokens is not None]
         loss = self.cfg.state_dense_weight * sum(losses) / len(losses)
-        if self.cfg.window_state_weight > 0:
+        if self.cfg.window_state_weight > 0 and (extra[2][rows] != -100).any():  # no window to read: no term
             index, window_labels = (t[rows].to(patch_emb.device) for t in extra[1:3])
             windows = F.normalize(forward_windows(model.visual, model.visual._embeds(images[rows]), index), dim=-1)
             logits = scale * torch.einsum("rmd,rkd->rmk", windows, pair)
