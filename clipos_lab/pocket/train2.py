@@ -10,7 +10,9 @@ Why the recipe keeps v1's pieces: the multi-positive loss is what makes captions
 attributes ("a drawing from the fruit collection") exact; the attribute heads and the dense patch loss give the
 small ViT dense signal from step one, and the dense loss makes patch tokens spatial (CLIP-OS's stage 1 needs it).
 A later stage (``init_from``) may add the state dense loss (``state_dense_weight``: patch tokens against "an
-intact X." / "a damaged X." on the defect masks); the stages tried so far are in ``docs/pocket2.md``.
+intact X." / "a damaged X." on the defect masks), other state words and phrases in the captions
+(``state_words``, ``state_phrases``) and the window state loss (``window_state_weight``: WinCLIP's windows
+against the same captions); the stages tried so far are in ``docs/pocket2.md``.
 """
 
 from __future__ import annotations
@@ -167,9 +169,10 @@ class DrawingsTask:
         out = (np.stack(images), scenes, captions, torch.from_numpy(np.stack(dense)).long(), 1.0)
         if not states:
             return out
-        out += (torch.from_numpy(np.stack(states)).long(),)
+        states = np.stack(states)
+        out += (torch.from_numpy(states).long(),)
         if self.cfg.window_state_weight > 0:
-            out += self.state_windows(np.stack(states), np.random.default_rng([self.cfg.seed, WINDOW_STREAM, step]))
+            out += self.state_windows(states, np.random.default_rng([self.cfg.seed, WINDOW_STREAM, step]))
         return out
 
     def state_windows(self, states: np.ndarray, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
