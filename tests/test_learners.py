@@ -90,3 +90,17 @@ def test_multi_prompts_start_as_the_template(tiny_backbone):
     assert feats.shape == (2, 3, tiny_backbone.embed_dim)
     plain = tiny_backbone.encode_text([f"A photo of a {n}" for n in names])  # no period, as the reference
     assert torch.allclose(feats[:, 0], plain, atol=1e-5) and torch.allclose(feats[:, 2], plain, atol=1e-5)
+
+
+def test_gallop_text_in_one_pass_is_each_prompt_set_alone(tiny_backbone):
+    """The one-call text pass must split its output back into the right (set, prompt, class) slots."""
+    torch.manual_seed(0)
+    names = ["cat", "red car", "dog"]
+    p = gallop.GalLoPPrompts(tiny_backbone, names, n_global=2, n_local=3)
+    with torch.no_grad():
+        p.global_prompts.ctx.add_(torch.randn_like(p.global_prompts.ctx))  # sets and prompts now all differ
+        p.local_prompts.ctx.add_(torch.randn_like(p.local_prompts.ctx))
+        g, loc = p.text()
+        assert g.shape == (3, 2, tiny_backbone.embed_dim) and loc.shape == (3, 3, tiny_backbone.embed_dim)
+        assert torch.allclose(g, p.global_prompts(), atol=1e-6) and torch.allclose(loc, p.local_prompts(), atol=1e-6)
+        assert not torch.allclose(g[:, 0], g[:, 1], atol=1e-3)

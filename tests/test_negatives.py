@@ -70,6 +70,16 @@ def test_plain_word_list_and_dedup_rules(tmp_path):
     assert v.select(["adj.all"]).words == ("car", "red")
 
 
+def test_word_list_read_once_per_version(tmp_path):
+    """A suite's fits share one parse of a word list, but an edited list is read again, never served stale."""
+    path = tmp_path / "words.txt"
+    path.write_text("apple\nbanana\n")
+    first = V.read_vocab(path)
+    assert V.read_vocab(path) is first and V.read_vocab(path, pos="adj") is not first
+    path.write_text("cherry\n")
+    assert V.read_vocab(path).words == ("cherry",)
+
+
 def test_grouped_score_matches_softmax_sum():
     torch.manual_seed(0)
     pos, neg = torch.randn(3, 4) * 3, torch.randn(3, 10) * 3

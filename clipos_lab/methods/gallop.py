@@ -65,7 +65,7 @@ class GalLoP(Method):
 
     def freeze(self, backbone) -> None:
         with torch.no_grad():
-            self.global_text_, self.local_text_ = self.prompts_.global_prompts(), self.prompts_.local_prompts()
+            self.global_text_, self.local_text_ = self.prompts_.text()
         self.text_ = F.normalize(self.global_text_.mean(1), dim=-1)  # for the base class (signature, shapes)
         self.scale_ = backbone.logit_scale
 

@@ -14,6 +14,7 @@ Users with another corpus pass any word list (:func:`read_vocab` reads ``word`` 
 
 from __future__ import annotations
 
+import functools
 import gzip
 import io
 import re
@@ -163,6 +164,15 @@ def read_vocab(path: str | Path = WORDNET_VOCAB, pos: str = "noun") -> Vocabular
                                 "or give a text file with one word per line")
     if pos not in ("noun", "adj"):
         raise ValueError(f"pos={pos!r}: choose 'noun' or 'adj'")
+    stat = path.stat()
+    return _parsed_vocab(str(path.resolve()), pos, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=8)
+def _parsed_vocab(path: str, pos: str, mtime_ns: int, size: int) -> Vocabulary:
+    """:func:`read_vocab`'s parse, kept per (file, version): every negative-label fit of a suite reads the same
+    70,000-line list (0.3 s a read); a changed file (time or size) is read again. Vocabulary is immutable."""
+    path = Path(path)
     raw = path.read_bytes()
     text = gzip.decompress(raw).decode("utf-8") if path.suffix == ".gz" else raw.decode("utf-8")
     words, kinds, files = [], [], []
