@@ -141,8 +141,8 @@ class GalLoPPrompts(torch.nn.Module):
 
     def text(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Global ``(C, n, D)`` and local ``(C, m, D)`` prompt features from one pass of the text tower: one call
-        instead of two per training step (about 17 % less time in the tower on a 2-core CPU; rows are
-        independent in the tower, and the v2 suite's GalLoP results stayed bit-identical)."""
+        instead of two per training step (17 % less time in the tower in one microbenchmark on a busy 2-core
+        CPU; rows are independent in the tower, and the v2 suite's GalLoP results stayed bit-identical)."""
         (g_emb, g_tok), (l_emb, l_tok) = self.global_prompts.embeddings(), self.local_prompts.embeddings()
         encoded = self.global_prompts.backbone.encode_text_embeddings(torch.cat([g_emb, l_emb]),
                                                                         torch.cat([g_tok, l_tok]))
