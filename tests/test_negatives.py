@@ -153,6 +153,23 @@ def test_adaneg_memory_fill_and_replace():
     assert torch.equal(mem.features[0, 2], f[0] * 2)
 
 
+def test_adaneg_text_only_labels_give_the_full_products_bits():
+    """Labels holding only their text are scored on slot 0 alone: the same bits as the full product over every
+    slot, next to labels with cached features (one of them full, so with replacements); a memory without its
+    text Gram (built by hand) takes the full path for every label."""
+    g = torch.Generator().manual_seed(3)
+    mem = A.ProxyMemory.new(F.normalize(torch.randn(300, 128, generator=g), dim=-1), length=10)
+    for label in [0, 299] + [7] * 14:
+        mem.put(label, F.normalize(torch.randn(128, generator=g), dim=0), float(torch.rand(1, generator=g)))
+    assert int(mem.filled[7]) == 10 and int(mem.filled[0]) == 2
+    images = F.normalize(torch.randn(33, 128, generator=g), dim=-1)
+    full = A._sample_adaptive_logits(mem.features, images, 30.0, 5.0)
+    for chunk in (None, 7):
+        assert torch.equal(A.proxy_logits(mem, images, 30.0, samada=True, beta=5.0, chunk=chunk), full)
+    mem.text_gram = None
+    assert torch.equal(A.proxy_logits(mem, images, 30.0, samada=True, beta=5.0), full)
+
+
 def test_adaneg_proxies_and_step_from_formulas():
     torch.manual_seed(1)
     text = F.normalize(torch.randn(5, 6), dim=-1)

@@ -175,6 +175,8 @@ def train_gallop(prompts: GalLoPPrompts, global_: torch.Tensor, local: torch.Ten
     if n == 0:
         raise ValueError("GalLoP needs at least one few-shot feature to train on")
     labels = labels.to(device).long()
+    # converted once, not at every step (float16 -> float32 is exact: the same bits)
+    global_, local = global_.to(device).float(), None if local is None else local.to(device).float()
     params = [p for p in prompts.parameters() if p.requires_grad]
     optim = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(optim, T_max=epochs)
@@ -186,8 +188,9 @@ def train_gallop(prompts: GalLoPPrompts, global_: torch.Tensor, local: torch.Ten
         order = rng.permutation(n)
         for start in range(0, n, batch_size):
             idx = torch.as_tensor(order[start: start + batch_size])
-            g, loc = prompts.logits(global_[idx].to(device), None if local is None else local[idx].to(device))
-            loss = gallop_loss(g, loc, labels[idx.to(device)], scale, topk, dropout, gen)
+            idx = idx.to(device)
+            g, loc = prompts.logits(global_[idx], None if local is None else local[idx])
+            loss = gallop_loss(g, loc, labels[idx], scale, topk, dropout, gen)
             optim.zero_grad(set_to_none=True)
             loss.backward()
             optim.step()

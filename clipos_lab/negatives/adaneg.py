@@ -37,13 +37,14 @@ WINDOW = 10_000
 
 @dataclass
 class ProxyMemory:
-    """Per label: slot 0 = its text embedding, then cached test features and their entropies."""
+    """Per label: slot 0 = its text embedding (never rewritten), then cached test features and their entropies."""
 
     features: torch.Tensor  # (C, length + 1, D)
     entropy: torch.Tensor   # (C, length + 1)
     filled: torch.Tensor    # (C,) next slot to write (starts at 1)
     length: int
     recent: list = field(default_factory=list)  # adaptive gap: pseudo-labels 1 (ID) / 0 (OOD), oldest first
+    text_gram: torch.Tensor | None = None  # (C,) slot 0's squared norm, as the memory's Gram matrix computes it
 
     @classmethod
     def new(cls, text: torch.Tensor, length: int = 10) -> "ProxyMemory":
@@ -51,8 +52,11 @@ class ProxyMemory:
             raise ValueError(f"memory length={length} must be at least 1")
         feats = torch.zeros(text.shape[0], length + 1, text.shape[1], device=text.device)
         feats[:, 0] = text.float()
+        # from the same batched product as proxy_logits' full path, so that a label holding only its text gets
+        # the bits that path gives it (a 1 x 1 product rounds differently)
+        gram = torch.bmm(feats, feats.transpose(1, 2))[:, 0, 0]
         return cls(feats, torch.zeros(text.shape[0], length + 1, device=text.device),
-                   torch.ones(text.shape[0], dtype=torch.long), int(length), [1, 0] * 100)
+                   torch.ones(text.shape[0], dtype=torch.long), int(length), [1, 0] * 100, gram)
 
     def put(self, label: int, feature: torch.Tensor, entropy: float) -> None:
         """Cache one feature under ``label`` (the reference's rule, see the module docstring)."""
@@ -109,32 +113,58 @@ def update_memory(memory: ProxyMemory, images: torch.Tensor, logits: torch.Tenso
 # in at every step; 0.32 -> 0.21 s per 256-image step for 10,043 labels on one thread, the same bits
 # (benchmarks/results/adaneg_chunk.txt)
 TEMP_BYTES = 2 << 20
+TEXT_CHUNK = 2048  # labels per piece of proxy_logits' text-only path: (2,048 x 256-image) temporaries, 2 MiB
 
 
 def proxy_logits(memory: ProxyMemory, images: torch.Tensor, scale: float, samada: bool, beta: float,
                  chunk: int | None = None) -> torch.Tensor:
     """``(B, C)`` logits ``scale x cos(image, proxy)``. The sample-adaptive proxy's norm comes from the memory's
     Gram matrix, so no ``(B, C, D)`` tensor is built (the reference builds it in 1,000-label pieces). Labels go
-    ``chunk`` at a time (default: as many as keep a temporary within :data:`TEMP_BYTES`)."""
+    ``chunk`` at a time (default: as many as keep a temporary within :data:`TEMP_BYTES`).
+
+    Most labels (nearly all of the 10,000 negatives) hold only their text embedding. Their empty slots add exact
+    zeros to every sum, so only slot 0 is computed for them (:func:`_text_only_logits`): the same bits as the
+    full product, for a tenth of its work (``benchmarks/adaneg_chunk.py``)."""
     images = images.float()
+    n_labels, slots = memory.features.shape[:2]
     if chunk is None:
-        chunk = max(1, TEMP_BYTES // (4 * memory.features.shape[1] * max(1, len(images))))
-    out = []
-    for s in range(0, memory.features.shape[0], chunk):
-        mem = memory.features[s: s + chunk]  # (c, L, D)
-        if not samada:
-            proxy = F.normalize(mem.mean(1), dim=-1)
-            out.append(scale * images @ proxy.T)
-            continue
-        sim = torch.einsum("cld,bd->clb", mem, images)
-        w = torch.exp(-beta * (1.0 - sim))
-        gram = torch.bmm(mem, mem.transpose(1, 2))  # (c, L, L)
-        num = (w * sim).sum(1)  # (c, B)
-        # w^T G w per (label, image) as two batched products: a three-operand einsum here was contracted
-        # through a (c, L, B, L) intermediate, gigabytes for 10,000 labels
-        den = (w * torch.bmm(gram, w)).sum(1).clamp_min(1e-24).sqrt()
-        out.append(scale * (num / den).T)
-    return torch.cat(out, dim=1)
+        chunk = max(1, TEMP_BYTES // (4 * slots * max(1, len(images))))
+    if not samada:
+        return torch.cat([scale * images @ F.normalize(memory.features[s: s + chunk].mean(1), dim=-1).T
+                          for s in range(0, n_labels, chunk)], dim=1)
+    out = images.new_empty(len(images), n_labels)
+    holds = torch.linalg.vector_norm(memory.features[:, 1:], dim=(1, 2)) > 0  # labels with cached features
+    if memory.text_gram is None:  # a memory built by hand, without slot 0's norms: the full path for all
+        holds[:] = True
+    for rows in holds.nonzero().flatten().split(chunk):
+        if len(rows):
+            out[:, rows] = _sample_adaptive_logits(memory.features[rows], images, scale, beta)
+    for rows in (~holds).nonzero().flatten().split(TEXT_CHUNK):
+        if len(rows):
+            out[:, rows] = _text_only_logits(memory.features[rows, 0], memory.text_gram[rows], images, scale, beta)
+    return out
+
+
+def _sample_adaptive_logits(mem: torch.Tensor, images: torch.Tensor, scale: float, beta: float) -> torch.Tensor:
+    """``(B, c)`` logits to the sample-adaptive proxies of memories ``mem`` ``(c, L, D)``."""
+    sim = torch.einsum("cld,bd->clb", mem, images)
+    w = torch.exp(-beta * (1.0 - sim))
+    gram = torch.bmm(mem, mem.transpose(1, 2))  # (c, L, L)
+    num = (w * sim).sum(1)  # (c, B)
+    # w^T G w per (label, image) as two batched products: a three-operand einsum here was contracted through a
+    # (c, L, B, L) intermediate, gigabytes for 10,000 labels
+    den = (w * torch.bmm(gram, w)).sum(1).clamp_min(1e-24).sqrt()
+    return scale * (num / den).T
+
+
+def _text_only_logits(text: torch.Tensor, gram: torch.Tensor, images: torch.Tensor, scale: float,
+                      beta: float) -> torch.Tensor:
+    """``(B, c)``: :func:`_sample_adaptive_logits` of memories holding only ``text`` ``(c, D)``, whose squared norms
+    ``gram`` come from the full Gram product: ``w s / sqrt(w g w)``, ``s`` the image-text cosine, ``w = exp(-beta
+    (1 - s))``. The cosines go through the same einsum as the full path's slot 0 (same bits)."""
+    sim = torch.einsum("cld,bd->clb", text[:, None], images)[:, 0]  # (c, B)
+    w = torch.exp(-beta * (1.0 - sim))
+    return scale * (w * sim / (w * (gram[:, None] * w)).clamp_min(1e-24).sqrt()).T
 
 
 def adaneg_step(memory: ProxyMemory, images: torch.Tensor, text: torch.Tensor, n_id: int, scale: float,
