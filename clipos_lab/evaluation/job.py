@@ -113,7 +113,7 @@ class BenchmarkJob:
         for outcome in outcomes:
             name = self.config.methods[outcome.method].name
             add_rows(result, self.spec, name, outcome.shots, outcome.seed, outcome.scores, outcome.predicted,
-                      self.banks)
+                      self.banks, outcome.metrics)
             fit_seconds[name] = fit_seconds.get(name, 0.0) + outcome.seconds
             self.banks.encode_seconds += outcome.draw_seconds
             self.banks.id_train.skipped.update(outcome.skipped)
@@ -170,6 +170,7 @@ class CellOutcome:
     prompts: bytes | None = None     # the learned method's safetensors file
     skipped: dict = field(default_factory=dict)
     fitted: object = None
+    metrics: dict | None = None      # score name -> OOD set -> metrics, measured where the cell ran (or None)
 
 
 @dataclass
@@ -231,6 +232,8 @@ def run_cell(context: CellContext, method_index: int, n_shots: int, seed: int) -
     else:
         scored = live.memo[key]
     outcome.scores, outcome.predicted = scored
+    # measured here, side by side with the other cells, rather than one after another when the run is written
+    outcome.metrics = cell_metrics(outcome.scores, list(banks.ood), config.fpr95_rule)
     if context.save_prompts and n_shots:
         with tempfile.TemporaryDirectory() as tmp:
             method.save(Path(tmp) / "prompts.safetensors")
@@ -249,15 +252,27 @@ def _cache_root(cache) -> Path:
     return default_cache_dir() if cache is True else Path(cache)
 
 
-def add_rows(result: BenchmarkResult, spec, name, n_shots, seed, per_set, predicted, banks) -> None:
+def cell_metrics(per_set: dict, ood_names, fpr95_rule: str) -> dict:
+    """Score name -> OOD set -> :func:`~clipos_lab.evaluation.metrics.ood_metrics` of one cell's scores."""
+    id_scores = per_set["id"]
+    # a test-time method scores the ID set once per OOD set (its stream); "id@<ood>" holds that pair's
+    return {score_name: {ood: M.ood_metrics(per_set.get(f"id@{ood}", id_scores)[score_name],
+                                            per_set[ood][score_name], fpr95_rule) for ood in ood_names}
+            for score_name in id_scores}
+
+
+def add_rows(result: BenchmarkResult, spec, name, n_shots, seed, per_set, predicted, banks,
+             metrics: dict | None = None) -> None:
+    """The cell's rows of ``results.csv``; ``metrics`` as the cell measured them (measured here when None: a
+    cell loaded from an earlier, stopped run)."""
     id_scores = per_set["id"]
     acc = M.id_accuracy(predicted, banks.id_test.labels.numpy())
     ood_scores = {ood: per_set[ood] for ood in banks.ood}
     result.scores[(name, n_shots, seed)] = {"id": id_scores, **ood_scores}
+    if metrics is None:
+        metrics = cell_metrics(per_set, list(banks.ood), result.fpr95_rule)
     for score_name in id_scores:
-        # a test-time method scores the ID set once per OOD set (its stream); "id@<ood>" holds that pair's
-        per_ood = {ood: M.ood_metrics(per_set.get(f"id@{ood}", id_scores)[score_name], s[score_name],
-                                      result.fpr95_rule) for ood, s in ood_scores.items()}
+        per_ood = metrics[score_name]
         for row in M.results_table(per_ood):
             for metric in getattr(spec, "metrics", None) or METRICS:
                 result.rows.append({"method": name, "score": score_name, "shots": n_shots, "seed": seed,

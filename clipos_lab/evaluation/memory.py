@@ -43,16 +43,21 @@ def release_freed_memory() -> bool:
     return True
 
 
-M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number (malloc.h)
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameter numbers (malloc.h)
 LARGE_BLOCK = 4 << 20  # bytes: blocks this large are mapped on their own and returned when freed
+KEPT_TOP = 32 << 20  # bytes of free heap top kept for reuse instead of being handed back at every free
 
 
 @functools.cache
 def map_large_blocks(threshold: int = LARGE_BLOCK) -> bool:
     """Fix glibc's mmap threshold at ``threshold`` bytes for this process (once); False where there is no glibc.
 
-    Fixing it also turns off the dynamic raise that lets freed multi-MB tensors stay in fragmented arenas."""
+    Fixing it also turns off the dynamic raise that lets freed multi-MB tensors stay in fragmented arenas, and
+    with it the raise of the trim threshold: the heap's free top would then go back to the system whenever it
+    passed 128 KiB, and the next step's temporaries of a few MB would be faulted in again. :data:`KEPT_TOP` keeps
+    up to 32 MB of it (measured on the v2 suite: docs/pocket2.md, "Time"); :func:`release_freed_memory` still
+    returns it between specs."""
     libc = _libc()
     if libc is None or not hasattr(libc, "mallopt"):
         return False
-    return bool(libc.mallopt(M_MMAP_THRESHOLD, int(threshold)))
+    return bool(libc.mallopt(M_MMAP_THRESHOLD, int(threshold))) and bool(libc.mallopt(M_TRIM_THRESHOLD, KEPT_TOP))
