@@ -41,7 +41,7 @@ def full_product(memory: A.ProxyMemory, images: torch.Tensor, chunk: int) -> tor
     """Every label through the full (L slots) product, ``chunk`` labels at a time: the code before the text-only
     path."""
     return torch.cat([A._sample_adaptive_logits(memory.features[s: s + chunk], images, 100.0, 5.0)
-                      for s in range(0, LABELS, chunk)], dim=1)
+                      for s in range(0, len(memory.features), chunk)], dim=1)
 
 
 def main() -> None:

@@ -187,8 +187,7 @@ def train_gallop(prompts: GalLoPPrompts, global_: torch.Tensor, local: torch.Ten
     for epoch in tqdm(range(epochs), disable=not progress, desc="GalLoP", leave=False):
         order = rng.permutation(n)
         for start in range(0, n, batch_size):
-            idx = torch.as_tensor(order[start: start + batch_size])
-            idx = idx.to(device)
+            idx = torch.as_tensor(order[start: start + batch_size], device=device)
             g, loc = prompts.logits(global_[idx], None if local is None else local[idx])
             loss = gallop_loss(g, loc, labels[idx], scale, topk, dropout, gen)
             optim.zero_grad(set_to_none=True)
